@@ -1,0 +1,714 @@
+//! The gateway config file: its schema, defaults and validation.
+//!
+//! A config is read from TOML into [`Config`] (unknown fields are errors),
+//! then [`Config::validate`] checks it whole and reports every problem with
+//! the path of the field at fault (`routes[2].plugins[0].name`). Paths in
+//! the file (plugin directory, certificates, secret files) are relative to
+//! the directory of the config file.
+//!
+//! ```toml
+//! [[listeners]]
+//! address = "127.0.0.1:8080"
+//!
+//! [plugins]
+//! dir = "plugins"
+//!
+//! [plugin.rate-limit]
+//! kv = true
+//!
+//! [upstreams.echo]
+//! targets = ["127.0.0.1:9000"]
+//!
+//! [[routes]]
+//! name = "api"
+//! path_prefix = "/api"
+//! upstream = "echo"
+//!
+//! [[routes.plugins]]
+//! name = "api-key-auth"
+//! config = { keys = { alice = "alice-key" } }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A route's name, unique within a config.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(transparent)]
+pub struct RouteName(pub String);
+
+/// A plugin's name: the file stem of `NAME.wasm` in the plugin directory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(transparent)]
+pub struct PluginName(pub String);
+
+/// An upstream pool's name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(transparent)]
+pub struct UpstreamName(pub String);
+
+macro_rules! display_name {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl $t {
+            /// The name as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
+}
+display_name!(RouteName, PluginName, UpstreamName);
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the gateway accepts client traffic.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    /// The admin API (loopback only).
+    pub admin: Option<AdminConfig>,
+    /// Size limits applied to every request.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The plugin directory and default plugin limits.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// Per-plugin settings: grants, limits, fault behaviour, instance mode.
+    #[serde(default)]
+    pub plugin: BTreeMap<PluginName, PluginSettings>,
+    /// Named secrets that plugins may be granted.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Named upstream pools.
+    #[serde(default)]
+    pub upstreams: BTreeMap<UpstreamName, UpstreamConfig>,
+    /// Routes, matched in order; the first match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// The directory the config file lives in; relative paths resolve here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// One listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `IP:PORT` to bind; port 0 picks a free port.
+    pub address: String,
+    /// Serve TLS with this certificate and key (PEM). HTTP/2 and HTTP/1.1
+    /// are offered by ALPN. Without it, plain HTTP/1.1 and HTTP/2 (prior
+    /// knowledge) are both served.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Certificate chain and private key files, PEM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// The admin API listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Loopback `IP:PORT` to bind.
+    pub address: String,
+    /// Bearer token required on every admin request.
+    pub token: Option<String>,
+    /// Name of an environment variable holding the bearer token.
+    pub token_env: Option<String>,
+}
+
+/// Size limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body buffered for a plugin that asked for it
+    /// (over it: 413).
+    pub max_request_body_bytes: usize,
+    /// Largest response body buffered for a plugin that asked for it
+    /// (over it: 502).
+    pub max_response_body_bytes: usize,
+    /// Largest request head (request line and headers) accepted over
+    /// HTTP/1.1 (over it: 431). At least 8192.
+    pub max_header_bytes: usize,
+    /// Most headers accepted in one request (over it: 431).
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_body_bytes: 1 << 20,
+            max_response_body_bytes: 8 << 20,
+            max_header_bytes: 64 << 10,
+            max_headers: 100,
+        }
+    }
+}
+
+/// The plugin directory and the defaults for every plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Directory holding `NAME.wasm` files.
+    pub dir: PathBuf,
+    /// Where compiled plugins are cached; default `$XDG_CACHE_HOME/weir` or
+    /// `~/.cache/weir`.
+    pub cache_dir: Option<PathBuf>,
+    /// Default deadline for one plugin call, in milliseconds.
+    pub deadline_ms: u64,
+    /// Default linear-memory cap per plugin instance, in MiB.
+    pub memory_mb: u64,
+    /// Default most idle warm instances kept per plugin.
+    pub max_idle_instances: usize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: PathBuf::from("plugins"),
+            cache_dir: None,
+            deadline_ms: 100,
+            memory_mb: 64,
+            max_idle_instances: 64,
+        }
+    }
+}
+
+/// How a plugin's instances are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceMode {
+    /// Warm instances are reused from a pool (fast; the default).
+    #[default]
+    Pooled,
+    /// A fresh instance for every request (stronger isolation).
+    Fresh,
+}
+
+/// Settings for one plugin, shared by every route that uses it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Deadline for one call, in milliseconds (default: `plugins.deadline_ms`).
+    pub deadline_ms: Option<u64>,
+    /// Linear-memory cap per instance, in MiB (default: `plugins.memory_mb`).
+    pub memory_mb: Option<u64>,
+    /// Skip this plugin when it faults instead of failing the request.
+    /// Never set this on an authentication plugin.
+    #[serde(default)]
+    pub fail_open: bool,
+    /// `pooled` (default) or `fresh`.
+    #[serde(default)]
+    pub instance: InstanceMode,
+    /// Grant the key-value store.
+    #[serde(default)]
+    pub kv: bool,
+    /// Secrets this plugin may read, by name.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Hosts this plugin may call: `host:port`, or `host` for any port.
+    #[serde(default)]
+    pub outbound_hosts: Vec<String>,
+    /// Ceiling on an outbound call's duration, in milliseconds.
+    #[serde(default = "default_outbound_timeout_ms")]
+    pub outbound_timeout_ms: u64,
+}
+
+fn default_outbound_timeout_ms() -> u64 {
+    5_000
+}
+
+/// Where a secret's value comes from: exactly one of the fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// The value itself (for examples and tests).
+    pub value: Option<String>,
+    /// An environment variable holding the value.
+    pub env: Option<String>,
+    /// A file holding the value (trailing newline trimmed).
+    pub file: Option<PathBuf>,
+}
+
+/// An upstream pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Targets: `host:port`, `http://host:port` or `https://host:port`.
+    pub targets: Vec<String>,
+    /// Connect timeout per attempt, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time allowed for the upstream's response head, in milliseconds.
+    #[serde(default = "default_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    /// Extra CA certificate (PEM) trusted for `https` targets.
+    pub ca: Option<PathBuf>,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+
+fn default_response_timeout_ms() -> u64 {
+    30_000
+}
+
+/// A route: what it matches, its plugin chain and where it goes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, used in logs, errors and the admin API.
+    pub name: RouteName,
+    /// Match this host (case-insensitive, port ignored); `*.example.com`
+    /// matches any subdomain. Absent: any host.
+    pub host: Option<String>,
+    /// Match paths under this prefix, at a segment boundary (`/api`
+    /// matches `/api` and `/api/x`, not `/apix`).
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+    /// Match only these methods. Absent: any method.
+    pub methods: Option<Vec<String>>,
+    /// The upstream pool requests go to.
+    pub upstream: UpstreamName,
+    /// Send the client's `host` to the upstream instead of the target's.
+    #[serde(default)]
+    pub preserve_host: bool,
+    /// The plugin chain, run in order on requests and in reverse on
+    /// responses.
+    #[serde(default)]
+    pub plugins: Vec<RoutePlugin>,
+}
+
+fn default_path_prefix() -> String {
+    "/".to_string()
+}
+
+/// One plugin in a route's chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutePlugin {
+    /// The plugin (file `NAME.wasm` in the plugin directory).
+    pub name: PluginName,
+    /// This route's config for the plugin, handed to its `configure`.
+    #[serde(default = "empty_table")]
+    pub config: toml::Value,
+}
+
+fn empty_table() -> toml::Value {
+    toml::Value::Table(Default::default())
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// One entry per problem: where and what.
+    pub problems: Vec<Problem>,
+}
+
+/// One problem: the path of the field at fault and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// e.g. `routes[1].plugins[0].name`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "config {}: {} problem{}",
+            self.file.display(),
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  {}: {}", p.path, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn one(file: &Path, path: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.to_path_buf(),
+            problems: vec![Problem { path: path.to_string(), message: message.into() }],
+        }
+    }
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| ConfigError::one(file, "(file)", format!("cannot read: {e}")))?;
+        let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse(&text, file, &base_dir)
+    }
+
+    /// Parse and validate config text; `file` is used in messages only.
+    pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            let path = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].lines().count().max(1);
+                    format!("(line {line})")
+                })
+                .unwrap_or_else(|| "(file)".to_string());
+            ConfigError::one(file, &path, message)
+        })?;
+        config.base_dir = base_dir.to_path_buf();
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { file: file.to_path_buf(), problems })
+        }
+    }
+
+    /// A path from the config resolved against the config file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+
+    /// The plugin directory, resolved.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.resolve(&self.plugins.dir)
+    }
+
+    /// The settings for a plugin (defaults where the config has none).
+    pub fn plugin_settings(&self, name: &PluginName) -> PluginSettings {
+        self.plugin.get(name).cloned().unwrap_or_else(|| PluginSettings {
+            outbound_timeout_ms: default_outbound_timeout_ms(),
+            ..Default::default()
+        })
+    }
+
+    /// Every plugin some route uses, each once.
+    pub fn used_plugins(&self) -> BTreeSet<PluginName> {
+        self.routes.iter().flat_map(|r| r.plugins.iter().map(|p| p.name.clone())).collect()
+    }
+
+    /// Check the config whole; an empty list means it is valid. Checks that
+    /// need the plugins themselves (files, `configure`) happen when they are
+    /// loaded.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |path: String, message: String| problems.push(Problem { path, message });
+
+        if self.listeners.is_empty() {
+            problem("listeners".into(), "at least one listener is required".into());
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if let Err(e) = l.address.parse::<SocketAddr>() {
+                problem(format!("listeners[{i}].address"), format!("{:?} is not IP:PORT: {e}", l.address));
+            }
+            if let Some(tls) = &l.tls {
+                for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+                    let full = self.resolve(path);
+                    if !full.is_file() {
+                        problem(format!("listeners[{i}].tls.{field}"), format!("no such file {}", full.display()));
+                    }
+                }
+            }
+        }
+
+        if let Some(admin) = &self.admin {
+            match admin.address.parse::<SocketAddr>() {
+                Ok(addr) if !addr.ip().is_loopback() => problem(
+                    "admin.address".into(),
+                    format!("{} is not a loopback address; the admin API is served on loopback only", admin.address),
+                ),
+                Ok(_) => {}
+                Err(e) => problem("admin.address".into(), format!("{:?} is not IP:PORT: {e}", admin.address)),
+            }
+            if let Some(var) = &admin.token_env {
+                if admin.token.is_some() {
+                    problem("admin.token_env".into(), "set token or token_env, not both".into());
+                } else if std::env::var(var).map(|v| v.is_empty()).unwrap_or(true) {
+                    problem("admin.token_env".into(), format!("environment variable {var} is not set"));
+                }
+            }
+        }
+
+        if self.limits.max_header_bytes < 8192 {
+            problem("limits.max_header_bytes".into(), "must be at least 8192".into());
+        }
+        if self.limits.max_headers == 0 {
+            problem("limits.max_headers".into(), "must be at least 1".into());
+        }
+
+        if self.plugins.deadline_ms == 0 {
+            problem("plugins.deadline_ms".into(), "must be at least 1".into());
+        }
+        if self.plugins.memory_mb == 0 || self.plugins.memory_mb > 4096 {
+            problem("plugins.memory_mb".into(), "must be between 1 and 4096".into());
+        }
+        let used = self.used_plugins();
+        for (name, settings) in &self.plugin {
+            let at = format!("plugin.{name}");
+            if !valid_plugin_name(name.as_str()) {
+                problem(at.clone(), "plugin names use letters, digits, '-' and '_'".into());
+            }
+            if settings.deadline_ms == Some(0) {
+                problem(format!("{at}.deadline_ms"), "must be at least 1".into());
+            }
+            if let Some(mb) = settings.memory_mb {
+                if mb == 0 || mb > 4096 {
+                    problem(format!("{at}.memory_mb"), "must be between 1 and 4096".into());
+                }
+            }
+            for (j, secret) in settings.secrets.iter().enumerate() {
+                if !self.secrets.contains_key(secret) {
+                    problem(format!("{at}.secrets[{j}]"), format!("unknown secret {secret:?}"));
+                }
+            }
+            for (j, host) in settings.outbound_hosts.iter().enumerate() {
+                if host.is_empty() || host.contains('/') || host.contains("://") {
+                    problem(format!("{at}.outbound_hosts[{j}]"), format!("{host:?} is not host or host:port"));
+                }
+            }
+            if !used.contains(name) {
+                tracing::warn!(plugin = %name, "plugin.{name} is configured but no route uses it");
+            }
+        }
+
+        for (name, secret) in &self.secrets {
+            let at = format!("secrets.{name}");
+            let sources = [secret.value.is_some(), secret.env.is_some(), secret.file.is_some()];
+            match sources.iter().filter(|s| **s).count() {
+                1 => {}
+                0 => problem(at.clone(), "needs one of value, env, file".into()),
+                _ => problem(at.clone(), "set only one of value, env, file".into()),
+            }
+            if let Some(var) = &secret.env {
+                if std::env::var_os(var).is_none() {
+                    problem(format!("{at}.env"), format!("environment variable {var} is not set"));
+                }
+            }
+            if let Some(file) = &secret.file {
+                let full = self.resolve(file);
+                if !full.is_file() {
+                    problem(format!("{at}.file"), format!("no such file {}", full.display()));
+                }
+            }
+        }
+
+        for (name, upstream) in &self.upstreams {
+            let at = format!("upstreams.{name}");
+            if upstream.targets.is_empty() {
+                problem(format!("{at}.targets"), "at least one target is required".into());
+            }
+            for (j, target) in upstream.targets.iter().enumerate() {
+                if let Err(e) = parse_target(target) {
+                    problem(format!("{at}.targets[{j}]"), e);
+                }
+            }
+            if upstream.connect_timeout_ms == 0 {
+                problem(format!("{at}.connect_timeout_ms"), "must be at least 1".into());
+            }
+            if upstream.response_timeout_ms == 0 {
+                problem(format!("{at}.response_timeout_ms"), "must be at least 1".into());
+            }
+            if let Some(ca) = &upstream.ca {
+                let full = self.resolve(ca);
+                if !full.is_file() {
+                    problem(format!("{at}.ca"), format!("no such file {}", full.display()));
+                }
+            }
+        }
+
+        let mut seen = BTreeSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = format!("routes[{i}]");
+            if route.name.0.is_empty() {
+                problem(format!("{at}.name"), "must not be empty".into());
+            } else if !seen.insert(&route.name) {
+                problem(format!("{at}.name"), format!("duplicate route name {:?}", route.name.0));
+            }
+            if !route.path_prefix.starts_with('/') {
+                problem(format!("{at}.path_prefix"), format!("{:?} must start with '/'", route.path_prefix));
+            }
+            if let Some(host) = &route.host {
+                if host.is_empty() || host.contains('/') {
+                    problem(format!("{at}.host"), format!("{host:?} is not a host name"));
+                }
+            }
+            if let Some(methods) = &route.methods {
+                for (j, m) in methods.iter().enumerate() {
+                    if http::Method::from_bytes(m.as_bytes()).is_err() {
+                        problem(format!("{at}.methods[{j}]"), format!("{m:?} is not an HTTP method"));
+                    }
+                }
+            }
+            if !self.upstreams.contains_key(&route.upstream) {
+                problem(format!("{at}.upstream"), format!("unknown upstream {:?}", route.upstream.0));
+            }
+            for (j, p) in route.plugins.iter().enumerate() {
+                if !valid_plugin_name(p.name.as_str()) {
+                    problem(
+                        format!("{at}.plugins[{j}].name"),
+                        format!("{:?}: plugin names use letters, digits, '-' and '_'", p.name.0),
+                    );
+                }
+                if !p.config.is_table() {
+                    problem(format!("{at}.plugins[{j}].config"), "must be a table".into());
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// Plugin names double as file names, so keep them plain.
+pub fn valid_plugin_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// An upstream target: scheme and `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
+    /// `host:port`.
+    pub authority: http::uri::Authority,
+}
+
+/// Parse `host:port`, `http://host:port` or `https://host[:port]`.
+pub fn parse_target(text: &str) -> Result<Target, String> {
+    let with_scheme = if text.contains("://") { text.to_string() } else { format!("http://{text}") };
+    let uri: http::Uri = with_scheme.parse().map_err(|e| format!("{text:?} is not a target: {e}"))?;
+    let scheme = uri.scheme().cloned().ok_or_else(|| format!("{text:?} has no scheme"))?;
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+        return Err(format!("{text:?}: scheme must be http or https"));
+    }
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(format!("{text:?}: a target has no path"));
+    }
+    let authority = uri.authority().cloned().ok_or_else(|| format!("{text:?} has no host"))?;
+    let authority = if authority.port().is_some() {
+        authority
+    } else {
+        let port = if scheme == http::uri::Scheme::HTTPS { 443 } else { 80 };
+        format!("{}:{port}", authority.host())
+            .parse()
+            .map_err(|e| format!("{text:?}: {e}"))?
+    };
+    Ok(Target { scheme, authority })
+}
+
+/// The route's plugin config as JSON, for `configure`.
+pub fn plugin_config_json(value: &toml::Value) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"), Path::new("."))
+    }
+
+    const MINIMAL: &str = r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.echo]
+        targets = ["127.0.0.1:9000"]
+        [[routes]]
+        name = "api"
+        upstream = "echo"
+    "#;
+
+    #[test]
+    fn minimal_config_is_valid_with_defaults() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.routes[0].path_prefix, "/");
+        assert_eq!(config.plugins.deadline_ms, 100);
+        assert_eq!(config.plugins.memory_mb, 64);
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_name() {
+        let err = parse(&format!("{MINIMAL}\nbogus = 1\n")).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = r#"
+            [[listeners]]
+            address = "nonsense"
+            [admin]
+            address = "0.0.0.0:9000"
+            [upstreams.echo]
+            targets = []
+            [[routes]]
+            name = "a"
+            upstream = "nowhere"
+            path_prefix = "api"
+            [[routes.plugins]]
+            name = "../evil"
+            [[routes]]
+            name = "a"
+            upstream = "echo"
+            methods = ["GE T"]
+        "#;
+        let err = parse(text).unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        for expected in [
+            "listeners[0].address",
+            "admin.address",
+            "upstreams.echo.targets",
+            "routes[0].upstream",
+            "routes[0].path_prefix",
+            "routes[0].plugins[0].name",
+            "routes[1].name",
+            "routes[1].methods[0]",
+        ] {
+            assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
+        }
+        assert!(err.to_string().contains("unknown upstream \"nowhere\""), "{err}");
+    }
+
+    #[test]
+    fn grants_must_name_defined_secrets() {
+        let text = format!("{MINIMAL}\n[plugin.auth]\nsecrets = [\"missing\"]\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.problems[0].path, "plugin.auth.secrets[0]");
+    }
+
+    #[test]
+    fn targets_parse_with_default_ports() {
+        assert_eq!(parse_target("10.0.0.1:81").unwrap().authority.as_str(), "10.0.0.1:81");
+        assert_eq!(parse_target("http://a.test").unwrap().authority.as_str(), "a.test:80");
+        let t = parse_target("https://a.test").unwrap();
+        assert_eq!((t.scheme.as_str(), t.authority.as_str()), ("https", "a.test:443"));
+        assert!(parse_target("ftp://a.test").is_err());
+        assert!(parse_target("http://a.test/x").is_err());
+    }
+}

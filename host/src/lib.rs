@@ -1,0 +1,15 @@
+//! Weir: a programmable API and AI gateway whose request path runs through
+//! sandboxed WebAssembly component plugins.
+//!
+//! Reading order follows a request: [`config`] (what the operator wrote),
+//! [`proxy`] (listeners, routing, upstreams, the chain of phases),
+//! [`plugins`] (the runtime that loads and calls plugins, and the host
+//! capabilities they import), [`admin`] (the admin API), and [`gateway`]
+//! (putting it together).
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod plugins;
+pub mod proxy;

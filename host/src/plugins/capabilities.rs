@@ -1,0 +1,451 @@
+//! The host side of the plugin contract: the store's state and every
+//! import a plugin can call — the `request`/`response` handles, `log`,
+//! `kv`, `secrets` and `outbound-http`.
+//!
+//! Capabilities follow three steps. Once per process the imports are added
+//! to the [`Linker`]. Once per plugin load its grants are checked against
+//! the config ([`Grants`]). Per instance, [`HostState`] is built cheaply
+//! from shared parts. A call to a capability the plugin was not granted
+//! returns `error.not-granted` naming the missing grant.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime::{ResourceLimiter, Result};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::kv::KvStore;
+use super::outbound::OutboundClient;
+pub use super::state::{RequestState, ResponseState};
+use crate::config::{PluginName, RouteName};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "weir:plugin/plugin",
+    imports: {
+        "weir:plugin/outbound-http.send": async | trappable,
+        default: trappable,
+    },
+    exports: { default: async },
+    with: {
+        "weir:plugin/types.request": RequestState,
+        "weir:plugin/types.response": ResponseState,
+    },
+});
+
+use weir::plugin::types::{Error as CapError, Header};
+
+/// What a plugin was granted, from its `[plugin.NAME]` settings.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// May use the key-value store.
+    pub kv: bool,
+    /// Secret names it may read.
+    pub secrets: Vec<String>,
+    /// `host:port` or `host` entries it may call.
+    pub outbound_hosts: Vec<String>,
+    /// Ceiling on an outbound call.
+    pub outbound_timeout: Duration,
+}
+
+/// Parts shared by every plugin instance of a gateway.
+pub struct SharedCapabilities {
+    /// The key-value store.
+    pub kv: Arc<KvStore>,
+    /// Secret values by name.
+    pub secrets: HashMap<String, String>,
+    /// Client for outbound calls.
+    pub outbound: OutboundClient,
+}
+
+/// Who is calling: the plugin's identity and grants.
+#[derive(Debug)]
+pub struct PluginIdentity {
+    /// The plugin's name.
+    pub name: PluginName,
+    /// What it may use.
+    pub grants: Grants,
+}
+
+/// Caps linear memory per instance and remembers when the cap was hit, so
+/// the resulting trap is reported as a memory fault.
+pub struct MemoryCap {
+    limit: usize,
+    /// Set when a grow beyond the limit was refused.
+    pub exceeded: bool,
+}
+
+impl MemoryCap {
+    /// A cap of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        MemoryCap { limit, exceeded: false }
+    }
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Err(wasmtime::format_err!("memory cap of {} MiB reached", self.limit >> 20));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The data of one plugin instance's store.
+pub struct HostState {
+    wasi: WasiCtx,
+    /// Handles passed to the plugin during a call.
+    pub table: ResourceTable,
+    /// The memory cap.
+    pub memory: MemoryCap,
+    /// When the current call must end.
+    pub deadline: Instant,
+    /// The route of the current call, for logs.
+    pub route: Option<RouteName>,
+    identity: Arc<PluginIdentity>,
+    shared: Arc<SharedCapabilities>,
+}
+
+impl HostState {
+    /// State for a new instance of the plugin `identity`.
+    pub fn new(identity: Arc<PluginIdentity>, shared: Arc<SharedCapabilities>, memory_limit: usize) -> Self {
+        // No files, no sockets, no environment: plugins reach the world
+        // only through the capabilities above. Panic messages go to stderr.
+        let wasi = WasiCtx::builder().inherit_stderr().build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap::new(memory_limit),
+            deadline: Instant::now(),
+            route: None,
+            identity,
+            shared,
+        }
+    }
+
+    fn route_name(&self) -> &str {
+        self.route.as_ref().map_or("-", RouteName::as_str)
+    }
+
+    fn kv_key(&self, key: &str) -> Result<String, CapError> {
+        if !self.identity.grants.kv {
+            return Err(CapError::NotGranted(format!("kv (grant it with [plugin.{}] kv = true)", self.identity.name)));
+        }
+        Ok(format!("{}\u{0}{key}", self.identity.name))
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Add WASI and every Weir import to `linker`.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(linker, |s| s)?;
+    Ok(())
+}
+
+fn header_name(name: &str) -> Result<HeaderName, CapError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| CapError::Invalid(format!("{name:?} is not a header name")))
+}
+
+fn header_value(name: &str, value: &str) -> Result<HeaderValue, CapError> {
+    HeaderValue::from_str(value).map_err(|_| CapError::Invalid(format!("value of {name:?} is not a valid header value")))
+}
+
+fn first_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+fn all_headers(headers: &HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect()
+}
+
+fn set_header(headers: &mut HeaderMap, name: &str, value: &str) -> Result<(), CapError> {
+    headers.insert(header_name(name)?, header_value(name, value)?);
+    Ok(())
+}
+
+fn append_header(headers: &mut HeaderMap, name: &str, value: &str) -> Result<(), CapError> {
+    headers.append(header_name(name)?, header_value(name, value)?);
+    Ok(())
+}
+
+fn remove_header(headers: &mut HeaderMap, name: &str) {
+    if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+        headers.remove(name);
+    }
+}
+
+impl weir::plugin::types::Host for HostState {}
+
+impl weir::plugin::types::HostRequest for HostState {
+    fn method(&mut self, r: Resource<RequestState>) -> Result<String> {
+        Ok(self.table.get(&r)?.parts.method.to_string())
+    }
+
+    fn set_method(&mut self, r: Resource<RequestState>, method: String) -> Result<Result<(), CapError>> {
+        let parsed = match http::Method::from_bytes(method.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => return Ok(Err(CapError::Invalid(format!("{method:?} is not an HTTP method")))),
+        };
+        self.table.get_mut(&r)?.parts.method = parsed;
+        Ok(Ok(()))
+    }
+
+    fn path(&mut self, r: Resource<RequestState>) -> Result<String> {
+        let uri = &self.table.get(&r)?.parts.uri;
+        Ok(uri.path_and_query().map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string()))
+    }
+
+    fn set_path(&mut self, r: Resource<RequestState>, path: String) -> Result<Result<(), CapError>> {
+        if !path.starts_with('/') {
+            return Ok(Err(CapError::Invalid(format!("path {path:?} must start with '/'"))));
+        }
+        let parsed = match http::uri::PathAndQuery::from_maybe_shared(Bytes::from(path.clone())) {
+            Ok(pq) => pq,
+            Err(_) => return Ok(Err(CapError::Invalid(format!("{path:?} is not a valid path")))),
+        };
+        let state = self.table.get_mut(&r)?;
+        let mut parts = std::mem::take(&mut state.parts.uri).into_parts();
+        parts.path_and_query = Some(parsed);
+        match http::Uri::from_parts(parts) {
+            Ok(uri) => {
+                state.parts.uri = uri;
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(CapError::Invalid(format!("{path:?}: {e}")))),
+        }
+    }
+
+    fn authority(&mut self, r: Resource<RequestState>) -> Result<Option<String>> {
+        let parts = &self.table.get(&r)?.parts;
+        Ok(crate::proxy::forwarding::request_authority(parts).map(str::to_string))
+    }
+
+    fn header(&mut self, r: Resource<RequestState>, name: String) -> Result<Option<String>> {
+        Ok(first_header(&self.table.get(&r)?.parts.headers, &name))
+    }
+
+    fn headers(&mut self, r: Resource<RequestState>) -> Result<Vec<Header>> {
+        Ok(all_headers(&self.table.get(&r)?.parts.headers))
+    }
+
+    fn set_header(&mut self, r: Resource<RequestState>, name: String, value: String) -> Result<Result<(), CapError>> {
+        Ok(set_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+    }
+
+    fn append_header(&mut self, r: Resource<RequestState>, name: String, value: String) -> Result<Result<(), CapError>> {
+        Ok(append_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+    }
+
+    fn remove_header(&mut self, r: Resource<RequestState>, name: String) -> Result<()> {
+        remove_header(&mut self.table.get_mut(&r)?.parts.headers, &name);
+        Ok(())
+    }
+
+    fn body(&mut self, r: Resource<RequestState>) -> Result<Option<Vec<u8>>> {
+        let state = self.table.get(&r)?;
+        Ok(if state.body_visible || state.body_replaced {
+            Some(state.body.as_deref().unwrap_or_default().to_vec())
+        } else {
+            None
+        })
+    }
+
+    fn set_body(&mut self, r: Resource<RequestState>, body: Vec<u8>) -> Result<()> {
+        let state = self.table.get_mut(&r)?;
+        state.body = Some(Bytes::from(body));
+        state.body_replaced = true;
+        Ok(())
+    }
+
+    fn property(&mut self, r: Resource<RequestState>, name: String) -> Result<Option<String>> {
+        Ok(self.table.get(&r)?.properties.get(&name).map(str::to_string))
+    }
+
+    fn set_property(&mut self, r: Resource<RequestState>, name: String, value: String) -> Result<()> {
+        if let Err(reason) = self.table.get_mut(&r)?.properties.set(&name, &value) {
+            tracing::warn!(plugin = %self.identity.name, route = self.route_name(), "set-property refused: {reason}");
+        }
+        Ok(())
+    }
+
+    fn drop(&mut self, _r: Resource<RequestState>) -> Result<()> {
+        // The host owns request handles and takes them back after each call.
+        Ok(())
+    }
+}
+
+impl weir::plugin::types::HostResponse for HostState {
+    fn status(&mut self, r: Resource<ResponseState>) -> Result<u16> {
+        Ok(self.table.get(&r)?.parts.status.as_u16())
+    }
+
+    fn set_status(&mut self, r: Resource<ResponseState>, status: u16) -> Result<Result<(), CapError>> {
+        match http::StatusCode::from_u16(status) {
+            Ok(code) => {
+                self.table.get_mut(&r)?.parts.status = code;
+                Ok(Ok(()))
+            }
+            Err(_) => Ok(Err(CapError::Invalid(format!("{status} is not a status code")))),
+        }
+    }
+
+    fn header(&mut self, r: Resource<ResponseState>, name: String) -> Result<Option<String>> {
+        Ok(first_header(&self.table.get(&r)?.parts.headers, &name))
+    }
+
+    fn headers(&mut self, r: Resource<ResponseState>) -> Result<Vec<Header>> {
+        Ok(all_headers(&self.table.get(&r)?.parts.headers))
+    }
+
+    fn set_header(&mut self, r: Resource<ResponseState>, name: String, value: String) -> Result<Result<(), CapError>> {
+        Ok(set_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+    }
+
+    fn append_header(&mut self, r: Resource<ResponseState>, name: String, value: String) -> Result<Result<(), CapError>> {
+        Ok(append_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+    }
+
+    fn remove_header(&mut self, r: Resource<ResponseState>, name: String) -> Result<()> {
+        remove_header(&mut self.table.get_mut(&r)?.parts.headers, &name);
+        Ok(())
+    }
+
+    fn body(&mut self, r: Resource<ResponseState>) -> Result<Option<Vec<u8>>> {
+        let state = self.table.get(&r)?;
+        Ok(if state.body_visible || state.body_replaced {
+            Some(state.body.as_deref().unwrap_or_default().to_vec())
+        } else {
+            None
+        })
+    }
+
+    fn set_body(&mut self, r: Resource<ResponseState>, body: Vec<u8>) -> Result<()> {
+        let state = self.table.get_mut(&r)?;
+        state.body = Some(Bytes::from(body));
+        state.body_replaced = true;
+        Ok(())
+    }
+
+    fn property(&mut self, r: Resource<ResponseState>, name: String) -> Result<Option<String>> {
+        Ok(self.table.get(&r)?.properties.get(&name).map(str::to_string))
+    }
+
+    fn set_property(&mut self, r: Resource<ResponseState>, name: String, value: String) -> Result<()> {
+        if let Err(reason) = self.table.get_mut(&r)?.properties.set(&name, &value) {
+            tracing::warn!(plugin = %self.identity.name, route = self.route_name(), "set-property refused: {reason}");
+        }
+        Ok(())
+    }
+
+    fn drop(&mut self, _r: Resource<ResponseState>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl weir::plugin::log::Host for HostState {
+    fn log(&mut self, level: weir::plugin::log::Level, message: String) -> Result<()> {
+        use weir::plugin::log::Level;
+        let plugin = self.identity.name.as_str();
+        let route = self.route_name();
+        // Cap what one line can cost.
+        let message = if message.len() > 4096 { &message[..message.floor_char_boundary(4096)] } else { &message };
+        match level {
+            Level::Trace => tracing::trace!(target: "weir::plugin", plugin, route, "{message}"),
+            Level::Debug => tracing::debug!(target: "weir::plugin", plugin, route, "{message}"),
+            Level::Info => tracing::info!(target: "weir::plugin", plugin, route, "{message}"),
+            Level::Warn => tracing::warn!(target: "weir::plugin", plugin, route, "{message}"),
+            Level::Error => tracing::error!(target: "weir::plugin", plugin, route, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+fn ttl(ms: Option<u64>) -> Option<Duration> {
+    ms.map(Duration::from_millis)
+}
+
+impl weir::plugin::kv::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Result<Option<Vec<u8>>, CapError>> {
+        Ok(self.kv_key(&key).map(|k| self.shared.kv.get(&k)))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<Result<(), CapError>> {
+        Ok(self
+            .kv_key(&key)
+            .and_then(|k| self.shared.kv.set(&k, &value, ttl(ttl_ms)).map_err(|e| CapError::Invalid(e.to_string()))))
+    }
+
+    fn delete(&mut self, key: String) -> Result<Result<bool, CapError>> {
+        Ok(self.kv_key(&key).map(|k| self.shared.kv.delete(&k)))
+    }
+
+    fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<Result<i64, CapError>> {
+        Ok(self
+            .kv_key(&key)
+            .and_then(|k| self.shared.kv.increment(&k, delta, ttl(ttl_ms)).map_err(|e| CapError::Invalid(e.to_string()))))
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<Result<bool, CapError>> {
+        Ok(self.kv_key(&key).and_then(|k| {
+            self.shared
+                .kv
+                .compare_and_swap(&k, expected.as_deref(), &value, ttl(ttl_ms))
+                .map_err(|e| CapError::Invalid(e.to_string()))
+        }))
+    }
+}
+
+impl weir::plugin::secrets::Host for HostState {
+    fn get(&mut self, name: String) -> Result<Result<String, CapError>> {
+        if !self.identity.grants.secrets.iter().any(|s| *s == name) {
+            return Ok(Err(CapError::NotGranted(format!(
+                "secret {name:?} (grant it with [plugin.{}] secrets = [\"{name}\"])",
+                self.identity.name
+            ))));
+        }
+        Ok(self
+            .shared
+            .secrets
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| CapError::Failed(format!("secret {name:?} is not defined"))))
+    }
+}
+
+impl weir::plugin::outbound_http::Host for HostState {
+    async fn send(
+        &mut self,
+        request: weir::plugin::outbound_http::OutgoingRequest,
+    ) -> Result<Result<weir::plugin::outbound_http::IncomingResponse, CapError>> {
+        let started = Instant::now();
+        let outcome = self.shared.outbound.send(&self.identity.name, &self.identity.grants, request).await;
+        // The deadline bounds the plugin's own running time; time spent
+        // waiting on the network is bounded by the grant's timeout instead.
+        self.deadline += started.elapsed();
+        Ok(outcome)
+    }
+}

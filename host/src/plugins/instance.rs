@@ -1,0 +1,410 @@
+//! A loaded plugin, its pool of warm instances, and calls into them under
+//! the plugin's limits.
+//!
+//! Every instance is configured for every route that uses the plugin: it
+//! holds one `handler` per route, in the order of [`LoadedPlugin::routes`]
+//! (a route's *slot*). A request checks an instance out with a [`Lease`],
+//! calls it, and the lease puts it back when dropped — unless the instance
+//! faulted (trap, deadline, memory cap), in which case it is thrown away.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use wasmtime::component::{InstancePre, Resource, ResourceAny};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::capabilities::weir::plugin::types::{Interests, RequestAction};
+use super::capabilities::{HostState, PluginIdentity, PluginPre, SharedCapabilities};
+use super::state::{RequestState, ResponseState};
+use crate::config::{InstanceMode, PluginName, RouteName};
+
+/// A plugin call that failed. Each maps to one HTTP status (see
+/// `proxy::error`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginFault {
+    /// The plugin trapped (a panic, `unreachable`, an invalid access).
+    #[error("plugin {plugin} trapped: {detail}")]
+    Trap {
+        /// The plugin.
+        plugin: PluginName,
+        /// What wasmtime reported.
+        detail: String,
+    },
+    /// The call ran past its deadline.
+    #[error("plugin {plugin} exceeded its {deadline_ms} ms deadline")]
+    Deadline {
+        /// The plugin.
+        plugin: PluginName,
+        /// The deadline.
+        deadline_ms: u64,
+    },
+    /// The instance tried to grow its memory past the cap.
+    #[error("plugin {plugin} exceeded its {limit_mb} MiB memory cap")]
+    Memory {
+        /// The plugin.
+        plugin: PluginName,
+        /// The cap.
+        limit_mb: u64,
+    },
+    /// No instance could be made (instantiation failed or the instance
+    /// pool is exhausted).
+    #[error("plugin {plugin} is unavailable: {detail}")]
+    Unavailable {
+        /// The plugin.
+        plugin: PluginName,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// The limits and fault behaviour of one plugin.
+#[derive(Debug, Clone)]
+pub struct PluginLimits {
+    /// Deadline per call.
+    pub deadline: Duration,
+    /// Linear-memory cap per instance, in bytes.
+    pub memory_bytes: usize,
+    /// Skip the plugin on fault instead of failing the request.
+    pub fail_open: bool,
+    /// Pooled or fresh instances.
+    pub mode: InstanceMode,
+    /// Most idle instances kept.
+    pub max_idle: usize,
+}
+
+/// One route's use of a plugin.
+#[derive(Debug, Clone)]
+pub struct RouteSlot {
+    /// The route.
+    pub route: RouteName,
+    /// The route's config for the plugin, as JSON.
+    pub config_json: String,
+    /// What the handler asked for, learnt at load.
+    pub interests: Interests,
+}
+
+/// A plugin file, compiled, linked and configured for its routes.
+pub struct LoadedPlugin {
+    /// Name, grants.
+    pub identity: Arc<PluginIdentity>,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// SHA-256 of the file: the version.
+    pub content_hash: String,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    /// Whether the compiled code came from the cache.
+    pub from_cache: bool,
+    /// Limits and fault behaviour.
+    pub limits: PluginLimits,
+    /// The routes that use it, by slot.
+    pub routes: Vec<RouteSlot>,
+    pre: PluginPre<HostState>,
+    shared: Arc<SharedCapabilities>,
+    idle: Mutex<Vec<PluginInstance>>,
+}
+
+/// One live instance and its handlers (one per route slot; `None` for
+/// slots a fresh instance did not configure).
+pub struct PluginInstance {
+    store: Store<HostState>,
+    bindings: super::capabilities::Plugin,
+    handlers: Vec<Option<ResourceAny>>,
+}
+
+impl LoadedPlugin {
+    /// Link a compiled plugin; `configure` runs later, per instance.
+    pub(crate) fn new(
+        identity: Arc<PluginIdentity>,
+        file: PathBuf,
+        content_hash: String,
+        from_cache: bool,
+        limits: PluginLimits,
+        routes: Vec<RouteSlot>,
+        instance_pre: InstancePre<HostState>,
+        shared: Arc<SharedCapabilities>,
+    ) -> wasmtime::Result<Self> {
+        let pre = PluginPre::new(instance_pre)?;
+        Ok(LoadedPlugin {
+            identity,
+            file,
+            content_hash,
+            loaded_at: SystemTime::now(),
+            from_cache,
+            limits,
+            routes,
+            pre,
+            shared,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &PluginName {
+        &self.identity.name
+    }
+
+    /// Idle warm instances right now.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    fn fault(&self, store: &Store<HostState>, error: wasmtime::Error) -> PluginFault {
+        let plugin = self.identity.name.clone();
+        if store.data().memory.exceeded {
+            return PluginFault::Memory { plugin, limit_mb: (self.limits.memory_bytes >> 20) as u64 };
+        }
+        if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            return PluginFault::Deadline { plugin, deadline_ms: self.limits.deadline.as_millis() as u64 };
+        }
+        PluginFault::Trap { plugin, detail: format!("{error:#}").lines().next().unwrap_or_default().to_string() }
+    }
+
+    /// Instantiate and run `configure` for the given slots (all, for a
+    /// pooled instance). Also returns each configured slot's interests.
+    pub(crate) async fn instantiate(
+        &self,
+        slots: &[usize],
+    ) -> Result<(PluginInstance, Vec<Interests>), InstantiateError> {
+        let state = HostState::new(self.identity.clone(), self.shared.clone(), self.limits.memory_bytes);
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.memory);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Give the runtime back its worker between ticks.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        begin_call(&mut store, self.limits.deadline, None);
+        let bindings = match self.pre.instantiate_async(&mut store).await {
+            Ok(b) => b,
+            Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
+        };
+        let mut handlers = vec![None; self.routes.len()];
+        let mut interests = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            let route = &self.routes[slot];
+            begin_call(&mut store, self.limits.deadline, Some(&route.route));
+            let filter = bindings.weir_plugin_filter().handler();
+            let handler = match filter.call_configure(&mut store, &route.config_json).await {
+                Ok(Ok(h)) => h,
+                Ok(Err(reason)) => {
+                    return Err(InstantiateError::Rejected { route: route.route.clone(), reason });
+                }
+                Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
+            };
+            begin_call(&mut store, self.limits.deadline, Some(&route.route));
+            match filter.call_interests(&mut store, handler).await {
+                Ok(i) => interests.push(i),
+                Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
+            }
+            handlers[slot] = Some(handler);
+        }
+        Ok((PluginInstance { store, bindings, handlers }, interests))
+    }
+
+    /// Check out an instance able to serve `slot`.
+    pub async fn lease(self: &Arc<Self>, slot: usize) -> Result<Lease, PluginFault> {
+        if self.limits.mode == InstanceMode::Pooled {
+            let warm = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            if let Some(instance) = warm {
+                return Ok(Lease { plugin: self.clone(), instance: Some(instance), reusable: true });
+            }
+        }
+        let slots: Vec<usize> = match self.limits.mode {
+            InstanceMode::Pooled => (0..self.routes.len()).collect(),
+            InstanceMode::Fresh => vec![slot],
+        };
+        match self.instantiate(&slots).await {
+            Ok((instance, _)) => Ok(Lease {
+                plugin: self.clone(),
+                instance: Some(instance),
+                reusable: self.limits.mode == InstanceMode::Pooled,
+            }),
+            Err(InstantiateError::Fault(fault)) => Err(fault),
+            Err(InstantiateError::Rejected { route, reason }) => Err(PluginFault::Unavailable {
+                plugin: self.identity.name.clone(),
+                detail: format!("configure for route {route} failed: {reason}"),
+            }),
+        }
+    }
+
+    /// Keep a warm instance for later, unless enough are idle already.
+    pub(crate) fn put_back(&self, instance: PluginInstance) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.limits.max_idle {
+                idle.push(instance);
+            }
+        }
+    }
+}
+
+/// Why an instance could not be made.
+#[derive(Debug)]
+pub(crate) enum InstantiateError {
+    /// Instantiation or a configure call faulted.
+    Fault(PluginFault),
+    /// `configure` returned an error for a route.
+    Rejected { route: RouteName, reason: String },
+}
+
+fn begin_call(store: &mut Store<HostState>, deadline: Duration, route: Option<&RouteName>) {
+    let data = store.data_mut();
+    data.deadline = Instant::now() + deadline;
+    data.route = route.cloned();
+    store.set_epoch_deadline(1);
+}
+
+/// An instance checked out of a plugin's pool. Dropping it returns the
+/// instance to the pool if it is still fit to serve.
+pub struct Lease {
+    plugin: Arc<LoadedPlugin>,
+    instance: Option<PluginInstance>,
+    reusable: bool,
+}
+
+impl Lease {
+    /// The plugin this instance belongs to.
+    pub fn plugin(&self) -> &Arc<LoadedPlugin> {
+        &self.plugin
+    }
+
+    /// Mark the instance unfit for reuse (e.g. a stream it was transforming
+    /// was cut off, leaving partial state in it).
+    pub fn discard_on_drop(&mut self) {
+        self.reusable = false;
+    }
+
+    /// Allow reuse again once a stream finished cleanly.
+    pub fn reuse_on_drop(&mut self) {
+        self.reusable = self.plugin.limits.mode == InstanceMode::Pooled;
+    }
+
+    fn parts(&mut self, slot: usize) -> Result<(&mut PluginInstance, ResourceAny), PluginFault> {
+        let plugin = self.plugin.identity.name.clone();
+        let instance = self
+            .instance
+            .as_mut()
+            .ok_or_else(|| PluginFault::Unavailable { plugin: plugin.clone(), detail: "instance was discarded".into() })?;
+        let handler = instance
+            .handlers
+            .get(slot)
+            .copied()
+            .flatten()
+            .ok_or_else(|| PluginFault::Unavailable { plugin, detail: format!("no handler for slot {slot}") })?;
+        Ok((instance, handler))
+    }
+
+    fn failed(&mut self, error: wasmtime::Error) -> PluginFault {
+        self.reusable = false;
+        match &self.instance {
+            Some(instance) => self.plugin.fault(&instance.store, error),
+            None => PluginFault::Unavailable { plugin: self.plugin.identity.name.clone(), detail: format!("{error:#}") },
+        }
+    }
+
+    /// Run `on-request`. The request state always comes back, even when the
+    /// call faulted, so a fail-open plugin can be skipped.
+    pub async fn on_request(
+        &mut self,
+        slot: usize,
+        state: RequestState,
+    ) -> (RequestState, Result<RequestAction, PluginFault>) {
+        let deadline = self.plugin.limits.deadline;
+        let route = self.plugin.routes.get(slot).map(|r| r.route.clone());
+        let (instance, handler) = match self.parts(slot) {
+            Ok(p) => p,
+            Err(fault) => return (state, Err(fault)),
+        };
+        let resource = match instance.store.data_mut().table.push(state) {
+            Ok(r) => r,
+            Err(e) => unreachable_table(e),
+        };
+        let borrowed = Resource::<RequestState>::new_borrow(resource.rep());
+        begin_call(&mut instance.store, deadline, route.as_ref());
+        let result = instance
+            .bindings
+            .weir_plugin_filter()
+            .handler()
+            .call_on_request(&mut instance.store, handler, borrowed)
+            .await;
+        let state = take_back(&mut instance.store, resource);
+        match result {
+            Ok(action) => (state, Ok(action)),
+            Err(e) => (state, Err(self.failed(e))),
+        }
+    }
+
+    /// Run `on-response`; the response state always comes back.
+    pub async fn on_response(
+        &mut self,
+        slot: usize,
+        state: ResponseState,
+    ) -> (ResponseState, Result<(), PluginFault>) {
+        let deadline = self.plugin.limits.deadline;
+        let route = self.plugin.routes.get(slot).map(|r| r.route.clone());
+        let (instance, handler) = match self.parts(slot) {
+            Ok(p) => p,
+            Err(fault) => return (state, Err(fault)),
+        };
+        let resource = match instance.store.data_mut().table.push(state) {
+            Ok(r) => r,
+            Err(e) => unreachable_table(e),
+        };
+        let borrowed = Resource::<ResponseState>::new_borrow(resource.rep());
+        begin_call(&mut instance.store, deadline, route.as_ref());
+        let result = instance
+            .bindings
+            .weir_plugin_filter()
+            .handler()
+            .call_on_response(&mut instance.store, handler, borrowed)
+            .await;
+        let state = take_back(&mut instance.store, resource);
+        match result {
+            Ok(()) => (state, Ok(())),
+            Err(e) => (state, Err(self.failed(e))),
+        }
+    }
+
+    /// Run `on-response-chunk`.
+    pub async fn on_response_chunk(&mut self, slot: usize, chunk: &[u8], end: bool) -> Result<Vec<u8>, PluginFault> {
+        let deadline = self.plugin.limits.deadline;
+        let route = self.plugin.routes.get(slot).map(|r| r.route.clone());
+        let (instance, handler) = self.parts(slot)?;
+        begin_call(&mut instance.store, deadline, route.as_ref());
+        let result = instance
+            .bindings
+            .weir_plugin_filter()
+            .handler()
+            .call_on_response_chunk(&mut instance.store, handler, chunk, end)
+            .await;
+        result.map_err(|e| self.failed(e))
+    }
+}
+
+/// The table only fails to push past 2^32 live handles; a call holds one.
+fn unreachable_table(e: wasmtime::component::ResourceTableError) -> ! {
+    panic!("resource table full with a single handle: {e}")
+}
+
+fn take_back<T: 'static>(store: &mut Store<HostState>, resource: Resource<T>) -> T {
+    match store.data_mut().table.delete(resource) {
+        Ok(state) => state,
+        // The handle was pushed by us and only borrowed by the guest, which
+        // cannot delete host-owned entries.
+        Err(e) => panic!("request handle vanished from the table: {e}"),
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take() {
+            if self.reusable {
+                self.plugin.put_back(instance);
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! What a plugin sees of one exchange: the request or response behind the
+//! `request` / `response` handles, and the request's properties.
+//!
+//! The proxy moves these values into a plugin's store for the length of one
+//! call and takes them back afterwards, so nothing is copied unless the
+//! plugin asks for it.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+/// Request-scoped properties shared along the chain.
+#[derive(Debug, Clone, Default)]
+pub struct Properties(HashMap<String, String>);
+
+impl Properties {
+    /// Most properties one request may carry.
+    pub const MAX_ENTRIES: usize = 256;
+    /// Largest property name plus value, in bytes.
+    pub const MAX_ENTRY_BYTES: usize = 16 << 10;
+
+    /// A property's value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Set a property; oversized entries, or new entries past the cap, are
+    /// refused with a reason.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        if name.len() + value.len() > Self::MAX_ENTRY_BYTES {
+            return Err(format!("property {name:?} is larger than {} bytes", Self::MAX_ENTRY_BYTES));
+        }
+        if !self.0.contains_key(name) && self.0.len() >= Self::MAX_ENTRIES {
+            return Err(format!("more than {} properties", Self::MAX_ENTRIES));
+        }
+        self.0.insert(name.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// Every property.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// The request behind a plugin's `request` handle.
+#[derive(Debug)]
+pub struct RequestState {
+    /// Method, URI, headers.
+    pub parts: http::request::Parts,
+    /// The buffered body, if some plugin in the chain asked for it or a
+    /// plugin replaced it.
+    pub body: Option<Bytes>,
+    /// True once a plugin replaced the body.
+    pub body_replaced: bool,
+    /// Whether the plugin being called may read the body.
+    pub body_visible: bool,
+    /// The request's properties.
+    pub properties: Properties,
+}
+
+/// The response behind a plugin's `response` handle.
+#[derive(Debug)]
+pub struct ResponseState {
+    /// Status and headers.
+    pub parts: http::response::Parts,
+    /// The buffered body, if some plugin asked for it or replaced it.
+    pub body: Option<Bytes>,
+    /// True once a plugin replaced the body.
+    pub body_replaced: bool,
+    /// Whether the plugin being called may read the body.
+    pub body_visible: bool,
+    /// The request's properties.
+    pub properties: Properties,
+}

@@ -1,0 +1,172 @@
+//! Every way the gateway itself answers a request with an error, and the
+//! one place that maps each to an HTTP status.
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+
+use super::Body;
+use crate::config::{PluginName, UpstreamName};
+use crate::plugins::PluginFault;
+
+/// An error answered by the gateway rather than the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No route matches.
+    #[error("no route matches {method} {path}")]
+    NoRoute {
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
+    /// A plugin of the route's chain is not loaded (its file was removed).
+    #[error("plugin {0} is not available")]
+    PluginMissing(PluginName),
+    /// A plugin faulted.
+    #[error(transparent)]
+    Plugin(#[from] PluginFault),
+    /// The request body is larger than the buffering limit.
+    #[error("request body larger than {limit} bytes")]
+    RequestBodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The request body could not be read.
+    #[error("reading request body: {0}")]
+    RequestBody(String),
+    /// A plugin produced something that cannot be sent.
+    #[error("plugin {plugin} produced an invalid {what}: {detail}")]
+    PluginOutput {
+        /// The plugin.
+        plugin: PluginName,
+        /// Which part.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// No connection to any target of the upstream.
+    #[error("upstream {upstream}: cannot connect to {target}: {detail}")]
+    UpstreamConnect {
+        /// The upstream pool.
+        upstream: UpstreamName,
+        /// The last target tried.
+        target: String,
+        /// Why.
+        detail: String,
+    },
+    /// The upstream did not answer in time.
+    #[error("upstream {upstream}: no response from {target} within {timeout_ms} ms")]
+    UpstreamTimeout {
+        /// The upstream pool.
+        upstream: UpstreamName,
+        /// The target.
+        target: String,
+        /// The response timeout.
+        timeout_ms: u64,
+    },
+    /// The upstream connection failed after connecting.
+    #[error("upstream {upstream}: {target} failed: {detail}")]
+    UpstreamFailed {
+        /// The upstream pool.
+        upstream: UpstreamName,
+        /// The target.
+        target: String,
+        /// Why.
+        detail: String,
+    },
+    /// The upstream's body is larger than the buffering limit.
+    #[error("upstream response body larger than {limit} bytes")]
+    ResponseBodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl GatewayError {
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            GatewayError::PluginMissing(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Plugin(PluginFault::Trap { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Plugin(PluginFault::Memory { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Plugin(PluginFault::Deadline { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Plugin(PluginFault::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::PluginOutput { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RequestBody(_) => StatusCode::BAD_REQUEST,
+            GatewayError::UpstreamConnect { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::ResponseBodyTooLarge { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// A short machine-readable name, sent as `x-weir-error`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::NoRoute { .. } => "no-route",
+            GatewayError::PluginMissing(_) => "plugin-missing",
+            GatewayError::Plugin(PluginFault::Trap { .. }) => "plugin-trap",
+            GatewayError::Plugin(PluginFault::Memory { .. }) => "plugin-memory",
+            GatewayError::Plugin(PluginFault::Deadline { .. }) => "plugin-deadline",
+            GatewayError::Plugin(PluginFault::Unavailable { .. }) => "plugin-unavailable",
+            GatewayError::PluginOutput { .. } => "plugin-output",
+            GatewayError::RequestBodyTooLarge { .. } => "request-body-too-large",
+            GatewayError::RequestBody(_) => "request-body",
+            GatewayError::UpstreamConnect { .. } => "upstream-connect",
+            GatewayError::UpstreamTimeout { .. } => "upstream-timeout",
+            GatewayError::UpstreamFailed { .. } => "upstream-failed",
+            GatewayError::ResponseBodyTooLarge { .. } => "response-body-too-large",
+        }
+    }
+
+    /// The response sent to the client: the status and a one-line body
+    /// naming the cause. Trap details stay in the log.
+    pub fn to_response(&self) -> Response<Body> {
+        let message = match self {
+            GatewayError::Plugin(PluginFault::Trap { plugin, .. }) => format!("plugin {plugin} failed"),
+            other => other.to_string(),
+        };
+        let mut response = Response::new(super::full_body(Bytes::from(format!("weir: {message}\n"))));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert("x-weir-error", http::HeaderValue::from_static(self.kind()));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin() -> PluginName {
+        PluginName("p".into())
+    }
+
+    #[test]
+    fn statuses_follow_the_documented_mapping() {
+        let cases = [
+            (GatewayError::Plugin(PluginFault::Trap { plugin: plugin(), detail: "x".into() }), 500),
+            (GatewayError::Plugin(PluginFault::Deadline { plugin: plugin(), deadline_ms: 1 }), 504),
+            (GatewayError::Plugin(PluginFault::Memory { plugin: plugin(), limit_mb: 1 }), 500),
+            (GatewayError::PluginMissing(plugin()), 503),
+            (GatewayError::RequestBodyTooLarge { limit: 1 }, 413),
+            (
+                GatewayError::UpstreamConnect { upstream: UpstreamName("u".into()), target: "t".into(), detail: "d".into() },
+                502,
+            ),
+            (
+                GatewayError::UpstreamTimeout { upstream: UpstreamName("u".into()), target: "t".into(), timeout_ms: 1 },
+                504,
+            ),
+            (GatewayError::ResponseBodyTooLarge { limit: 1 }, 502),
+            (GatewayError::NoRoute { method: "GET".into(), path: "/".into() }, 404),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error}");
+            assert_eq!(error.to_response().status().as_u16(), status);
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The request path: listener → router → route plugins (on-request) →
+//! upstream → route plugins in reverse (on-response, on-response-chunk) →
+//! client.
+//!
+//! Bodies stream through untouched unless a plugin on the route asked for
+//! the whole body (then it is buffered up to a limit: 413 for requests,
+//! 502 for responses) or for response chunks.
+
+pub mod error;
+pub mod forwarding;
+pub mod listener;
+pub mod router;
+mod streaming;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use crate::config::Limits;
+use crate::plugins::state::{Properties, RequestState, ResponseState};
+use crate::plugins::{ChainLink, Reply, RequestAction};
+use error::GatewayError;
+use router::{Route, RouteTable};
+use upstream::UpstreamBody;
+
+/// Errors a body can fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type used everywhere on the request path.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// Box a body error (a named function: closures here trip up the
+/// compiler's `Send` inference for the whole request future).
+pub fn box_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> BoxError {
+    Box::new(e)
+}
+
+/// A body holding `bytes`.
+pub fn full_body(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Everything needed to serve requests under one config: routes (with
+/// their plugin chains and upstreams) and limits. Replaced whole on reload.
+pub struct Proxy {
+    /// The route table.
+    pub routes: RouteTable,
+    /// Size limits.
+    pub limits: Limits,
+    /// The loaded plugins, for the admin API.
+    pub plugins: Vec<Arc<crate::plugins::instance::LoadedPlugin>>,
+}
+
+/// How the client reached us.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+impl Proxy {
+    /// Serve one request; every failure becomes the mapped error response.
+    ///
+    /// Boxed so the compiler checks the future is `Send` here, with
+    /// concrete lifetimes, rather than inside hyper's generic service.
+    pub fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: Peer,
+    ) -> futures_util::future::BoxFuture<'static, Response<Body>> {
+        Box::pin(async move { self.handle_inner(request, peer).await })
+    }
+
+    async fn handle_inner(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let started = std::time::Instant::now();
+        let (route, response) = match self.serve(request, peer).await {
+            Ok((route, response)) => (Some(route), response),
+            Err((route, error)) => {
+                if error.status().is_server_error() {
+                    tracing::warn!(route = route.as_ref().map(|r| r.name.as_str()), "{method} {path}: {error}");
+                }
+                (route, error.to_response())
+            }
+        };
+        tracing::debug!(
+            target: "weir::access",
+            client = %peer.addr.ip(),
+            route = route.as_ref().map_or("-", |r| r.name.as_str()),
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "{method} {path}"
+        );
+        response
+    }
+
+    async fn serve(
+        &self,
+        request: Request<Incoming>,
+        peer: Peer,
+    ) -> Result<(Arc<Route>, Response<Body>), (Option<Arc<Route>>, GatewayError)> {
+        let (mut parts, body) = request.into_parts();
+        let authority = forwarding::request_authority(&parts).map(str::to_string);
+        let Some(route) = self.routes.find(&parts.method, authority.as_deref(), parts.uri.path()).cloned() else {
+            let error = GatewayError::NoRoute { method: parts.method.to_string(), path: parts.uri.path().to_string() };
+            return Err((None, error));
+        };
+        let fail = |e: GatewayError| (Some(route.clone()), e);
+
+        let mut properties = Properties::default();
+        let _ = properties.set("client-ip", &peer.addr.ip().to_string());
+        let _ = properties.set("route", route.name.as_str());
+
+        // The client's connection-level headers stop here.
+        forwarding::strip_hop_by_hop(&mut parts.headers);
+
+        let chain = route.chain.clone();
+        let mut client_body = Some(body);
+        let buffered = if chain.needs_request_body() {
+            let body = client_body.take().map(|b| b.map_err(box_error).boxed_unsync());
+            Some(read_limited(body, self.limits.max_request_body_bytes, true).await.map_err(fail)?)
+        } else {
+            None
+        };
+        let mut state = RequestState { parts, body: buffered, body_replaced: false, body_visible: false, properties };
+
+        // Request phase, in chain order.
+        let mut ran: Vec<ChainLink> = Vec::with_capacity(chain.links.len());
+        for link in &chain.links {
+            if link.interests.on_request {
+                let mut lease = match link.plugin.lease(link.slot).await {
+                    Ok(lease) => lease,
+                    Err(fault) if link.plugin.limits.fail_open => {
+                        tracing::warn!(route = %route.name, "skipping fail-open plugin: {fault}");
+                        continue;
+                    }
+                    Err(fault) => return Err(fail(fault.into())),
+                };
+                state.body_visible = link.interests.request_body;
+                let (back, outcome) = lease.on_request(link.slot, state).await;
+                state = back;
+                match outcome {
+                    Ok(RequestAction::Continue) => {}
+                    Ok(RequestAction::Respond(reply)) => {
+                        let response = reply_response(reply, link).map_err(fail)?;
+                        let response = self.response_phase(&ran, response, state.properties).await.map_err(fail)?;
+                        return Ok((route, response));
+                    }
+                    Err(fault) if link.plugin.limits.fail_open => {
+                        tracing::warn!(route = %route.name, "skipping fail-open plugin: {fault}");
+                        continue;
+                    }
+                    Err(fault) => return Err(fail(fault.into())),
+                }
+            }
+            ran.push(link.clone());
+        }
+
+        // To the upstream.
+        let RequestState { mut parts, body, properties, .. } = state;
+        let proto = if peer.tls { "https" } else { "http" };
+        forwarding::add_forwarded(&mut parts.headers, peer.addr.ip(), proto, authority.as_deref());
+        if route.preserve_host {
+            if let Some(host) = authority.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+                parts.headers.insert(header::HOST, host);
+            }
+        } else {
+            parts.headers.remove(header::HOST);
+        }
+        let upstream_body = match (body, client_body) {
+            (Some(bytes), _) => {
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                UpstreamBody::Replayable(bytes)
+            }
+            (None, Some(incoming)) if incoming.is_end_stream() => UpstreamBody::Replayable(Bytes::new()),
+            (None, Some(incoming)) => UpstreamBody::Streaming(incoming.map_err(box_error).boxed_unsync()),
+            (None, None) => UpstreamBody::Replayable(Bytes::new()),
+        };
+        let response = route.upstream.send(parts, upstream_body).await.map_err(fail)?;
+        let response = self.response_phase(&ran, response, properties).await.map_err(fail)?;
+        Ok((route, response))
+    }
+
+    /// Run on-response (and set up on-response-chunk) for `links`, in
+    /// reverse order.
+    async fn response_phase(
+        &self,
+        links: &[ChainLink],
+        response: Response<Body>,
+        properties: Properties,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (mut parts, body) = response.into_parts();
+        forwarding::strip_hop_by_hop(&mut parts.headers);
+        if links.is_empty() {
+            return Ok(Response::from_parts(parts, body));
+        }
+        let mut body = Some(body);
+        let buffered = if links.iter().any(|l| l.interests.response_body) {
+            Some(read_limited(body.take(), self.limits.max_response_body_bytes, false).await?)
+        } else {
+            None
+        };
+        let mut state = ResponseState { parts, body: buffered, body_replaced: false, body_visible: false, properties };
+        for index in (0..links.len()).rev() {
+            let link = &links[index];
+            if !link.interests.on_response {
+                continue;
+            }
+            let mut lease = match link.plugin.lease(link.slot).await {
+                Ok(lease) => lease,
+                Err(fault) if link.plugin.limits.fail_open => {
+                    tracing::warn!("skipping fail-open plugin: {fault}");
+                    continue;
+                }
+                Err(fault) => return Err(fault.into()),
+            };
+            state.body_visible = link.interests.response_body;
+            let (back, outcome) = lease.on_response(link.slot, state).await;
+            state = back;
+            if let Err(fault) = outcome {
+                if link.plugin.limits.fail_open {
+                    tracing::warn!("skipping fail-open plugin: {fault}");
+                } else {
+                    return Err(fault.into());
+                }
+            }
+        }
+
+        let ResponseState { mut parts, body: new_body, .. } = state;
+        let body = match (new_body, body) {
+            (Some(bytes), _) => {
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                full_body(bytes)
+            }
+            (None, Some(body)) => body,
+            (None, None) => full_body(Bytes::new()),
+        };
+
+        let chunk_links: Vec<ChainLink> =
+            links.iter().rev().filter(|l| l.interests.response_chunks).cloned().collect();
+        if chunk_links.is_empty() {
+            return Ok(Response::from_parts(parts, body));
+        }
+        // Transformed chunks change the length.
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let body = streaming::transform(body, &chunk_links).await?;
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// Read a whole body, refusing more than `limit` bytes.
+async fn read_limited(body: Option<Body>, limit: usize, request: bool) -> Result<Bytes, GatewayError> {
+    let Some(mut body) = body else { return Ok(Bytes::new()) };
+    if body.size_hint().lower() > limit as u64 {
+        return Err(too_large(limit, request));
+    }
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) if request => return Err(GatewayError::RequestBody(e.to_string())),
+            Err(e) => {
+                return Err(GatewayError::UpstreamFailed {
+                    upstream: crate::config::UpstreamName("-".into()),
+                    target: "-".into(),
+                    detail: format!("reading response body: {e}"),
+                });
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > limit {
+                return Err(too_large(limit, request));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+fn too_large(limit: usize, request: bool) -> GatewayError {
+    if request {
+        GatewayError::RequestBodyTooLarge { limit }
+    } else {
+        GatewayError::ResponseBodyTooLarge { limit }
+    }
+}
+
+/// A plugin's early answer as a response.
+fn reply_response(reply: Reply, link: &ChainLink) -> Result<Response<Body>, GatewayError> {
+    let invalid = |what: &'static str, detail: String| GatewayError::PluginOutput {
+        plugin: link.plugin.name().clone(),
+        what,
+        detail,
+    };
+    let status = StatusCode::from_u16(reply.status).map_err(|_| invalid("status", reply.status.to_string()))?;
+    let mut response = Response::new(full_body(reply.body));
+    *response.status_mut() = status;
+    for (name, value) in reply.headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid("header name", name.clone()))?;
+        let value = HeaderValue::from_str(&value).map_err(|_| invalid("header value", name.to_string()))?;
+        response.headers_mut().append(name, value);
+    }
+    Ok(response)
+}
+
+/// The gateway's live state, swapped whole when the config changes.
+pub type SharedProxy = Arc<arc_swap::ArcSwap<Proxy>>;

@@ -1,0 +1,155 @@
+//! The route table: the first route whose host, path prefix and method
+//! match a request.
+
+use std::sync::Arc;
+
+use http::Method;
+
+use super::upstream::UpstreamPool;
+use crate::config::{RouteConfig, RouteName};
+use crate::plugins::Chain;
+
+/// How a route matches the request's host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostMatch {
+    Any,
+    Exact(String),
+    /// `*.example.com`: stored as `.example.com`.
+    Suffix(String),
+}
+
+impl HostMatch {
+    fn new(pattern: Option<&str>) -> Self {
+        match pattern {
+            None => HostMatch::Any,
+            Some(p) => match p.strip_prefix('*') {
+                Some(suffix) => HostMatch::Suffix(suffix.to_ascii_lowercase()),
+                None => HostMatch::Exact(p.to_ascii_lowercase()),
+            },
+        }
+    }
+
+    fn matches(&self, host: Option<&str>) -> bool {
+        match (self, host) {
+            (HostMatch::Any, _) => true,
+            (_, None) => false,
+            (HostMatch::Exact(h), Some(host)) => h.eq_ignore_ascii_case(host),
+            (HostMatch::Suffix(s), Some(host)) => {
+                host.len() > s.len() && host.to_ascii_lowercase().ends_with(s.as_str())
+            }
+        }
+    }
+}
+
+/// One compiled route.
+pub struct Route {
+    /// Its name.
+    pub name: RouteName,
+    host: HostMatch,
+    prefix: String,
+    methods: Option<Vec<Method>>,
+    /// Where it sends requests.
+    pub upstream: Arc<UpstreamPool>,
+    /// Send the client's host upstream.
+    pub preserve_host: bool,
+    /// Its plugin chain.
+    pub chain: Arc<Chain>,
+}
+
+impl Route {
+    /// Compile a validated route.
+    pub fn new(config: &RouteConfig, upstream: Arc<UpstreamPool>, chain: Arc<Chain>) -> Self {
+        let methods = config
+            .methods
+            .as_ref()
+            .map(|ms| ms.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect());
+        Route {
+            name: config.name.clone(),
+            host: HostMatch::new(config.host.as_deref()),
+            prefix: config.path_prefix.clone(),
+            methods,
+            upstream,
+            preserve_host: config.preserve_host,
+            chain,
+        }
+    }
+
+    fn matches(&self, method: &Method, host: Option<&str>, path: &str) -> bool {
+        self.host.matches(host)
+            && prefix_matches(&self.prefix, path)
+            && self.methods.as_ref().is_none_or(|ms| ms.contains(method))
+    }
+}
+
+/// `prefix` matches `path` at a segment boundary.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let prefix = prefix.trim_end_matches('/');
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Routes in config order.
+#[derive(Default)]
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// A table of `routes`, matched in order.
+    pub fn new(routes: Vec<Route>) -> Self {
+        RouteTable { routes: routes.into_iter().map(Arc::new).collect() }
+    }
+
+    /// The first route matching. `host` may carry a port; it is ignored.
+    pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
+        let host = host.map(strip_port);
+        self.routes.iter().find(|r| r.matches(method, host, path))
+    }
+
+    /// Every route, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_at_segment_boundaries() {
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/x"));
+        assert!(prefix_matches("/api/", "/api/x"));
+        assert!(!prefix_matches("/api", "/apix"));
+        assert!(!prefix_matches("/api", "/"));
+    }
+
+    #[test]
+    fn hosts_match_exactly_or_by_wildcard_ignoring_port() {
+        let exact = HostMatch::new(Some("Api.Test"));
+        assert!(exact.matches(Some(strip_port("api.test:8080"))));
+        assert!(!exact.matches(Some("other.test")));
+        assert!(!exact.matches(None));
+        let wild = HostMatch::new(Some("*.example.com"));
+        assert!(wild.matches(Some("a.example.com")));
+        assert!(!wild.matches(Some("example.com")));
+        assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+}

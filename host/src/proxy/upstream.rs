@@ -1,0 +1,177 @@
+//! Upstream pools: targets chosen round robin, one pooled keep-alive client
+//! per pool, connect and response timeouts, and a retry on the next target
+//! when a connection cannot be made and the request can be replayed.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::error::GatewayError;
+use super::Body;
+use crate::config::{Config, Target, UpstreamConfig, UpstreamName, parse_target};
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// A named set of targets and the client that reaches them.
+pub struct UpstreamPool {
+    /// The pool's name.
+    pub name: UpstreamName,
+    targets: Vec<Target>,
+    next: AtomicUsize,
+    client: Client<Connector, Body>,
+    response_timeout: Duration,
+}
+
+/// A request body the pool may send more than once.
+pub enum UpstreamBody {
+    /// Already in memory (or empty): safe to retry on another target.
+    Replayable(Bytes),
+    /// Streaming from the client: one attempt only.
+    Streaming(Body),
+}
+
+impl UpstreamPool {
+    /// Build a pool from validated config.
+    pub fn new(name: &UpstreamName, config: &UpstreamConfig, gateway: &Config) -> anyhow::Result<Self> {
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| parse_target(t).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        http.set_nodelay(true);
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_roots();
+        roots.add_parsable_certificates(native);
+        if let Some(ca) = &config.ca {
+            let path = gateway.resolve(ca);
+            use rustls_pki_types::pem::PemObject;
+            for cert in rustls_pki_types::CertificateDer::pem_file_iter(&path)
+                .map_err(|e| anyhow::anyhow!("upstreams.{name}.ca: {}: {e}", path.display()))?
+            {
+                let cert = cert.map_err(|e| anyhow::anyhow!("upstreams.{name}.ca: {}: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| anyhow::anyhow!("upstreams.{name}.ca: {}: {e}", path.display()))?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Ok(UpstreamPool {
+            name: name.clone(),
+            targets,
+            next: AtomicUsize::new(0),
+            client,
+            response_timeout: Duration::from_millis(config.response_timeout_ms),
+        })
+    }
+
+    /// The pool's targets.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// Send `head` with `body` to the next target. A connection failure
+    /// moves on to the following target when the body is replayable, until
+    /// every target was tried once.
+    pub async fn send(&self, head: http::request::Parts, body: UpstreamBody) -> Result<Response<Body>, GatewayError> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let (mut streaming, replay) = match body {
+            UpstreamBody::Streaming(b) => (Some(b), None),
+            UpstreamBody::Replayable(bytes) => (None, Some(bytes)),
+        };
+        let attempts = if replay.is_some() { self.targets.len() } else { 1 };
+        let mut last_error = None;
+        for attempt in 0..attempts {
+            let target = &self.targets[(start + attempt) % self.targets.len()];
+            let uri = http::Uri::builder()
+                .scheme(target.scheme.clone())
+                .authority(target.authority.clone())
+                .path_and_query(head.uri.path_and_query().map_or("/", |pq| pq.as_str()))
+                .build()
+                .map_err(|e| GatewayError::UpstreamFailed {
+                    upstream: self.name.clone(),
+                    target: target.authority.to_string(),
+                    detail: format!("bad URI: {e}"),
+                })?;
+            let body = match (&replay, streaming.take()) {
+                (Some(bytes), _) => super::full_body(bytes.clone()),
+                (None, Some(body)) => body,
+                (None, None) => break,
+            };
+            let mut request = Request::from_parts(head.clone(), body);
+            *request.uri_mut() = uri;
+            *request.version_mut() = http::Version::HTTP_11;
+            match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+                Err(_) => {
+                    return Err(GatewayError::UpstreamTimeout {
+                        upstream: self.name.clone(),
+                        target: target.authority.to_string(),
+                        timeout_ms: self.response_timeout.as_millis() as u64,
+                    });
+                }
+                Ok(Ok(response)) => {
+                    return Ok(response.map(|b| b.map_err(super::box_error).boxed_unsync()));
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    tracing::warn!(upstream = %self.name, target = %target.authority, "connect failed: {}", error_chain(&e));
+                    last_error = Some(GatewayError::UpstreamConnect {
+                        upstream: self.name.clone(),
+                        target: target.authority.to_string(),
+                        detail: error_chain(&e),
+                    });
+                }
+                Ok(Err(e)) => {
+                    return Err(GatewayError::UpstreamFailed {
+                        upstream: self.name.clone(),
+                        target: target.authority.to_string(),
+                        detail: error_chain(&e),
+                    });
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| GatewayError::UpstreamConnect {
+            upstream: self.name.clone(),
+            target: "-".into(),
+            detail: "no targets".into(),
+        }))
+    }
+}
+
+fn rustls_native_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::debug!("skipping a system root certificate: {error}");
+    }
+    found.certs
+}
+
+/// The error and its causes on one line: hyper's top-level messages alone
+/// ("client error (Connect)") do not say what happened.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,141 @@
+//! A small harness for integration tests: real upstream servers, the real
+//! gateway on `127.0.0.1:0`, and plugins built from this tree.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use weir::config::Config;
+use weir::gateway::{Gateway, RunningGateway};
+
+/// Where host/build.rs put the plugins it built.
+pub fn built_plugins() -> PathBuf {
+    PathBuf::from(env!("WEIR_BUILT_PLUGINS"))
+}
+
+/// The built `.wasm` for a crate (`api-key-auth` → `api_key_auth.wasm`).
+pub fn built_plugin(crate_name: &str) -> PathBuf {
+    let path = built_plugins().join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(path.is_file(), "{} was not built (see host/build.rs)", path.display());
+    path
+}
+
+/// An echo upstream (the same one `weir demo-upstream` runs).
+pub async fn echo_upstream(name: &str) -> SocketAddr {
+    let (listener, addr) = weir::proxy::listener::bind("127.0.0.1:0").await.expect("bind upstream");
+    tokio::spawn(weir::demo::serve(listener, name.to_string()));
+    addr
+}
+
+/// An address nothing listens on.
+pub async fn dead_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    addr
+}
+
+/// A gateway under test: a temporary directory holding its config and
+/// plugins, and the running gateway.
+pub struct TestGateway {
+    pub dir: tempfile::TempDir,
+    pub running: Option<RunningGateway>,
+}
+
+impl TestGateway {
+    /// A temporary gateway directory with `plugins/` holding the given
+    /// built crates under their plugin names (`(plugin name, crate name)`).
+    pub fn dir_with_plugins(plugins: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("plugins")).expect("mkdir plugins");
+        for (name, krate) in plugins {
+            std::fs::copy(built_plugin(krate), dir.path().join("plugins").join(format!("{name}.wasm")))
+                .expect("copy plugin");
+        }
+        dir
+    }
+
+    /// Write `config` (TOML) into a directory with `plugins`, load and start
+    /// it. The config gets a shared compile cache so tests compile each
+    /// plugin once.
+    pub async fn start(config: &str, plugins: &[(&str, &str)]) -> TestGateway {
+        let dir = Self::dir_with_plugins(plugins);
+        let running = start_in(dir.path(), config).await.unwrap_or_else(|e| panic!("gateway failed to start:\n{e}"));
+        TestGateway { dir, running: Some(running) }
+    }
+
+    /// The first listener's base URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr(0))
+    }
+
+    /// Listener `i`'s address.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.running.as_ref().expect("running").listeners[i]
+    }
+
+    /// The admin API's base URL.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.as_ref().expect("running").admin.expect("admin configured"))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+}
+
+/// The compile cache shared by all tests of a run.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("weir-compile-cache")
+}
+
+/// Write `config` into `dir/weir.toml` (adding the test compile cache) and
+/// start it.
+pub async fn start_in(dir: &Path, config: &str) -> Result<RunningGateway, String> {
+    let config = with_cache(config);
+    let file = dir.join("weir.toml");
+    std::fs::write(&file, &config).expect("write config");
+    let config = Config::load(&file).map_err(|e| e.to_string())?;
+    let gateway = Gateway::load(config).await.map_err(|e| e.to_string())?;
+    gateway.start().await.map_err(|e| format!("{e:#}"))
+}
+
+/// Add `cache_dir` to a config's `[plugins]` table.
+pub fn with_cache(config: &str) -> String {
+    let cache = format!("cache_dir = {:?}", cache_dir().display().to_string());
+    if config.contains("[plugins]") {
+        config.replacen("[plugins]", &format!("[plugins]\n{cache}"), 1)
+    } else {
+        format!("[plugins]\n{cache}\n{config}")
+    }
+}
+
+/// A plain HTTP/1.1 client (no proxy from the environment).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// An HTTP/2 client using prior knowledge (no TLS).
+pub fn h2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// The echo upstream's JSON for a response.
+pub async fn echoed(response: reqwest::Response) -> serde_json::Value {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}: not echo JSON ({e}): {text}"))
+}

@@ -1,0 +1,493 @@
+//! The gateway end to end: real HTTP over HTTP/1.1, HTTP/2 and TLS through
+//! chains of plugins built from `plugins/`, to a real upstream.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const AUTH_RATE_HEADERS: &[(&str, &str)] =
+    &[("api-key-auth", "api-key-auth"), ("rate-limit", "rate-limit"), ("headers", "headers")];
+
+fn three_plugin_config(upstream: std::net::SocketAddr, capacity: u32) -> String {
+    format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+
+        [plugin.rate-limit]
+        kv = true
+
+        [upstreams.echo]
+        targets = ["{upstream}"]
+
+        [[routes]]
+        name = "api"
+        path_prefix = "/api"
+        upstream = "echo"
+
+        [[routes.plugins]]
+        name = "api-key-auth"
+        config = {{ keys = {{ alice = "alice-key", bob = "bob-key" }} }}
+
+        [[routes.plugins]]
+        name = "rate-limit"
+        config = {{ capacity = {capacity}, refill_per_second = 0.001 }}
+
+        [[routes.plugins]]
+        name = "headers"
+        config = {{ request = {{ set = {{ x-team = "platform" }}, remove = ["x-drop-me"] }}, response = {{ add = {{ x-served-by = "weir" }} }}, path_prefix = {{ from = "/api", to = "/v1" }} }}
+        "#
+    )
+}
+
+#[tokio::test]
+async fn chain_of_three_plugins_authenticates_rewrites_and_limits() {
+    let upstream = echo_upstream("echo").await;
+    let gw = TestGateway::start(&three_plugin_config(upstream, 3), AUTH_RATE_HEADERS).await;
+    let http = client();
+
+    // No key: 401 with a challenge, and the upstream is never reached.
+    let response = http.get(gw.url("/api/items")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert!(challenge.starts_with("ApiKey"), "{challenge}");
+    assert!(response.headers().get("x-upstream").is_none());
+
+    // Wrong key: 401 too.
+    let response = http.get(gw.url("/api/items")).header("x-api-key", "nope").send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(response.text().await.unwrap().contains("invalid API key"));
+
+    // Right key: 200; rewrites visible at the upstream and to the client.
+    for expected_remaining in ["2", "1", "0"] {
+        let response = http
+            .get(gw.url("/api/items?page=2"))
+            .header("x-api-key", "alice-key")
+            .header("x-drop-me", "secret")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-served-by"], "weir");
+        assert_eq!(response.headers()["ratelimit-limit"], "3");
+        assert_eq!(response.headers()["ratelimit-remaining"], expected_remaining);
+        let seen = echoed(response).await;
+        assert_eq!(seen["path"], "/v1/items?page=2");
+        assert_eq!(seen["headers"]["x-team"], "platform");
+        assert!(seen["headers"].get("x-drop-me").is_none(), "{seen}");
+        assert!(seen["headers"].get("x-api-key").is_none(), "key must not reach the upstream: {seen}");
+    }
+
+    // Bucket empty: 429 with retry-after and ratelimit-* headers.
+    let response = http.get(gw.url("/api/items")).header("x-api-key", "alice-key").send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1, "retry-after {retry_after}");
+    assert_eq!(response.headers()["ratelimit-remaining"], "0");
+    assert_eq!(response.headers()["ratelimit-limit"], "3");
+    assert!(response.headers().contains_key("ratelimit-reset"));
+    // Only plugins that ran before the answer see the response: headers
+    // comes after rate-limit in the chain.
+    assert!(response.headers().get("x-served-by").is_none());
+
+    // Another consumer has its own bucket.
+    let response = http.get(gw.url("/api/items")).header("x-api-key", "bob-key").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_runs_the_same_chain() {
+    let upstream = echo_upstream("echo").await;
+    let gw = TestGateway::start(&three_plugin_config(upstream, 100), AUTH_RATE_HEADERS).await;
+    let http = h2_client();
+    let response = http.get(gw.url("/api/x")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 401);
+    let response = http.get(gw.url("/api/x")).header("x-api-key", "bob-key").send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-served-by"], "weir");
+    let seen = echoed(response).await;
+    assert_eq!(seen["path"], "/v1/x");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn tls_listener_serves_http2_and_http1_by_alpn() {
+    let upstream = echo_upstream("echo").await;
+    let dir = TestGateway::dir_with_plugins(AUTH_RATE_HEADERS);
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let config = three_plugin_config(upstream, 100).replacen(
+        "address = \"127.0.0.1:0\"",
+        "address = \"127.0.0.1:0\"\n        tls = { cert = \"cert.pem\", key = \"key.pem\" }",
+        1,
+    );
+    let running = start_in(dir.path(), &config).await.unwrap();
+    let port = running.listeners[0].port();
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let url = format!("https://localhost:{port}/api/tls");
+
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(root.clone())
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let response = h2.get(&url).header("x-api-key", "alice-key").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2, "ALPN should pick h2");
+    let seen = echoed(response).await;
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+
+    let h1 = reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .add_root_certificate(root)
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let response = h1.get(&url).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert_eq!(response.status(), 401);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn routes_have_their_own_chains() {
+    let upstream = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.echo]
+        targets = ["{upstream}"]
+
+        [[routes]]
+        name = "first"
+        path_prefix = "/first"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "echo-config"
+        config = {{ name = "one", route = "first" }}
+        [[routes.plugins]]
+        name = "headers"
+        config = {{ request = {{ add = {{ x-only-first = "yes" }} }} }}
+
+        [[routes]]
+        name = "second"
+        path_prefix = "/second"
+        methods = ["POST"]
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "echo-config"
+        config = {{ name = "two", route = "second" }}
+        "#
+    );
+    let gw = TestGateway::start(&config, &[("echo-config", "guest-echo-config"), ("headers", "headers")]).await;
+    let http = client();
+
+    let seen = echoed(http.get(gw.url("/first/a")).send().await.unwrap()).await;
+    let config_seen: Value = serde_json::from_str(seen["headers"]["x-config"].as_str().unwrap()).unwrap();
+    assert_eq!(config_seen["route"], "first");
+    assert_eq!(seen["headers"]["x-only-first"], "yes");
+
+    let seen = echoed(http.post(gw.url("/second/b")).body("hi").send().await.unwrap()).await;
+    let config_seen: Value = serde_json::from_str(seen["headers"]["x-config"].as_str().unwrap()).unwrap();
+    assert_eq!(config_seen["route"], "second");
+    assert!(seen["headers"].get("x-only-first").is_none());
+    assert_eq!(seen["body"], "hi");
+
+    // Method and prefix matching: GET /second matches no route.
+    let response = http.get(gw.url("/second/b")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["x-weir-error"], "no-route");
+    let response = http.get(gw.url("/firstly")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn proxy_headers_follow_rfc_9110() {
+    let upstream = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "plain"
+        upstream = "echo"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[]).await;
+    let response = client()
+        .get(gw.url("/x"))
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "must-not-pass")
+        .header("keep-alive", "timeout=5")
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    let seen = echoed(response).await;
+    let headers = &seen["headers"];
+    assert!(headers.get("x-hop").is_none(), "{headers}");
+    assert!(headers.get("keep-alive").is_none(), "{headers}");
+    assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert!(headers["forwarded"].as_str().unwrap().starts_with("for=127.0.0.1;proto=http"));
+    // The upstream sees its own address as host unless preserve_host is set.
+    assert_eq!(headers["host"], upstream.to_string());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_failures_answer_502_and_504_naming_the_upstream() {
+    let dead = dead_address().await;
+    let slow = echo_upstream("slow").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.down]
+        targets = ["{dead}"]
+        [upstreams.slow]
+        targets = ["{slow}"]
+        response_timeout_ms = 200
+        [[routes]]
+        name = "down"
+        path_prefix = "/down"
+        upstream = "down"
+        [[routes]]
+        name = "slow"
+        path_prefix = "/slow"
+        upstream = "slow"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[]).await;
+    let response = client().get(gw.url("/down")).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("upstream down") && body.contains(&dead.to_string()), "{body}");
+
+    let started = std::time::Instant::now();
+    let response = client().get(gw.url("/slow/5000")).send().await.unwrap();
+    assert_eq!(response.status(), 504);
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert!(response.text().await.unwrap().contains("upstream slow"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn round_robin_spreads_requests_and_skips_a_dead_target() {
+    let a = echo_upstream("a").await;
+    let b = echo_upstream("b").await;
+    let dead = dead_address().await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.pool]
+        targets = ["{a}", "{dead}", "{b}"]
+        [[routes]]
+        name = "pool"
+        upstream = "pool"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[]).await;
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..12 {
+        let response = client().get(gw.url("/")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "a dead target is skipped for a replayable request");
+        let name = response.headers()["x-upstream"].to_str().unwrap().to_string();
+        *seen.entry(name).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.values().all(|n| *n >= 4), "{seen:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431_and_oversized_buffered_bodies_413() {
+    let upstream = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [limits]
+        max_request_body_bytes = 1024
+        max_header_bytes = 8192
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "body"
+        path_prefix = "/body"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "body"
+        [[routes]]
+        name = "plain"
+        upstream = "echo"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[("body", "guest-body")]).await;
+    let http = client();
+
+    let response = http.get(gw.url("/")).header("x-big", "a".repeat(16 * 1024)).send().await.unwrap();
+    assert_eq!(response.status(), 431);
+
+    let response = http.post(gw.url("/body")).body(vec![b'x'; 4096]).send().await.unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.headers()["x-weir-error"], "request-body-too-large");
+
+    // Under the limit, the plugin sees and rewrites both bodies.
+    let response = http.post(gw.url("/body")).body("abc").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.ends_with('!'), "response body rewritten: {text}");
+    let seen: Value = serde_json::from_str(text.trim_end_matches('!')).unwrap();
+    assert_eq!(seen["body"], "cba");
+
+    // A route without a body plugin streams large bodies untouched.
+    let seen = echoed(http.post(gw.url("/plain")).body(vec![b'y'; 64 * 1024]).send().await.unwrap()).await;
+    assert_eq!(seen["body"].as_str().unwrap().len(), 64 * 1024);
+
+    // The gateway still serves after all of that.
+    assert_eq!(http.get(gw.url("/")).send().await.unwrap().status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn streamed_response_chunks_are_transformed_by_plugins() {
+    let upstream = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "stream"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "upper"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[("upper", "guest-chunks")]).await;
+    for _ in 0..3 {
+        let response = client().get(gw.url("/stream/50")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        let expected: String = (0..50).map(|i| format!("CHUNK {i}\n")).collect();
+        assert_eq!(text, expected);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn capabilities_need_grants() {
+    let upstream = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [secrets.token]
+        value = "s3cret"
+        [secrets.other]
+        value = "not-yours"
+        [plugin.granted]
+        kv = true
+        secrets = ["token"]
+        outbound_hosts = ["{upstream}"]
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "granted"
+        host = "granted.test"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "granted"
+        [[routes]]
+        name = "bare"
+        host = "bare.test"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "bare"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[("granted", "guest-echo-config"), ("bare", "guest-echo-config")]).await;
+    let http = client();
+    // The first path segment picks the route by host; the plugin sees the rest.
+    let get = |path: &str| {
+        let (host, rest) = path.trim_start_matches('/').split_once('/').unwrap();
+        http.get(gw.url(&format!("/{rest}"))).header("host", format!("{host}.test")).send()
+    };
+
+    // kv: granted counts; not granted gets a clear error value.
+    assert_eq!(get("/granted/kv").await.unwrap().text().await.unwrap(), "1");
+    assert_eq!(get("/granted/kv").await.unwrap().text().await.unwrap(), "2");
+    let response = get("/bare/kv").await.unwrap();
+    assert_eq!(response.status(), 500);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("NotGranted") && text.contains("kv"), "{text}");
+
+    // Secrets: only the granted one.
+    assert_eq!(get("/granted/secret/token").await.unwrap().text().await.unwrap(), "s3cret");
+    let text = get("/granted/secret/other").await.unwrap().text().await.unwrap();
+    assert!(text.contains("NotGranted") && text.contains("other"), "{text}");
+
+    // Outbound HTTP: only to granted hosts.
+    let response = get(&format!("/granted/fetch?url=http://{upstream}/hello")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("\"/hello\""));
+    let response = get(&format!("/bare/fetch?url=http://{upstream}/hello")).await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert!(response.text().await.unwrap().contains("NotGranted"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn admin_api_lists_plugins_and_routes_behind_a_token() {
+    let upstream = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [admin]
+        address = "127.0.0.1:0"
+        token = "admin-token"
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "api"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "headers"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[("headers", "headers")]).await;
+    let http = client();
+    assert_eq!(http.get(gw.admin_url("/plugins")).send().await.unwrap().status(), 401);
+    let plugins: Value = http
+        .get(gw.admin_url("/plugins"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let plugin = &plugins["plugins"][0];
+    assert_eq!(plugin["name"], "headers");
+    assert_eq!(plugin["version"].as_str().unwrap().len(), 64);
+    assert_eq!(plugin["routes"][0], "api");
+    let routes: Value =
+        http.get(gw.admin_url("/routes")).bearer_auth("admin-token").send().await.unwrap().json().await.unwrap();
+    assert_eq!(routes["routes"][0]["plugins"][0], "headers");
+    gw.stop().await;
+}
