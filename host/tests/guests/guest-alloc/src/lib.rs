@@ -1,7 +1,7 @@
 //! Used by the plugin-memory-limit tests: unbounded allocation must hit the
 //! linear-memory cap and fail the request, not the gateway.
 //!
-//! Allocates 1 MiB blocks forever in `on_request` when the path starts with
+//! Allocates 1 MiB blocks forever in `on_request` when the path contains
 //! `/alloc`; otherwise continues.
 
 use weir_sdk::{Action, Config, Plugin, Request, export_plugin};
@@ -14,7 +14,7 @@ impl Plugin for GuestAlloc {
     }
 
     fn on_request(&self, request: &Request) -> Action {
-        if request.path().starts_with("/alloc") {
+        if request.path().contains("/alloc") {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
                 // Non-zero fill so every page is really touched; black_box so

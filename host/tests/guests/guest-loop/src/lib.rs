@@ -1,7 +1,7 @@
 //! Used by the plugin-deadline tests: an infinite loop must end as 504
 //! within the deadline while other requests carry on.
 //!
-//! Loops forever in `on_request` when the path starts with `/loop`;
+//! Loops forever in `on_request` when the path contains `/loop`;
 //! otherwise continues and sets `x-guest: loop` on the response.
 
 use weir_sdk::{Action, Config, Plugin, Request, Response, export_plugin};
@@ -14,7 +14,7 @@ impl Plugin for GuestLoop {
     }
 
     fn on_request(&self, request: &Request) -> Action {
-        if request.path().starts_with("/loop") {
+        if request.path().contains("/loop") {
             let mut spins = 0u64;
             loop {
                 // black_box keeps the optimizer from proving the loop empty.

@@ -1,7 +1,7 @@
 //! Used by the plugin-trap tests: a trap must answer 500, and the trapped
 //! instance must be thrown away while the gateway carries on.
 //!
-//! Panics (which traps) in `on_request` when the path starts with `/trap`;
+//! Panics (which traps) in `on_request` when the path contains `/trap`;
 //! otherwise continues.
 
 use weir_sdk::{Action, Config, Plugin, Request, export_plugin};
@@ -15,7 +15,7 @@ impl Plugin for GuestTrap {
 
     fn on_request(&self, request: &Request) -> Action {
         let path = request.path();
-        if path.starts_with("/trap") {
+        if path.contains("/trap") {
             panic!("guest-trap: trapping on {path}");
         }
         Action::Continue

@@ -1,0 +1,170 @@
+//! `weir check`: every bad config and bad plugin file is refused with a
+//! message naming the culprit, and the exit status says so.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+struct Checked {
+    ok: bool,
+    output: String,
+}
+
+fn weir_check(dir: &Path, config: &str) -> Checked {
+    let file = dir.join("weir.toml");
+    std::fs::write(&file, with_cache(config)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .env("WEIR_LOG", "error")
+        .output()
+        .expect("run weir check");
+    Checked {
+        ok: out.status.success(),
+        output: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+fn config_with_plugin(plugin: &str, plugin_config: &str) -> String {
+    format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.echo]
+        targets = ["127.0.0.1:9"]
+        [[routes]]
+        name = "api"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "{plugin}"
+        config = {plugin_config}
+        "#
+    )
+}
+
+fn assert_refused(checked: &Checked, needles: &[&str]) {
+    assert!(!checked.ok, "check should fail:\n{}", checked.output);
+    for needle in needles {
+        assert!(checked.output.contains(needle), "missing {needle:?} in:\n{}", checked.output);
+    }
+}
+
+#[test]
+fn a_good_config_passes() {
+    let dir = TestGateway::dir_with_plugins(&[("api-key-auth", "api-key-auth")]);
+    let checked = weir_check(dir.path(), &config_with_plugin("api-key-auth", "{ keys = { a = \"k\" } }"));
+    assert!(checked.ok, "{}", checked.output);
+    assert!(checked.output.contains("plugin api-key-auth"), "{}", checked.output);
+    assert!(checked.output.contains("is valid"), "{}", checked.output);
+}
+
+#[test]
+fn unknown_plugin_is_named_with_its_file_and_route() {
+    let dir = TestGateway::dir_with_plugins(&[]);
+    let checked = weir_check(dir.path(), &config_with_plugin("nope", "{}"));
+    assert_refused(&checked, &["plugin nope", "nope.wasm", "route api"]);
+}
+
+#[test]
+fn unknown_upstream_is_named_with_its_path() {
+    let dir = TestGateway::dir_with_plugins(&[]);
+    let config = r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [[routes]]
+        name = "api"
+        upstream = "missing"
+    "#;
+    let checked = weir_check(dir.path(), config);
+    assert_refused(&checked, &["routes[0].upstream", "unknown upstream \"missing\""]);
+}
+
+#[test]
+fn bad_toml_and_unknown_fields_are_named() {
+    let dir = TestGateway::dir_with_plugins(&[]);
+    // weir_check puts two lines of cache settings first.
+    let checked = weir_check(dir.path(), "[[listeners]]\naddress = \n");
+    assert_refused(&checked, &["(line 4)", "string values must be quoted"]);
+    let checked = weir_check(dir.path(), "[[listeners]]\naddress = \"127.0.0.1:0\"\nbogus_field = 1\n");
+    assert_refused(&checked, &["bogus_field"]);
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let dir = TestGateway::dir_with_plugins(&[]);
+    let config = r#"
+        [[listeners]]
+        address = "not-an-address"
+        [upstreams.echo]
+        targets = ["127.0.0.1:9"]
+        [[routes]]
+        name = "a"
+        upstream = "nowhere"
+        [[routes]]
+        name = "b"
+        upstream = "echo"
+        path_prefix = "relative"
+    "#;
+    let checked = weir_check(dir.path(), config);
+    assert_refused(&checked, &["3 problems", "listeners[0].address", "routes[0].upstream", "routes[1].path_prefix"]);
+}
+
+#[test]
+fn truncated_wasm_is_refused_naming_the_file() {
+    let dir = TestGateway::dir_with_plugins(&[]);
+    let bytes = std::fs::read(built_plugin("headers")).unwrap();
+    std::fs::write(dir.path().join("plugins/cut.wasm"), &bytes[..bytes.len() / 2]).unwrap();
+    let checked = weir_check(dir.path(), &config_with_plugin("cut", "{}"));
+    assert_refused(&checked, &["plugin cut", "cut.wasm", "not a valid WebAssembly component"]);
+}
+
+#[test]
+fn non_wasm_and_core_modules_are_refused_with_the_reason() {
+    let dir = TestGateway::dir_with_plugins(&[]);
+    std::fs::write(dir.path().join("plugins/text.wasm"), b"hello, not wasm").unwrap();
+    let checked = weir_check(dir.path(), &config_with_plugin("text", "{}"));
+    assert_refused(&checked, &["text.wasm", "not a WebAssembly file"]);
+
+    // The smallest core module: magic and version 1.
+    std::fs::write(dir.path().join("plugins/core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let checked = weir_check(dir.path(), &config_with_plugin("core", "{}"));
+    assert_refused(&checked, &["core.wasm", "core WebAssembly module, not a component"]);
+
+    std::fs::write(dir.path().join("plugins/empty.wasm"), b"").unwrap();
+    let checked = weir_check(dir.path(), &config_with_plugin("empty", "{}"));
+    assert_refused(&checked, &["empty.wasm", "empty"]);
+}
+
+#[test]
+fn component_of_the_wrong_world_is_refused() {
+    let dir = TestGateway::dir_with_plugins(&[]);
+    // A valid component that exports nothing.
+    std::fs::write(dir.path().join("plugins/other.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
+    let checked = weir_check(dir.path(), &config_with_plugin("other", "{}"));
+    assert_refused(&checked, &["plugin other", "other.wasm", "weir:plugin/filter"]);
+}
+
+#[test]
+fn configure_rejection_names_route_plugin_and_reason() {
+    let dir = TestGateway::dir_with_plugins(&[("echo", "guest-echo-config"), ("api-key-auth", "api-key-auth")]);
+    let checked = weir_check(dir.path(), &config_with_plugin("echo", "{ reject = \"no good\" }"));
+    assert_refused(&checked, &["plugin echo on route api: configure failed: rejected: no good"]);
+
+    // A first-party plugin's own validation.
+    let checked = weir_check(dir.path(), &config_with_plugin("api-key-auth", "{ header = \"x-key\" }"));
+    assert_refused(&checked, &["plugin api-key-auth on route api: configure failed", "keys"]);
+}
+
+#[test]
+fn grants_naming_undefined_secrets_are_refused() {
+    let dir = TestGateway::dir_with_plugins(&[("api-key-auth", "api-key-auth")]);
+    let config = format!(
+        "{}\n[plugin.api-key-auth]\nsecrets = [\"missing\"]\n",
+        config_with_plugin("api-key-auth", "{ keys = { a = \"k\" } }")
+    );
+    let checked = weir_check(dir.path(), &config);
+    assert_refused(&checked, &["plugin.api-key-auth.secrets[0]", "unknown secret \"missing\""]);
+}
