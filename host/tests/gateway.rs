@@ -185,9 +185,19 @@ async fn routes_have_their_own_chains() {
         [[routes.plugins]]
         name = "echo-config"
         config = {{ name = "two", route = "second" }}
+        [[routes.plugins]]
+        name = "echo-config-fresh"
+        config = {{ name = "three", route = "second" }}
+
+        [plugin.echo-config-fresh]
+        instance = "fresh"
         "#
     );
-    let gw = TestGateway::start(&config, &[("echo-config", "guest-echo-config"), ("headers", "headers")]).await;
+    let gw = TestGateway::start(
+        &config,
+        &[("echo-config", "guest-echo-config"), ("echo-config-fresh", "guest-echo-config"), ("headers", "headers")],
+    )
+    .await;
     let http = client();
 
     let seen = echoed(http.get(gw.url("/first/a")).send().await.unwrap()).await;
@@ -200,6 +210,15 @@ async fn routes_have_their_own_chains() {
     assert_eq!(config_seen["route"], "second");
     assert!(seen["headers"].get("x-only-first").is_none());
     assert_eq!(seen["body"], "hi");
+    // Properties travel along the chain: each plugin appended its name.
+    assert_eq!(seen["headers"]["x-seen-by"], "two,three");
+    // The fresh-instance plugin never sees a second request; the pooled
+    // one reuses its warm instance.
+    let seen = echoed(http.post(gw.url("/second/b")).send().await.unwrap()).await;
+    assert_eq!(seen["headers"]["x-instance-calls"], "1", "fresh instance per request: {seen}");
+    let first = echoed(http.get(gw.url("/first/a")).send().await.unwrap()).await;
+    let calls: u64 = first["headers"]["x-instance-calls"].as_str().unwrap().parse().unwrap();
+    assert!(calls >= 2, "pooled instance is reused: {first}");
 
     // Method and prefix matching: GET /second matches no route.
     let response = http.get(gw.url("/second/b")).send().await.unwrap();
@@ -207,6 +226,34 @@ async fn routes_have_their_own_chains() {
     assert_eq!(response.headers()["x-weir-error"], "no-route");
     let response = http.get(gw.url("/firstly")).send().await.unwrap();
     assert_eq!(response.status(), 404);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_and_the_gateway_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "plain"
+        upstream = "echo"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[]).await;
+    for garbage in [&b"NOT HTTP AT ALL\r\n\r\n"[..], b"GET / HTTP/1.1\r\nbad header line\r\n\r\n", b"\x00\x01\x02\r\n\r\n"] {
+        let mut stream = tokio::net::TcpStream::connect(gw.addr(0)).await.unwrap();
+        stream.write_all(garbage).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{garbage:?} got {answer:?}");
+    }
+    assert_eq!(client().get(gw.url("/")).send().await.unwrap().status(), 200);
     gw.stop().await;
 }
 

@@ -86,7 +86,7 @@ impl Plugin for RateLimit {
     }
 
     fn on_request(&self, request: &Request) -> Action {
-        let key = self.bucket_key(request);
+        let key = self.key_for(request);
         match self.take(&key) {
             Ok(Outcome::Allowed {
                 remaining,
@@ -154,7 +154,7 @@ impl Plugin for RateLimit {
 
 impl RateLimit {
     /// The kv key of the bucket this request takes from.
-    fn bucket_key(&self, request: &Request) -> String {
+    fn key_for(&self, request: &Request) -> String {
         let set = self
             .settings
             .bucket

@@ -14,9 +14,15 @@
 //!   config JSON as received (re-serialized compactly if it held control
 //!   characters such as newlines), and `,NAME` appended to the property
 //!   `seen-by` (just `NAME` if it was unset). NAME is the config's `name`
-//!   string if it has one, else `guest-echo-config`.
+//!   string if it has one, else `guest-echo-config`. The new `seen-by` is
+//!   also sent as request header `x-seen-by`, and `x-instance-calls` counts
+//!   the requests this instance has handled (per-instance state).
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use weir_sdk::{Action, Config, Plugin, Reply, Request, export_plugin, http, kv, secrets};
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 struct GuestEchoConfig {
     /// The config JSON, safe to send as a header value.
@@ -79,6 +85,11 @@ impl Plugin for GuestEchoConfig {
             _ => self.name.clone(),
         };
         request.set_property("seen-by", &seen_by);
+        let _ = request.set_header("x-seen-by", &seen_by);
+        // How many requests this instance has handled: always 1 for a
+        // plugin in `instance = "fresh"` mode.
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+        let _ = request.set_header("x-instance-calls", &calls.to_string());
         Action::Continue
     }
 }
