@@ -74,7 +74,6 @@ fn handle(request: &Request<Incoming>, token: Option<&str>, proxy: &SharedProxy)
                         "deadline_ms": p.limits.deadline.as_millis() as u64,
                         "memory_mb": p.limits.memory_bytes >> 20,
                         "fail_open": p.limits.fail_open,
-                        "last_error": serde_json::Value::Null,
                     })
                 })
                 .collect();

@@ -20,6 +20,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::kv::KvStore;
 use super::outbound::OutboundClient;
+use super::output::PluginOutput;
 pub use super::state::{RequestState, ResponseState};
 use crate::config::{PluginName, RouteName};
 
@@ -122,8 +123,8 @@ impl HostState {
         // only through the capabilities above. What they print (a Rust
         // panic message, say) goes to the log, tagged with the plugin.
         let wasi = WasiCtx::builder()
-            .stdout(PluginOutput { plugin: identity.name.clone(), stream: "stdout" })
-            .stderr(PluginOutput { plugin: identity.name.clone(), stream: "stderr" })
+            .stdout(PluginOutput::new(identity.name.clone(), "stdout"))
+            .stderr(PluginOutput::new(identity.name.clone(), "stderr"))
             .build();
         HostState {
             wasi,
@@ -145,74 +146,6 @@ impl HostState {
             return Err(CapError::NotGranted(format!("kv (grant it with [plugin.{}] kv = true)", self.identity.name)));
         }
         Ok(format!("{}\u{0}{key}", self.identity.name))
-    }
-}
-
-/// A plugin's stdout or stderr, written to the log a line at a time.
-struct PluginOutput {
-    plugin: PluginName,
-    stream: &'static str,
-}
-
-impl wasmtime_wasi::cli::IsTerminal for PluginOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl wasmtime_wasi::cli::StdoutStream for PluginOutput {
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(LineLogger { plugin: self.plugin.clone(), stream: self.stream, pending: Vec::new() })
-    }
-}
-
-/// Longest line logged as one; longer output is split.
-const MAX_OUTPUT_LINE: usize = 4096;
-
-struct LineLogger {
-    plugin: PluginName,
-    stream: &'static str,
-    pending: Vec<u8>,
-}
-
-impl LineLogger {
-    fn emit(&self, line: &[u8]) {
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches(['\n', '\r']);
-        if !text.is_empty() {
-            tracing::warn!(target: "weir::plugin", plugin = %self.plugin, stream = self.stream, "{text}");
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for LineLogger {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        this.pending.extend_from_slice(buf);
-        while let Some(end) = this.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = this.pending.drain(..=end).collect();
-            this.emit(&line);
-        }
-        if this.pending.len() > MAX_OUTPUT_LINE {
-            let line = std::mem::take(&mut this.pending);
-            this.emit(&line);
-        }
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let line = std::mem::take(&mut this.pending);
-        this.emit(&line);
-        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -264,6 +197,66 @@ fn remove_header(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// The methods `request` and `response` handles share: headers, body and
+/// properties, over the state behind the handle.
+macro_rules! handle_methods {
+    ($state:ty) => {
+        fn header(&mut self, r: Resource<$state>, name: String) -> Result<Option<String>> {
+            Ok(first_header(&self.table.get(&r)?.parts.headers, &name))
+        }
+
+        fn headers(&mut self, r: Resource<$state>) -> Result<Vec<Header>> {
+            Ok(all_headers(&self.table.get(&r)?.parts.headers))
+        }
+
+        fn set_header(&mut self, r: Resource<$state>, name: String, value: String) -> Result<Result<(), CapError>> {
+            Ok(set_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+        }
+
+        fn append_header(&mut self, r: Resource<$state>, name: String, value: String) -> Result<Result<(), CapError>> {
+            Ok(append_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+        }
+
+        fn remove_header(&mut self, r: Resource<$state>, name: String) -> Result<()> {
+            remove_header(&mut self.table.get_mut(&r)?.parts.headers, &name);
+            Ok(())
+        }
+
+        fn body(&mut self, r: Resource<$state>) -> Result<Option<Vec<u8>>> {
+            let state = self.table.get(&r)?;
+            Ok(if state.body_visible || state.body_replaced {
+                Some(state.body.as_deref().unwrap_or_default().to_vec())
+            } else {
+                None
+            })
+        }
+
+        fn set_body(&mut self, r: Resource<$state>, body: Vec<u8>) -> Result<()> {
+            let state = self.table.get_mut(&r)?;
+            state.body = Some(Bytes::from(body));
+            state.body_replaced = true;
+            Ok(())
+        }
+
+        fn property(&mut self, r: Resource<$state>, name: String) -> Result<Option<String>> {
+            Ok(self.table.get(&r)?.properties.get(&name).map(str::to_string))
+        }
+
+        fn set_property(&mut self, r: Resource<$state>, name: String, value: String) -> Result<()> {
+            if let Err(reason) = self.table.get_mut(&r)?.properties.set(&name, &value) {
+                tracing::warn!(plugin = %self.identity.name, route = self.route_name(), "set-property refused: {reason}");
+            }
+            Ok(())
+        }
+
+        fn drop(&mut self, _r: Resource<$state>) -> Result<()> {
+            // The host owns these handles and takes them back after each
+            // call; the guest only ever borrows them.
+            Ok(())
+        }
+    };
+}
+
 impl weir::plugin::types::Host for HostState {}
 
 impl weir::plugin::types::HostRequest for HostState {
@@ -310,58 +303,7 @@ impl weir::plugin::types::HostRequest for HostState {
         Ok(crate::proxy::forwarding::request_authority(parts).map(str::to_string))
     }
 
-    fn header(&mut self, r: Resource<RequestState>, name: String) -> Result<Option<String>> {
-        Ok(first_header(&self.table.get(&r)?.parts.headers, &name))
-    }
-
-    fn headers(&mut self, r: Resource<RequestState>) -> Result<Vec<Header>> {
-        Ok(all_headers(&self.table.get(&r)?.parts.headers))
-    }
-
-    fn set_header(&mut self, r: Resource<RequestState>, name: String, value: String) -> Result<Result<(), CapError>> {
-        Ok(set_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
-    }
-
-    fn append_header(&mut self, r: Resource<RequestState>, name: String, value: String) -> Result<Result<(), CapError>> {
-        Ok(append_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
-    }
-
-    fn remove_header(&mut self, r: Resource<RequestState>, name: String) -> Result<()> {
-        remove_header(&mut self.table.get_mut(&r)?.parts.headers, &name);
-        Ok(())
-    }
-
-    fn body(&mut self, r: Resource<RequestState>) -> Result<Option<Vec<u8>>> {
-        let state = self.table.get(&r)?;
-        Ok(if state.body_visible || state.body_replaced {
-            Some(state.body.as_deref().unwrap_or_default().to_vec())
-        } else {
-            None
-        })
-    }
-
-    fn set_body(&mut self, r: Resource<RequestState>, body: Vec<u8>) -> Result<()> {
-        let state = self.table.get_mut(&r)?;
-        state.body = Some(Bytes::from(body));
-        state.body_replaced = true;
-        Ok(())
-    }
-
-    fn property(&mut self, r: Resource<RequestState>, name: String) -> Result<Option<String>> {
-        Ok(self.table.get(&r)?.properties.get(&name).map(str::to_string))
-    }
-
-    fn set_property(&mut self, r: Resource<RequestState>, name: String, value: String) -> Result<()> {
-        if let Err(reason) = self.table.get_mut(&r)?.properties.set(&name, &value) {
-            tracing::warn!(plugin = %self.identity.name, route = self.route_name(), "set-property refused: {reason}");
-        }
-        Ok(())
-    }
-
-    fn drop(&mut self, _r: Resource<RequestState>) -> Result<()> {
-        // The host owns request handles and takes them back after each call.
-        Ok(())
-    }
+    handle_methods!(RequestState);
 }
 
 impl weir::plugin::types::HostResponse for HostState {
@@ -379,57 +321,7 @@ impl weir::plugin::types::HostResponse for HostState {
         }
     }
 
-    fn header(&mut self, r: Resource<ResponseState>, name: String) -> Result<Option<String>> {
-        Ok(first_header(&self.table.get(&r)?.parts.headers, &name))
-    }
-
-    fn headers(&mut self, r: Resource<ResponseState>) -> Result<Vec<Header>> {
-        Ok(all_headers(&self.table.get(&r)?.parts.headers))
-    }
-
-    fn set_header(&mut self, r: Resource<ResponseState>, name: String, value: String) -> Result<Result<(), CapError>> {
-        Ok(set_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
-    }
-
-    fn append_header(&mut self, r: Resource<ResponseState>, name: String, value: String) -> Result<Result<(), CapError>> {
-        Ok(append_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
-    }
-
-    fn remove_header(&mut self, r: Resource<ResponseState>, name: String) -> Result<()> {
-        remove_header(&mut self.table.get_mut(&r)?.parts.headers, &name);
-        Ok(())
-    }
-
-    fn body(&mut self, r: Resource<ResponseState>) -> Result<Option<Vec<u8>>> {
-        let state = self.table.get(&r)?;
-        Ok(if state.body_visible || state.body_replaced {
-            Some(state.body.as_deref().unwrap_or_default().to_vec())
-        } else {
-            None
-        })
-    }
-
-    fn set_body(&mut self, r: Resource<ResponseState>, body: Vec<u8>) -> Result<()> {
-        let state = self.table.get_mut(&r)?;
-        state.body = Some(Bytes::from(body));
-        state.body_replaced = true;
-        Ok(())
-    }
-
-    fn property(&mut self, r: Resource<ResponseState>, name: String) -> Result<Option<String>> {
-        Ok(self.table.get(&r)?.properties.get(&name).map(str::to_string))
-    }
-
-    fn set_property(&mut self, r: Resource<ResponseState>, name: String, value: String) -> Result<()> {
-        if let Err(reason) = self.table.get_mut(&r)?.properties.set(&name, &value) {
-            tracing::warn!(plugin = %self.identity.name, route = self.route_name(), "set-property refused: {reason}");
-        }
-        Ok(())
-    }
-
-    fn drop(&mut self, _r: Resource<ResponseState>) -> Result<()> {
-        Ok(())
-    }
+    handle_methods!(ResponseState);
 }
 
 impl weir::plugin::log::Host for HostState {

@@ -306,6 +306,27 @@ impl Lease {
         }
     }
 
+    /// Hand `state` to the instance as a handle and start a call's clock.
+    /// On failure the state comes straight back.
+    fn enter<T: Send + 'static>(
+        &mut self,
+        slot: usize,
+        state: T,
+    ) -> Result<(&mut PluginInstance, ResourceAny, Resource<T>), (T, PluginFault)> {
+        let deadline = self.plugin.limits.deadline;
+        let route = self.plugin.routes.get(slot).map(|r| r.route.clone());
+        let (instance, handler) = match self.parts(slot) {
+            Ok(p) => p,
+            Err(fault) => return Err((state, fault)),
+        };
+        let resource = match instance.store.data_mut().table.push(state) {
+            Ok(r) => r,
+            Err(e) => unreachable_table(e),
+        };
+        begin_call(&mut instance.store, deadline, route.as_ref());
+        Ok((instance, handler, resource))
+    }
+
     /// Run `on-request`. The request state always comes back, even when the
     /// call faulted, so a fail-open plugin can be skipped.
     pub async fn on_request(
@@ -313,29 +334,15 @@ impl Lease {
         slot: usize,
         state: RequestState,
     ) -> (RequestState, Result<RequestAction, PluginFault>) {
-        let deadline = self.plugin.limits.deadline;
-        let route = self.plugin.routes.get(slot).map(|r| r.route.clone());
-        let (instance, handler) = match self.parts(slot) {
-            Ok(p) => p,
-            Err(fault) => return (state, Err(fault)),
+        let (instance, handler, resource) = match self.enter(slot, state) {
+            Ok(entered) => entered,
+            Err((state, fault)) => return (state, Err(fault)),
         };
-        let resource = match instance.store.data_mut().table.push(state) {
-            Ok(r) => r,
-            Err(e) => unreachable_table(e),
-        };
-        let borrowed = Resource::<RequestState>::new_borrow(resource.rep());
-        begin_call(&mut instance.store, deadline, route.as_ref());
-        let result = instance
-            .bindings
-            .weir_plugin_filter()
-            .handler()
-            .call_on_request(&mut instance.store, handler, borrowed)
-            .await;
+        let borrowed = Resource::new_borrow(resource.rep());
+        let filter = instance.bindings.weir_plugin_filter().handler();
+        let result = filter.call_on_request(&mut instance.store, handler, borrowed).await;
         let state = take_back(&mut instance.store, resource);
-        match result {
-            Ok(action) => (state, Ok(action)),
-            Err(e) => (state, Err(self.failed(e))),
-        }
+        (state, result.map_err(|e| self.failed(e)))
     }
 
     /// Run `on-response`; the response state always comes back.
@@ -344,29 +351,15 @@ impl Lease {
         slot: usize,
         state: ResponseState,
     ) -> (ResponseState, Result<(), PluginFault>) {
-        let deadline = self.plugin.limits.deadline;
-        let route = self.plugin.routes.get(slot).map(|r| r.route.clone());
-        let (instance, handler) = match self.parts(slot) {
-            Ok(p) => p,
-            Err(fault) => return (state, Err(fault)),
+        let (instance, handler, resource) = match self.enter(slot, state) {
+            Ok(entered) => entered,
+            Err((state, fault)) => return (state, Err(fault)),
         };
-        let resource = match instance.store.data_mut().table.push(state) {
-            Ok(r) => r,
-            Err(e) => unreachable_table(e),
-        };
-        let borrowed = Resource::<ResponseState>::new_borrow(resource.rep());
-        begin_call(&mut instance.store, deadline, route.as_ref());
-        let result = instance
-            .bindings
-            .weir_plugin_filter()
-            .handler()
-            .call_on_response(&mut instance.store, handler, borrowed)
-            .await;
+        let borrowed = Resource::new_borrow(resource.rep());
+        let filter = instance.bindings.weir_plugin_filter().handler();
+        let result = filter.call_on_response(&mut instance.store, handler, borrowed).await;
         let state = take_back(&mut instance.store, resource);
-        match result {
-            Ok(()) => (state, Ok(())),
-            Err(e) => (state, Err(self.failed(e))),
-        }
+        (state, result.map_err(|e| self.failed(e)))
     }
 
     /// Run `on-response-chunk`.

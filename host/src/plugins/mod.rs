@@ -25,6 +25,7 @@ pub mod engine;
 pub mod instance;
 pub mod kv;
 pub mod outbound;
+mod output;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap};

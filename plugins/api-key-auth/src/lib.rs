@@ -20,6 +20,7 @@
 mod keys;
 mod query;
 #[cfg(test)]
+#[path = "../../readme_examples.rs"]
 mod readme_examples;
 mod settings;
 

@@ -12,6 +12,7 @@
 mod edits;
 mod path_prefix;
 #[cfg(test)]
+#[path = "../../readme_examples.rs"]
 mod readme_examples;
 mod settings;
 

@@ -23,6 +23,7 @@
 mod bucket;
 mod bucket_key;
 #[cfg(test)]
+#[path = "../../readme_examples.rs"]
 mod readme_examples;
 mod settings;
 

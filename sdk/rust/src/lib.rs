@@ -1,4 +1,4 @@
-//! Write [Weir](https://github.com/) gateway plugins in Rust.
+//! Write Weir gateway plugins in Rust.
 //!
 //! A plugin is a type that implements [`Plugin`]. The gateway calls
 //! [`Plugin::configure`] once for every route that uses the plugin, with

@@ -1,13 +1,16 @@
-//! Every config in README.md must be accepted by `configure`.
+//! Every config in a plugin's README.md must pass its config checks.
+//! Shared by the first-party plugins through `#[path]`.
 
 use crate::settings::Settings;
 
-const PLUGIN: &str = "api-key-auth";
+/// The plugin's name: its crate name.
+const PLUGIN: &str = env!("CARGO_PKG_NAME");
 
 /// The `config` of every `[[routes.plugins]]` entry for this plugin in
 /// the README's TOML blocks, as the JSON the host would pass.
 fn readme_configs() -> Vec<String> {
-    let readme = include_str!("../README.md");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut configs = Vec::new();
     for block in readme.split("```toml\n").skip(1) {
         let toml_text = block.split("```").next().unwrap_or_default();
