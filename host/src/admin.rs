@@ -1,8 +1,16 @@
-//! The admin API, served on loopback: health, loaded plugins, routes.
+//! The admin API, served on loopback:
+//!
+//! - `GET /healthz` — the gateway is up.
+//! - `GET /plugins` — each plugin: file, version (SHA-256), load time,
+//!   state, routes, limits, and the last failed load if any.
+//! - `GET /routes` — each route: upstream, targets, plugin chain.
+//! - `POST /reload` — re-read the config file; answers 200, or 422 with
+//!   every problem (the old config keeps serving).
+//!
 //! Every request needs `authorization: Bearer TOKEN` when a token is set.
 
 use std::convert::Infallible;
-use std::time::UNIX_EPOCH;
+use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -13,10 +21,11 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::proxy::{Body, SharedProxy, full_body};
+use crate::gateway::Gateway;
+use crate::proxy::{Body, full_body};
 
 /// Serve the admin API until `shutdown` flips.
-pub async fn serve(listener: TcpListener, token: Option<String>, proxy: SharedProxy, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, token: Option<String>, gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -28,12 +37,13 @@ pub async fn serve(listener: TcpListener, token: Option<String>, proxy: SharedPr
             },
             _ = shutdown.changed() => return,
         };
-        let proxy = proxy.clone();
+        let gateway = gateway.clone();
         let token = token.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let response = handle(&request, token.as_deref(), &proxy);
-                async move { Ok::<_, Infallible>(response) }
+                let gateway = gateway.clone();
+                let token = token.clone();
+                async move { Ok::<_, Infallible>(handle(request, token.as_deref(), &gateway).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
         });
@@ -47,7 +57,7 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body>
     response
 }
 
-fn handle(request: &Request<Incoming>, token: Option<&str>, proxy: &SharedProxy) -> Response<Body> {
+async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gateway) -> Response<Body> {
     if let Some(token) = token {
         let expected = format!("Bearer {token}");
         let given = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
@@ -55,47 +65,57 @@ fn handle(request: &Request<Incoming>, token: Option<&str>, proxy: &SharedProxy)
             return json_response(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
         }
     }
-    let proxy = proxy.load();
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
-        (&Method::GET, "/plugins") => {
-            let plugins: Vec<_> = proxy
-                .plugins
-                .iter()
-                .map(|p| {
-                    json!({
-                        "name": p.name().as_str(),
-                        "file": p.file.display().to_string(),
-                        "version": p.content_hash,
-                        "loaded_at": p.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                        "compiled_from_cache": p.from_cache,
-                        "routes": p.routes.iter().map(|r| r.route.as_str()).collect::<Vec<_>>(),
-                        "idle_instances": p.idle_instances(),
-                        "deadline_ms": p.limits.deadline.as_millis() as u64,
-                        "memory_mb": p.limits.memory_bytes >> 20,
-                        "fail_open": p.limits.fail_open,
-                    })
-                })
-                .collect();
-            json_response(StatusCode::OK, json!({ "plugins": plugins }))
-        }
-        (&Method::GET, "/routes") => {
-            let routes: Vec<_> = proxy
-                .routes
-                .iter()
-                .map(|r| {
-                    json!({
-                        "name": r.name.as_str(),
-                        "upstream": r.upstream.name.as_str(),
-                        "targets": r.upstream.targets().iter().map(|t| format!("{}://{}", t.scheme, t.authority)).collect::<Vec<_>>(),
-                        "plugins": r.chain.links.iter().map(|l| l.plugin.name().as_str()).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            json_response(StatusCode::OK, json!({ "routes": routes }))
+        (&Method::GET, "/plugins") => json_response(StatusCode::OK, json!({ "plugins": plugins(gateway) })),
+        (&Method::GET, "/routes") => json_response(StatusCode::OK, json!({ "routes": routes(gateway) })),
+        (&Method::POST, "/reload") => match gateway.reload_config().await {
+            Ok(()) => json_response(StatusCode::OK, json!({"reloaded": true})),
+            Err(e) => json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"reloaded": false, "problems": e.to_string().lines().map(str::trim).collect::<Vec<_>>()}),
+            ),
+        },
+        (_, "/healthz" | "/plugins" | "/routes" | "/reload") => {
+            json_response(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method not allowed"}))
         }
         _ => json_response(StatusCode::NOT_FOUND, json!({"error": "no such admin endpoint"})),
     }
+}
+
+fn plugins(gateway: &Gateway) -> Vec<serde_json::Value> {
+    let proxy = gateway.proxy().load();
+    gateway
+        .plugin_status()
+        .into_iter()
+        .map(|status| {
+            let mut entry = serde_json::to_value(&status).unwrap_or_else(|_| json!({}));
+            if let Some(p) = proxy.plugins.iter().find(|p| p.name().as_str() == status.name) {
+                entry["idle_instances"] = json!(p.idle_instances());
+                entry["deadline_ms"] = json!(p.limits.deadline.as_millis() as u64);
+                entry["memory_mb"] = json!(p.limits.memory_bytes >> 20);
+                entry["fail_open"] = json!(p.limits.fail_open);
+            }
+            entry
+        })
+        .collect()
+}
+
+fn routes(gateway: &Gateway) -> Vec<serde_json::Value> {
+    let proxy = gateway.proxy().load();
+    proxy
+        .routes
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name.as_str(),
+                "upstream": r.upstream.name.as_str(),
+                "targets": r.upstream.targets().iter().map(|t| format!("{}://{}", t.scheme, t.authority)).collect::<Vec<_>>(),
+                "plugins": r.chain.links.iter().map(|l| l.plugin.name().as_str()).collect::<Vec<_>>(),
+                "missing_plugins": r.chain.missing.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
 }
 
 /// Compare secrets without leaking where they differ through timing.

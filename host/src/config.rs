@@ -202,37 +202,84 @@ pub enum InstanceMode {
     Fresh,
 }
 
-/// Settings for one plugin, shared by every route that uses it.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Settings for one plugin, shared by every route that uses it. The same
+/// fields make up a plugin's manifest (`NAME.toml` beside `NAME.wasm`);
+/// a field set in the gateway config's `[plugin.NAME]` wins over the
+/// manifest's, which wins over the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSettings {
     /// Deadline for one call, in milliseconds (default: `plugins.deadline_ms`).
     pub deadline_ms: Option<u64>,
     /// Linear-memory cap per instance, in MiB (default: `plugins.memory_mb`).
     pub memory_mb: Option<u64>,
-    /// Skip this plugin when it faults instead of failing the request.
-    /// Never set this on an authentication plugin.
-    #[serde(default)]
-    pub fail_open: bool,
+    /// Skip this plugin when it faults instead of failing the request
+    /// (default false). Never set this on an authentication plugin.
+    pub fail_open: Option<bool>,
     /// `pooled` (default) or `fresh`.
-    #[serde(default)]
-    pub instance: InstanceMode,
-    /// Grant the key-value store.
-    #[serde(default)]
-    pub kv: bool,
+    pub instance: Option<InstanceMode>,
+    /// Grant the key-value store (default false).
+    pub kv: Option<bool>,
     /// Secrets this plugin may read, by name.
-    #[serde(default)]
-    pub secrets: Vec<String>,
+    pub secrets: Option<Vec<String>>,
     /// Hosts this plugin may call: `host:port`, or `host` for any port.
-    #[serde(default)]
-    pub outbound_hosts: Vec<String>,
-    /// Ceiling on an outbound call's duration, in milliseconds.
-    #[serde(default = "default_outbound_timeout_ms")]
-    pub outbound_timeout_ms: u64,
+    pub outbound_hosts: Option<Vec<String>>,
+    /// Ceiling on an outbound call's duration, in milliseconds (default 5000).
+    pub outbound_timeout_ms: Option<u64>,
 }
 
-fn default_outbound_timeout_ms() -> u64 {
-    5_000
+impl PluginSettings {
+    /// These settings, with fields they leave unset taken from `base`.
+    pub fn over(&self, base: &PluginSettings) -> PluginSettings {
+        PluginSettings {
+            deadline_ms: self.deadline_ms.or(base.deadline_ms),
+            memory_mb: self.memory_mb.or(base.memory_mb),
+            fail_open: self.fail_open.or(base.fail_open),
+            instance: self.instance.or(base.instance),
+            kv: self.kv.or(base.kv),
+            secrets: self.secrets.clone().or_else(|| base.secrets.clone()),
+            outbound_hosts: self.outbound_hosts.clone().or_else(|| base.outbound_hosts.clone()),
+            outbound_timeout_ms: self.outbound_timeout_ms.or(base.outbound_timeout_ms),
+        }
+    }
+
+    /// Check the settings against the config (`at` prefixes each path).
+    pub fn problems(&self, at: &str, config: &Config) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |path: String, message: String| problems.push(Problem { path, message });
+        if self.deadline_ms == Some(0) {
+            problem(format!("{at}.deadline_ms"), "must be at least 1".into());
+        }
+        if let Some(mb) = self.memory_mb {
+            if mb == 0 || mb > 4096 {
+                problem(format!("{at}.memory_mb"), "must be between 1 and 4096".into());
+            }
+        }
+        if self.outbound_timeout_ms == Some(0) {
+            problem(format!("{at}.outbound_timeout_ms"), "must be at least 1".into());
+        }
+        for (j, secret) in self.secrets.iter().flatten().enumerate() {
+            if !config.secrets.contains_key(secret) {
+                problem(format!("{at}.secrets[{j}]"), format!("unknown secret {secret:?}"));
+            }
+        }
+        for (j, host) in self.outbound_hosts.iter().flatten().enumerate() {
+            if host.is_empty() || host.contains('/') || host.contains("://") {
+                problem(format!("{at}.outbound_hosts[{j}]"), format!("{host:?} is not host or host:port"));
+            }
+        }
+        problems
+    }
+}
+
+/// A plugin's manifest: `NAME.toml` beside `NAME.wasm`, holding
+/// [`PluginSettings`].
+pub fn read_manifest(file: &Path) -> Result<Option<PluginSettings>, String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => toml::from_str(&text).map(Some).map_err(|e| format!("manifest {}: {}", file.display(), e.message())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("manifest {}: cannot read: {e}", file.display())),
+    }
 }
 
 /// Where a secret's value comes from: exactly one of the fields.
@@ -400,12 +447,9 @@ impl Config {
         self.resolve(&self.plugins.dir)
     }
 
-    /// The settings for a plugin (defaults where the config has none).
+    /// The config's own settings for a plugin (all unset when it has none).
     pub fn plugin_settings(&self, name: &PluginName) -> PluginSettings {
-        self.plugin.get(name).cloned().unwrap_or_else(|| PluginSettings {
-            outbound_timeout_ms: default_outbound_timeout_ms(),
-            ..Default::default()
-        })
+        self.plugin.get(name).cloned().unwrap_or_default()
     }
 
     /// Every plugin some route uses, each once.
@@ -474,23 +518,8 @@ impl Config {
             if !valid_plugin_name(name.as_str()) {
                 problem(at.clone(), "plugin names use letters, digits, '-' and '_'".into());
             }
-            if settings.deadline_ms == Some(0) {
-                problem(format!("{at}.deadline_ms"), "must be at least 1".into());
-            }
-            if let Some(mb) = settings.memory_mb {
-                if mb == 0 || mb > 4096 {
-                    problem(format!("{at}.memory_mb"), "must be between 1 and 4096".into());
-                }
-            }
-            for (j, secret) in settings.secrets.iter().enumerate() {
-                if !self.secrets.contains_key(secret) {
-                    problem(format!("{at}.secrets[{j}]"), format!("unknown secret {secret:?}"));
-                }
-            }
-            for (j, host) in settings.outbound_hosts.iter().enumerate() {
-                if host.is_empty() || host.contains('/') || host.contains("://") {
-                    problem(format!("{at}.outbound_hosts[{j}]"), format!("{host:?} is not host or host:port"));
-                }
+            for p in settings.problems(&at, self) {
+                problem(p.path, p.message);
             }
             if !used.contains(name) {
                 tracing::warn!(plugin = %name, "plugin.{name} is configured but no route uses it");

@@ -1,18 +1,28 @@
-//! Putting a gateway together from a config: load plugins, build upstream
-//! pools and the route table, bind listeners and the admin API, serve until
-//! told to stop.
+//! Putting a gateway together and keeping it current: load a config and
+//! its plugins, serve them, and swap in new versions — of one plugin file,
+//! or of the whole config — without dropping a request.
+//!
+//! Every change is built completely off the request path (compile, link,
+//! `configure` for every route) and swapped in atomically only if all of it
+//! succeeded. Requests hold the [`Proxy`] they started with, so requests in
+//! flight finish on the old version while new ones see the new one. A
+//! change that fails leaves the old version serving and is recorded in the
+//! plugin's status (log and admin API).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
+use serde::Serialize;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, ConfigError};
-use crate::plugins::{Chain, PluginLoadError, PluginRuntime};
+use crate::config::{Config, ConfigError, PluginName, UpstreamName};
+use crate::plugins::capabilities::SharedCapabilities;
+use crate::plugins::{LoadedSet, PluginLoadError, PluginRuntime, build_chains};
 use crate::proxy::router::{Route, RouteTable};
 use crate::proxy::upstream::UpstreamPool;
 use crate::proxy::{Proxy, SharedProxy, listener};
@@ -26,7 +36,7 @@ pub enum LoadError {
     /// Plugins failed to load or configure.
     #[error("{}", plugin_problems(.0))]
     Plugins(Vec<PluginLoadError>),
-    /// Anything else that stops the gateway from starting (secrets,
+    /// Anything else that stops the config from being served (secrets,
     /// certificates, upstream TLS settings).
     #[error("{0:#}")]
     Other(anyhow::Error),
@@ -41,42 +51,288 @@ fn plugin_problems(errors: &[PluginLoadError]) -> String {
     text
 }
 
-/// A config with everything it needs loaded and checked, ready to serve.
-pub struct Gateway {
+/// What the admin API says about one plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    /// The plugin's name.
+    pub name: String,
+    /// Its file.
+    pub file: String,
+    /// `loaded` (serving), `missing` (file removed; its routes answer
+    /// 503) or `failed` (never loaded; see `last_error`).
+    pub state: &'static str,
+    /// SHA-256 of the file serving now.
+    pub version: Option<String>,
+    /// When the serving version was loaded (seconds since the epoch).
+    pub loaded_at: Option<u64>,
+    /// Whether its compiled code came from the cache.
+    pub compiled_from_cache: Option<bool>,
+    /// Milliseconds spent reading and compiling it.
+    pub compile_ms: Option<u64>,
+    /// Routes using it.
+    pub routes: Vec<String>,
+    /// The last failed attempt to load a new version, if it has not been
+    /// followed by a successful one.
+    pub last_error: Option<String>,
+    /// When that was (seconds since the epoch).
+    pub last_error_at: Option<u64>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The config and plugins being served, changed only by reloads (one at a
+/// time).
+struct Serving {
     config: Config,
+    capabilities: Arc<SharedCapabilities>,
+    upstreams: HashMap<UpstreamName, Arc<UpstreamPool>>,
+    loaded: LoadedSet,
+}
+
+/// A loaded gateway: its config, plugins and the proxy built from them,
+/// with the operations that change them.
+pub struct Gateway {
+    config_file: Option<PathBuf>,
+    runtime: PluginRuntime,
     proxy: SharedProxy,
-    // Kept alive for the gateway's lifetime: owns the linker and shared
-    // capabilities the plugins use.
-    _runtime: Arc<PluginRuntime>,
+    serving: Mutex<Serving>,
+    status: RwLock<BTreeMap<PluginName, PluginStatus>>,
 }
 
 impl Gateway {
     /// Read and validate the config file, load every plugin and configure
-    /// it for its routes.
+    /// it for its routes. The file is re-read on [`Gateway::reload_config`].
     pub async fn load_file(path: &Path) -> Result<Gateway, LoadError> {
-        Gateway::load(Config::load(path)?).await
+        let config = Config::load(path)?;
+        Gateway::build(config, Some(path.to_path_buf())).await
     }
 
-    /// Load every plugin of a validated config.
+    /// Load every plugin of a validated config (which has no file to
+    /// reload from).
     pub async fn load(config: Config) -> Result<Gateway, LoadError> {
-        let runtime = Arc::new(PluginRuntime::new(&config).map_err(LoadError::Other)?);
-        let proxy = build_proxy(&config, &runtime).await?;
-        Ok(Gateway { config, proxy: Arc::new(ArcSwap::from_pointee(proxy)), _runtime: runtime })
+        Gateway::build(config, None).await
     }
 
-    /// The config being served.
-    pub fn config(&self) -> &Config {
-        &self.config
+    async fn build(config: Config, config_file: Option<PathBuf>) -> Result<Gateway, LoadError> {
+        let runtime = PluginRuntime::new(&config).map_err(LoadError::Other)?;
+        let capabilities = runtime.capabilities_for(&config).map_err(LoadError::Other)?;
+        let loaded = runtime.load(&config).await.map_err(LoadError::Plugins)?;
+        let upstreams = build_upstreams(&config)?;
+        let serving = Serving { config, capabilities, upstreams, loaded };
+        let proxy = Arc::new(ArcSwap::from_pointee(build_proxy(&serving)));
+        let gateway = Gateway {
+            config_file,
+            runtime,
+            proxy,
+            serving: Mutex::new(serving),
+            status: RwLock::new(BTreeMap::new()),
+        };
+        gateway.refresh_status(&*gateway.serving.lock().await);
+        Ok(gateway)
+    }
+
+    /// The proxy serving now.
+    pub fn proxy(&self) -> &SharedProxy {
+        &self.proxy
+    }
+
+    /// The config file, if the gateway was loaded from one.
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config_file.as_deref()
+    }
+
+    /// The plugin directory of the config serving now.
+    pub async fn plugin_dir(&self) -> PathBuf {
+        self.serving.lock().await.config.plugin_dir()
+    }
+
+    /// Every plugin's status, by name.
+    pub fn plugin_status(&self) -> Vec<PluginStatus> {
+        self.status.read().map(|s| s.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Re-read the config file and, if it is valid and every plugin it uses
+    /// loads and configures, serve it. Otherwise keep serving the old one
+    /// and return every problem.
+    pub async fn reload_config(&self) -> Result<(), LoadError> {
+        let Some(file) = &self.config_file else {
+            return Err(LoadError::Other(anyhow::anyhow!("the gateway was not loaded from a config file")));
+        };
+        let result = self.try_reload_config(file).await;
+        match &result {
+            Ok(()) => tracing::info!(file = %file.display(), "config reloaded"),
+            Err(e) => tracing::error!(file = %file.display(), "config reload refused; the old config keeps serving:\n{e}"),
+        }
+        result
+    }
+
+    async fn try_reload_config(&self, file: &Path) -> Result<(), LoadError> {
+        let config = Config::load(file)?;
+        let mut serving = self.serving.lock().await;
+        warn_about_restart_only_changes(&serving.config, &config);
+        let capabilities = self.runtime.capabilities_for(&config).map_err(LoadError::Other)?;
+        let upstreams = build_upstreams(&config)?;
+
+        // Plugins keep the version serving now; new ones are read from disk.
+        let dir = config.plugin_dir();
+        let same_dir = dir == serving.config.plugin_dir();
+        let mut loaded = LoadedSet::default();
+        let mut errors = Vec::new();
+        for name in config.used_plugins() {
+            let source = match serving.loaded.sources.get(&name).filter(|_| same_dir) {
+                Some(source) => source.clone(),
+                None => {
+                    let route = config.routes.iter().find(|r| r.plugins.iter().any(|p| p.name == name)).map(|r| &r.name);
+                    match self.runtime.compile(&dir, &name, route).await {
+                        Ok(source) => source,
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
+                        }
+                    }
+                }
+            };
+            match self.runtime.configure(&source, &config, &capabilities).await {
+                Ok(plugin) => {
+                    loaded.plugins.insert(name.clone(), plugin);
+                    loaded.sources.insert(name, source);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(LoadError::Plugins(errors));
+        }
+        *serving = Serving { config, capabilities, upstreams, loaded };
+        self.proxy.store(Arc::new(build_proxy(&serving)));
+        self.refresh_status(&serving);
+        Ok(())
+    }
+
+    /// The file `NAME.wasm` (or its manifest) changed, appeared or
+    /// disappeared: load the new version and swap it in if it configures
+    /// for every route using it; if the file is gone, its routes answer
+    /// 503 until it is back.
+    pub async fn reload_plugin(&self, name: &PluginName) {
+        let mut serving = self.serving.lock().await;
+        let dir = serving.config.plugin_dir();
+        let used = serving.config.used_plugins().contains(name);
+        let route = serving.config.routes.iter().find(|r| r.plugins.iter().any(|p| p.name == *name)).map(|r| r.name.clone());
+        let source = match self.runtime.compile(&dir, name, route.as_ref()).await {
+            Ok(source) => source,
+            Err(PluginLoadError::Missing { .. }) => {
+                let had = serving.loaded.plugins.remove(name).is_some();
+                serving.loaded.sources.remove(name);
+                if had {
+                    tracing::warn!(plugin = %name, "plugin file removed; routes using it answer 503 until it is back");
+                    self.proxy.store(Arc::new(build_proxy(&serving)));
+                }
+                self.refresh_status(&serving);
+                return;
+            }
+            Err(e) => return self.record_failure(&serving, name, &e.to_string()),
+        };
+        let unchanged = serving.loaded.sources.get(name).is_some_and(|current| {
+            current.content_hash == source.content_hash && current.manifest == source.manifest
+        });
+        if unchanged && serving.loaded.plugins.contains_key(name) {
+            self.clear_failure(name);
+            return;
+        }
+        if !used {
+            // Nothing routes to it; keep it ready for a config that will.
+            tracing::info!(plugin = %name, version = &source.content_hash[..12], "plugin ready (no route uses it yet)");
+            serving.loaded.sources.insert(name.clone(), source);
+            self.refresh_status(&serving);
+            return;
+        }
+        match self.runtime.configure(&source, &serving.config, &serving.capabilities).await {
+            Ok(plugin) => {
+                tracing::info!(plugin = %name, version = &source.content_hash[..12], "new plugin version serving");
+                serving.loaded.plugins.insert(name.clone(), plugin);
+                serving.loaded.sources.insert(name.clone(), source);
+                self.proxy.store(Arc::new(build_proxy(&serving)));
+                self.refresh_status(&serving);
+            }
+            Err(e) => {
+                let error = format!("{} (version {}): {e}", source.file.display(), &source.content_hash[..12]);
+                self.record_failure(&serving, name, &error)
+            }
+        }
+    }
+
+    fn record_failure(&self, serving: &Serving, name: &PluginName, error: &str) {
+        tracing::error!(plugin = %name, "new plugin version refused; the old one keeps serving: {error}");
+        self.refresh_status(serving);
+        if let Ok(mut status) = self.status.write() {
+            let entry = status.entry(name.clone()).or_insert_with(|| missing_status(serving, name));
+            if entry.state == "missing" {
+                entry.state = "failed";
+            }
+            entry.last_error = Some(error.to_string());
+            entry.last_error_at = Some(now_secs());
+        }
+    }
+
+    fn clear_failure(&self, name: &PluginName) {
+        if let Ok(mut status) = self.status.write() {
+            if let Some(entry) = status.get_mut(name) {
+                entry.last_error = None;
+                entry.last_error_at = None;
+            }
+        }
+    }
+
+    /// Rebuild every status from what is serving, keeping recorded errors
+    /// for plugins whose serving version did not change.
+    fn refresh_status(&self, serving: &Serving) {
+        let Ok(mut status) = self.status.write() else { return };
+        let mut names: Vec<PluginName> = serving.config.used_plugins().into_iter().collect();
+        names.extend(serving.loaded.sources.keys().cloned());
+        names.sort();
+        names.dedup();
+        let mut fresh = BTreeMap::new();
+        for name in names {
+            let mut entry = match serving.loaded.sources.get(&name) {
+                Some(source) => PluginStatus {
+                    name: name.to_string(),
+                    file: source.file.display().to_string(),
+                    state: "loaded",
+                    version: Some(source.content_hash.clone()),
+                    loaded_at: serving.loaded.plugins.get(&name).map(|p| {
+                        p.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+                    }),
+                    compiled_from_cache: Some(source.from_cache),
+                    compile_ms: Some(source.compile_time.as_millis() as u64),
+                    routes: routes_using(serving, &name),
+                    last_error: None,
+                    last_error_at: None,
+                },
+                None => missing_status(serving, &name),
+            };
+            if let Some(old) = status.get(&name) {
+                if old.version == entry.version {
+                    entry.last_error = old.last_error.clone();
+                    entry.last_error_at = old.last_error_at;
+                }
+            }
+            fresh.insert(name, entry);
+        }
+        *status = fresh;
     }
 
     /// Bind every listener and the admin API and start serving.
     pub async fn start(self) -> anyhow::Result<RunningGateway> {
+        let gateway = Arc::new(self);
         let (shutdown, signal) = watch::channel(false);
+        let config = gateway.serving.lock().await.config.clone();
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
-        for l in &self.config.listeners {
+        for l in &config.listeners {
             let tls = match &l.tls {
-                Some(tls) => Some(listener::tls_acceptor(&self.config.resolve(&tls.cert), &self.config.resolve(&tls.key))?),
+                Some(tls) => Some(listener::tls_acceptor(&config.resolve(&tls.cert), &config.resolve(&tls.key))?),
                 None => None,
             };
             let (socket, addr) = listener::bind(&l.address).await?;
@@ -85,52 +341,91 @@ impl Gateway {
         }
         let mut tasks = Vec::new();
         for (socket, tls) in bound {
-            tasks.push(tokio::spawn(listener::serve(
-                socket,
-                tls,
-                self.proxy.clone(),
-                self.config.limits.clone(),
-                signal.clone(),
-            )));
+            let proxy = gateway.proxy.clone();
+            tasks.push(tokio::spawn(listener::serve(socket, tls, proxy, config.limits.clone(), signal.clone())));
         }
-        let admin = match &self.config.admin {
+        let admin = match &config.admin {
             Some(admin) => {
                 let token = admin.token.clone().or_else(|| admin.token_env.as_ref().and_then(|v| std::env::var(v).ok()));
                 let (socket, addr) = listener::bind(&admin.address).await?;
-                tasks.push(tokio::spawn(crate::admin::serve(socket, token, self.proxy.clone(), signal.clone())));
+                tasks.push(tokio::spawn(crate::admin::serve(socket, token, gateway.clone(), signal.clone())));
                 Some(addr)
             }
             None => None,
         };
+        tasks.push(crate::watch::spawn(gateway.clone(), &config.plugin_dir(), signal.clone()));
         for addr in &listeners {
             tracing::info!("listening on {addr}");
         }
         if let Some(addr) = admin {
             tracing::info!("admin API on {addr}");
         }
-        Ok(RunningGateway { listeners, admin, shutdown, tasks, _gateway: self })
+        Ok(RunningGateway { listeners, admin, shutdown, tasks, gateway })
     }
 }
 
-/// Build the route table for `config` with freshly loaded plugins.
-async fn build_proxy(config: &Config, runtime: &PluginRuntime) -> Result<Proxy, LoadError> {
-    let set = runtime.load(config).await.map_err(LoadError::Plugins)?;
+fn routes_using(serving: &Serving, name: &PluginName) -> Vec<String> {
+    serving
+        .config
+        .routes
+        .iter()
+        .filter(|r| r.plugins.iter().any(|p| p.name == *name))
+        .map(|r| r.name.to_string())
+        .collect()
+}
+
+fn missing_status(serving: &Serving, name: &PluginName) -> PluginStatus {
+    PluginStatus {
+        name: name.to_string(),
+        file: serving.config.plugin_dir().join(format!("{name}.wasm")).display().to_string(),
+        state: "missing",
+        version: None,
+        loaded_at: None,
+        compiled_from_cache: None,
+        compile_ms: None,
+        routes: routes_using(serving, name),
+        last_error: None,
+        last_error_at: None,
+    }
+}
+
+/// Listener and admin addresses are bound once, at start.
+fn warn_about_restart_only_changes(old: &Config, new: &Config) {
+    let addresses = |c: &Config| {
+        let mut a: Vec<String> = c.listeners.iter().map(|l| format!("{}{}", l.address, if l.tls.is_some() { " tls" } else { "" })).collect();
+        a.push(c.admin.as_ref().map(|a| a.address.clone()).unwrap_or_default());
+        a
+    };
+    if addresses(old) != addresses(new) {
+        tracing::warn!("listener or admin address changes take effect only after a restart");
+    }
+    if old.limits.max_header_bytes != new.limits.max_header_bytes || old.limits.max_headers != new.limits.max_headers {
+        tracing::warn!("header limits take effect only after a restart");
+    }
+}
+
+fn build_upstreams(config: &Config) -> Result<HashMap<UpstreamName, Arc<UpstreamPool>>, LoadError> {
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
         upstreams.insert(name.clone(), Arc::new(UpstreamPool::new(name, upstream, config).map_err(LoadError::Other)?));
     }
+    Ok(upstreams)
+}
+
+/// The route table for what is serving.
+fn build_proxy(serving: &Serving) -> Proxy {
+    let config = &serving.config;
+    let mut chains = build_chains(config, &serving.loaded.plugins);
     let mut routes = Vec::new();
     for route in &config.routes {
-        let upstream = upstreams
-            .get(&route.upstream)
-            .cloned()
-            .ok_or_else(|| LoadError::Other(anyhow::anyhow!("route {}: unknown upstream {}", route.name, route.upstream)))?;
-        let chain = set.chains.get(&route.name).cloned().unwrap_or_else(Chain::default);
+        // Validation guarantees the upstream exists.
+        let Some(upstream) = serving.upstreams.get(&route.upstream).cloned() else { continue };
+        let chain = chains.remove(&route.name).unwrap_or_default();
         routes.push(Route::new(route, upstream, Arc::new(chain)));
     }
-    let mut plugins: Vec<_> = set.plugins.values().cloned().collect();
+    let mut plugins: Vec<_> = serving.loaded.plugins.values().cloned().collect();
     plugins.sort_by(|a, b| a.name().cmp(b.name()));
-    Ok(Proxy { routes: RouteTable::new(routes), limits: config.limits.clone(), plugins })
+    Proxy { routes: RouteTable::new(routes), limits: config.limits.clone(), plugins }
 }
 
 /// A gateway that is serving.
@@ -141,10 +436,15 @@ pub struct RunningGateway {
     pub admin: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    _gateway: Gateway,
+    gateway: Arc<Gateway>,
 }
 
 impl RunningGateway {
+    /// The gateway, to reload it.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
     /// Stop accepting, let open requests finish, and return.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -158,19 +458,22 @@ impl RunningGateway {
 /// On success, returns a summary line per plugin.
 pub async fn check(path: &Path) -> Result<Vec<String>, LoadError> {
     let config = Config::load(path)?;
-    let runtime = PluginRuntime::new(&config).map_err(LoadError::Other)?;
-    let proxy = build_proxy(&config, &runtime).await?;
     for l in &config.listeners {
         if let Some(tls) = &l.tls {
             listener::tls_acceptor(&config.resolve(&tls.cert), &config.resolve(&tls.key)).map_err(LoadError::Other)?;
         }
     }
-    Ok(proxy
-        .plugins
+    let gateway = Gateway::load(config).await?;
+    Ok(gateway
+        .plugin_status()
         .iter()
         .map(|p| {
-            let routes: Vec<&str> = p.routes.iter().map(|r| r.route.as_str()).collect();
-            format!("plugin {} ({}) ok for routes: {}", p.name(), &p.content_hash[..12], routes.join(", "))
+            format!(
+                "plugin {} ({}) ok for routes: {}",
+                p.name,
+                p.version.as_deref().map_or("-", |v| &v[..12]),
+                p.routes.join(", ")
+            )
         })
         .collect())
 }

@@ -4,8 +4,8 @@
 //! Reading order follows a request: [`config`] (what the operator wrote),
 //! [`proxy`] (listeners, routing, upstreams, the chain of phases),
 //! [`plugins`] (the runtime that loads and calls plugins, and the host
-//! capabilities they import), [`admin`] (the admin API), and [`gateway`]
-//! (putting it together).
+//! capabilities they import), [`admin`] (the admin API), [`gateway`] (putting it together and
+//! swapping in new versions) and [`watch`] (noticing changes).
 
 pub mod admin;
 pub mod config;
@@ -13,3 +13,4 @@ pub mod demo;
 pub mod gateway;
 pub mod plugins;
 pub mod proxy;
+pub mod watch;

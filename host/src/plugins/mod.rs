@@ -28,13 +28,13 @@ pub mod outbound;
 mod output;
 pub mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
-use wasmtime::component::Linker;
+use wasmtime::component::{InstancePre, Linker};
 
 pub use capabilities::weir::plugin::types::{Interests, Reply, RequestAction};
 use capabilities::{Grants, HostState, PluginIdentity, SharedCapabilities};
@@ -42,21 +42,22 @@ use engine::{CompileCache, content_hash};
 use instance::{InstantiateError, LoadedPlugin, PluginLimits, RouteSlot};
 pub use instance::{Lease, PluginFault};
 
-use crate::config::{Config, PluginName, RouteName, plugin_config_json};
+use crate::config::{Config, PluginName, PluginSettings, RouteName, plugin_config_json, read_manifest};
+use kv::KvStore;
 
 /// Why a plugin could not be loaded. Messages name the file or the route
 /// and plugin, and the reason.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PluginLoadError {
     /// `NAME.wasm` does not exist.
-    #[error("plugin {plugin}: no file {} (used by route {route})", file.display())]
+    #[error("plugin {plugin}: no file {}{}", file.display(), route.as_ref().map(|r| format!(" (used by route {r})")).unwrap_or_default())]
     Missing {
         /// The plugin.
         plugin: PluginName,
         /// The expected file.
         file: PathBuf,
         /// A route that uses it.
-        route: RouteName,
+        route: Option<RouteName>,
     },
     /// The file is not a usable component for this host.
     #[error("plugin {plugin} ({}): {reason}", file.display())]
@@ -78,6 +79,9 @@ pub enum PluginLoadError {
         /// The plugin's message.
         reason: String,
     },
+    /// Secrets could not be resolved.
+    #[error("{0}")]
+    Capabilities(String),
     /// Instantiation or `configure` faulted.
     #[error("plugin {plugin}: {fault}")]
     Fault {
@@ -88,109 +92,84 @@ pub enum PluginLoadError {
     },
 }
 
-/// Everything plugins share in one gateway: engine, linker, capabilities.
+/// Everything plugins share in one gateway: engine, linker, compile cache,
+/// and the capabilities that outlive a config (the key-value store, the
+/// outbound client).
 pub struct PluginRuntime {
     engine: Engine,
     linker: Linker<HostState>,
-    shared: Arc<SharedCapabilities>,
     cache: CompileCache,
+    kv: Arc<KvStore>,
+    outbound: outbound::OutboundClient,
+}
+
+/// A plugin file read, checked, compiled and linked; not yet configured.
+#[derive(Clone)]
+pub struct PluginSource {
+    /// The plugin's name.
+    pub name: PluginName,
+    /// The `.wasm` file.
+    pub file: PathBuf,
+    /// SHA-256 of the file: its version.
+    pub content_hash: String,
+    /// Whether compiled code came from the cache.
+    pub from_cache: bool,
+    /// How long reading and compiling (or loading from cache) took.
+    pub compile_time: Duration,
+    /// The manifest beside the file, if any.
+    pub manifest: Option<PluginSettings>,
+    instance_pre: InstancePre<HostState>,
 }
 
 impl PluginRuntime {
-    /// A runtime for `config`: resolves its secrets and builds the linker.
+    /// A runtime for `config`: the engine, the linker with every import,
+    /// the compile cache.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let engine = engine::shared_engine().map_err(anyhow::Error::msg)?;
         let mut linker = Linker::new(&engine);
         capabilities::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("linking host imports: {e:#}"))?;
-        let secrets = resolve_secrets(config)?;
-        let shared = Arc::new(SharedCapabilities {
-            kv: Default::default(),
-            secrets,
-            outbound: outbound::OutboundClient::new().map_err(anyhow::Error::msg)?,
-        });
         let cache_dir = config.plugins.cache_dir.as_ref().map(|d| config.resolve(d)).or_else(CompileCache::default_dir);
-        Ok(PluginRuntime { engine, linker, shared, cache: CompileCache::new(cache_dir) })
+        Ok(PluginRuntime {
+            engine,
+            linker,
+            cache: CompileCache::new(cache_dir),
+            kv: Arc::new(KvStore::default()),
+            outbound: outbound::OutboundClient::new().map_err(anyhow::Error::msg)?,
+        })
     }
 
-    /// Load and configure every plugin `config` uses. Returns every error
-    /// found, not just the first.
-    pub async fn load(&self, config: &Config) -> Result<PluginSet, Vec<PluginLoadError>> {
-        let dir = config.plugin_dir();
-        let mut uses: BTreeMap<PluginName, Vec<RouteSlot>> = BTreeMap::new();
-        for route in &config.routes {
-            for p in &route.plugins {
-                uses.entry(p.name.clone()).or_default().push(RouteSlot {
-                    route: route.name.clone(),
-                    config_json: plugin_config_json(&p.config),
-                    interests: Interests {
-                        on_request: false,
-                        request_body: false,
-                        on_response: false,
-                        response_body: false,
-                        response_chunks: false,
-                    },
-                });
-            }
-        }
-
-        let mut errors = Vec::new();
-        let mut plugins = HashMap::new();
-        for (name, slots) in uses {
-            match self.load_one(config, &dir, &name, slots).await {
-                Ok(plugin) => {
-                    plugins.insert(name, Arc::new(plugin));
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-
-        let mut chains = HashMap::new();
-        for route in &config.routes {
-            let mut links = Vec::new();
-            for p in &route.plugins {
-                let plugin = plugins[&p.name].clone();
-                let slot = plugin
-                    .routes
-                    .iter()
-                    .position(|s| s.route == route.name)
-                    .expect("every route using a plugin has a slot");
-                links.push(ChainLink { interests: plugin.routes[slot].interests, plugin, slot });
-            }
-            chains.insert(route.name.clone(), Chain { links });
-        }
-        Ok(PluginSet { plugins, chains })
+    /// The capabilities plugins configured under `config` get: its secrets,
+    /// and the runtime's long-lived store and client.
+    pub fn capabilities_for(&self, config: &Config) -> anyhow::Result<Arc<SharedCapabilities>> {
+        Ok(Arc::new(SharedCapabilities {
+            kv: self.kv.clone(),
+            secrets: resolve_secrets(config)?,
+            outbound: self.outbound.clone(),
+        }))
     }
 
-    async fn load_one(
-        &self,
-        config: &Config,
-        dir: &Path,
-        name: &PluginName,
-        mut slots: Vec<RouteSlot>,
-    ) -> Result<LoadedPlugin, PluginLoadError> {
+    /// Read `dir/NAME.wasm` (and `NAME.toml`), check it is a component,
+    /// compile it (or take it from the cache) and link it. `route` names a
+    /// route that uses it, for the message when the file is missing.
+    pub async fn compile(&self, dir: &Path, name: &PluginName, route: Option<&RouteName>) -> Result<PluginSource, PluginLoadError> {
+        let started = Instant::now();
         let file = dir.join(format!("{name}.wasm"));
         let invalid = |reason: String| PluginLoadError::Invalid { plugin: name.clone(), file: file.clone(), reason };
         let bytes = match std::fs::read(&file) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(PluginLoadError::Missing {
-                    plugin: name.clone(),
-                    file: file.clone(),
-                    route: slots[0].route.clone(),
-                });
+                return Err(PluginLoadError::Missing { plugin: name.clone(), file: file.clone(), route: route.cloned() });
             }
             Err(e) => return Err(invalid(format!("cannot read: {e}"))),
         };
+        let manifest = read_manifest(&dir.join(format!("{name}.toml"))).map_err(invalid)?;
         check_component_header(&bytes).map_err(invalid)?;
-        let hash = content_hash(&bytes);
+        let content_hash = content_hash(&bytes);
         let engine = self.engine.clone();
         let cache = self.cache.clone();
-        let hash_for_compile = hash.clone();
+        let hash = content_hash.clone();
         // Compiling takes a while; keep it off the async workers.
-        let compiled = tokio::task::spawn_blocking(move || cache.component(&engine, &bytes, &hash_for_compile))
+        let compiled = tokio::task::spawn_blocking(move || cache.component(&engine, &bytes, &hash))
             .await
             .map_err(|e| invalid(format!("compilation panicked: {e}")))?;
         let (component, from_cache) =
@@ -198,38 +177,83 @@ impl PluginRuntime {
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             invalid(format!("does not fit the weir:plugin/plugin world (imports): {}", first_line(&e)))
         })?;
+        // Check the exports now, so a wrong world is reported with the file.
+        capabilities::PluginPre::new(instance_pre.clone())
+            .map_err(|e| invalid(format!("does not export weir:plugin/filter@0.1.0: {}", first_line(&e))))?;
+        let compile_time = started.elapsed();
+        tracing::info!(
+            plugin = %name,
+            version = &content_hash[..12],
+            from_cache,
+            ms = compile_time.as_millis() as u64,
+            "plugin compiled"
+        );
+        Ok(PluginSource { name: name.clone(), file, content_hash, from_cache, compile_time, manifest, instance_pre })
+    }
 
-        let settings = config.plugin_settings(name);
+    /// Configure `source` for every route of `config` that uses it: one
+    /// instance runs `configure` for each route, which is where a plugin
+    /// rejects a route's config. That instance becomes the first warm one.
+    pub async fn configure(
+        &self,
+        source: &PluginSource,
+        config: &Config,
+        capabilities: &Arc<SharedCapabilities>,
+    ) -> Result<Arc<LoadedPlugin>, PluginLoadError> {
+        let name = &source.name;
+        let invalid = |reason: String| PluginLoadError::Invalid { plugin: name.clone(), file: source.file.clone(), reason };
+        let no_interests =
+            Interests { on_request: false, request_body: false, on_response: false, response_body: false, response_chunks: false };
+        let mut slots: Vec<RouteSlot> = config
+            .routes
+            .iter()
+            .flat_map(|route| {
+                route.plugins.iter().filter(|p| p.name == *name).map(|p| RouteSlot {
+                    route: route.name.clone(),
+                    config_json: plugin_config_json(&p.config),
+                    interests: no_interests,
+                })
+            })
+            .collect();
+
+        let settings = config.plugin_settings(name).over(&source.manifest.clone().unwrap_or_default());
+        if let Some(manifest) = &source.manifest {
+            let at = format!("manifest {}", source.file.with_extension("toml").display());
+            if let Some(problem) = manifest.problems(&at, config).into_iter().next() {
+                return Err(invalid(format!("{}: {}", problem.path, problem.message)));
+            }
+        }
         let limits = PluginLimits {
             deadline: Duration::from_millis(settings.deadline_ms.unwrap_or(config.plugins.deadline_ms)),
             memory_bytes: (settings.memory_mb.unwrap_or(config.plugins.memory_mb) as usize) << 20,
-            fail_open: settings.fail_open,
-            mode: settings.instance,
+            fail_open: settings.fail_open.unwrap_or(false),
+            mode: settings.instance.unwrap_or_default(),
             max_idle: config.plugins.max_idle_instances,
         };
         let identity = Arc::new(PluginIdentity {
             name: name.clone(),
             grants: Grants {
-                kv: settings.kv,
-                secrets: settings.secrets.clone(),
-                outbound_hosts: settings.outbound_hosts.clone(),
-                outbound_timeout: Duration::from_millis(settings.outbound_timeout_ms),
+                kv: settings.kv.unwrap_or(false),
+                secrets: settings.secrets.clone().unwrap_or_default(),
+                outbound_hosts: settings.outbound_hosts.clone().unwrap_or_default(),
+                outbound_timeout: Duration::from_millis(settings.outbound_timeout_ms.unwrap_or(5_000)),
             },
         });
+        let new_plugin = |slots: Vec<RouteSlot>| {
+            LoadedPlugin::new(
+                identity.clone(),
+                source.file.clone(),
+                source.content_hash.clone(),
+                source.from_cache,
+                limits.clone(),
+                slots,
+                source.instance_pre.clone(),
+                capabilities.clone(),
+            )
+            .map_err(|e| invalid(format!("does not export weir:plugin/filter@0.1.0: {}", first_line(&e))))
+        };
+        let probe = new_plugin(slots.clone())?;
         let all: Vec<usize> = (0..slots.len()).collect();
-        let probe = LoadedPlugin::new(
-            identity.clone(),
-            file.clone(),
-            hash.clone(),
-            from_cache,
-            limits.clone(),
-            slots.clone(),
-            instance_pre.clone(),
-            self.shared.clone(),
-        )
-        .map_err(|e| invalid(format!("does not export weir:plugin/filter@0.1.0: {}", first_line(&e))))?;
-        // One instance configures every route: this is where a plugin
-        // rejects a route's config.
         let (first, interests) = probe.instantiate(&all).await.map_err(|e| match e {
             InstantiateError::Rejected { route, reason } => {
                 PluginLoadError::Configure { plugin: name.clone(), route, reason }
@@ -239,14 +263,75 @@ impl PluginRuntime {
         for (slot, interests) in slots.iter_mut().zip(interests) {
             slot.interests = interests;
         }
-        let plugin = LoadedPlugin::new(identity, file.clone(), hash, from_cache, limits, slots, instance_pre, self.shared.clone())
-            .map_err(|e| invalid(first_line(&e)))?;
+        let plugin = new_plugin(slots)?;
         if plugin.limits.mode == crate::config::InstanceMode::Pooled {
             plugin.put_back(first);
         }
-        tracing::info!(plugin = %name, hash = &plugin.content_hash[..12], from_cache, "plugin loaded");
-        Ok(plugin)
+        Ok(Arc::new(plugin))
     }
+
+    /// Compile and configure every plugin `config` uses. Returns every
+    /// error found, not just the first.
+    pub async fn load(&self, config: &Config) -> Result<LoadedSet, Vec<PluginLoadError>> {
+        let capabilities = self.capabilities_for(config).map_err(|e| {
+            vec![PluginLoadError::Capabilities(format!("{e:#}"))]
+        })?;
+        let dir = config.plugin_dir();
+        let mut errors = Vec::new();
+        let mut set = LoadedSet::default();
+        for name in config.used_plugins() {
+            let route = config.routes.iter().find(|r| r.plugins.iter().any(|p| p.name == name)).map(|r| &r.name);
+            let source = match self.compile(&dir, &name, route).await {
+                Ok(source) => source,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            match self.configure(&source, config, &capabilities).await {
+                Ok(plugin) => {
+                    set.plugins.insert(name.clone(), plugin);
+                    set.sources.insert(name, source);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() { Ok(set) } else { Err(errors) }
+    }
+}
+
+/// Compiled sources and configured plugins, by name.
+#[derive(Default, Clone)]
+pub struct LoadedSet {
+    /// What each plugin was built from.
+    pub sources: HashMap<PluginName, PluginSource>,
+    /// Each plugin configured for its routes.
+    pub plugins: HashMap<PluginName, Arc<LoadedPlugin>>,
+}
+
+/// Each route's chain, from the plugins at hand. A plugin a route needs
+/// but that is not at hand (its file was removed) makes the route answer
+/// 503 naming it: a chain is never run with a step missing.
+pub fn build_chains(config: &Config, plugins: &HashMap<PluginName, Arc<LoadedPlugin>>) -> HashMap<RouteName, Chain> {
+    let mut chains = HashMap::new();
+    for route in &config.routes {
+        let mut chain = Chain::default();
+        for p in &route.plugins {
+            let Some(plugin) = plugins.get(&p.name) else {
+                chain.missing.push(p.name.clone());
+                continue;
+            };
+            match plugin.routes.iter().position(|s| s.route == route.name) {
+                Some(slot) => {
+                    chain.links.push(ChainLink { interests: plugin.routes[slot].interests, plugin: plugin.clone(), slot })
+                }
+                // Configured for another config's routes: not usable here.
+                None => chain.missing.push(p.name.clone()),
+            }
+        }
+        chains.insert(route.name.clone(), chain);
+    }
+    chains
 }
 
 fn first_line(e: &wasmtime::Error) -> String {
@@ -294,19 +379,13 @@ fn resolve_secrets(config: &Config) -> anyhow::Result<HashMap<String, String>> {
     Ok(secrets)
 }
 
-/// The plugins of one config and each route's chain.
-pub struct PluginSet {
-    /// Loaded plugins by name.
-    pub plugins: HashMap<PluginName, Arc<LoadedPlugin>>,
-    /// Each route's chain.
-    pub chains: HashMap<RouteName, Chain>,
-}
-
 /// A route's plugins, in request order.
 #[derive(Clone, Default)]
 pub struct Chain {
     /// The links, in order.
     pub links: Vec<ChainLink>,
+    /// Plugins the route needs that are not loaded; the route answers 503.
+    pub missing: Vec<PluginName>,
 }
 
 impl Chain {

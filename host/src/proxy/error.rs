@@ -20,7 +20,7 @@ pub enum GatewayError {
         path: String,
     },
     /// A plugin of the route's chain is not loaded (its file was removed).
-    #[error("plugin {0} is not available")]
+    #[error("plugin {0} is not loaded (its file is missing)")]
     PluginMissing(PluginName),
     /// A plugin faulted.
     #[error(transparent)]

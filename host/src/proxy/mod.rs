@@ -124,6 +124,10 @@ impl Proxy {
         forwarding::strip_hop_by_hop(&mut parts.headers);
 
         let chain = route.chain.clone();
+        // Fail closed: a route never runs with a step of its chain missing.
+        if let Some(missing) = chain.missing.first() {
+            return Err(fail(GatewayError::PluginMissing(missing.clone())));
+        }
         let mut client_body = Some(body);
         let buffered = if chain.needs_request_body() {
             let body = client_body.take().map(|b| b.map_err(box_error).boxed_unsync());

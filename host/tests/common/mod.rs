@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use weir::config::Config;
 use weir::gateway::{Gateway, RunningGateway};
 
 /// Where host/build.rs put the plugins it built.
@@ -98,19 +97,58 @@ pub async fn start_in(dir: &Path, config: &str) -> Result<RunningGateway, String
     let config = with_cache(config);
     let file = dir.join("weir.toml");
     std::fs::write(&file, &config).expect("write config");
-    let config = Config::load(&file).map_err(|e| e.to_string())?;
-    let gateway = Gateway::load(config).await.map_err(|e| e.to_string())?;
+    let gateway = Gateway::load_file(&file).await.map_err(|e| e.to_string())?;
     gateway.start().await.map_err(|e| format!("{e:#}"))
 }
 
 /// Add `cache_dir` to a config's `[plugins]` table.
 pub fn with_cache(config: &str) -> String {
+    if config.contains("cache_dir") {
+        return config.to_string();
+    }
     let cache = format!("cache_dir = {:?}", cache_dir().display().to_string());
     if config.contains("[plugins]") {
         config.replacen("[plugins]", &format!("[plugins]\n{cache}"), 1)
     } else {
         format!("[plugins]\n{cache}\n{config}")
     }
+}
+
+/// Poll `check` every 20 ms until it returns `Some`, or panic after
+/// `timeout` saying what was awaited.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Replace `dst` the way `mv` does: write beside it, then rename over it.
+pub fn replace_by_rename(src: &Path, dst: &Path) {
+    let tmp = dst.with_file_name(format!(".{}.tmp", dst.file_name().unwrap().to_string_lossy()));
+    std::fs::copy(src, &tmp).expect("copy");
+    std::fs::rename(&tmp, dst).expect("rename");
+}
+
+/// Replace `dst` the way `cp` does: truncate it and write it in place, in
+/// two steps with a pause between, so a watcher may see it half-written.
+pub async fn replace_in_place(src: &Path, dst: &Path) {
+    use std::io::Write;
+    let bytes = std::fs::read(src).expect("read");
+    let mut file = std::fs::File::create(dst).expect("create");
+    let half = bytes.len() / 2;
+    file.write_all(&bytes[..half]).expect("write");
+    file.flush().expect("flush");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    file.write_all(&bytes[half..]).expect("write");
 }
 
 /// A plain HTTP/1.1 client (no proxy from the environment).

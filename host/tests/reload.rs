@@ -1,0 +1,301 @@
+//! Hot reload: plugin files and the config change while the gateway serves,
+//! and no request is lost.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn version_config(upstream: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [admin]
+        address = "127.0.0.1:0"
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "versioned"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "version"
+        "#
+    )
+}
+
+async fn start_versioned() -> (TestGateway, PathBuf) {
+    let upstream = echo_upstream("echo").await;
+    let gw = TestGateway::start(&version_config(upstream), &[("version", "guest-version-a")]).await;
+    let file = gw.dir.path().join("plugins/version.wasm");
+    (gw, file)
+}
+
+/// The version that handled the response phase, if the request succeeded.
+async fn served_version(url: &str) -> Option<String> {
+    let response = client().get(url).send().await.ok()?;
+    if response.status() != 200 {
+        return None;
+    }
+    response.headers().get("x-version").map(|v| v.to_str().unwrap_or_default().to_string())
+}
+
+async fn plugin_status(gw: &TestGateway, name: &str) -> Value {
+    let all: Value = client().get(gw.admin_url("/plugins")).send().await.unwrap().json().await.unwrap();
+    all["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap_or(Value::Null)
+}
+
+/// What one load request saw.
+struct Seen {
+    started: Instant,
+    outcome: Result<String, String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_a_plugin_twenty_times_under_load_loses_no_request() {
+    let (gw, file) = start_versioned().await;
+    let url = gw.url("/");
+    let running = Arc::new(AtomicBool::new(true));
+
+    // Eight connections, each sending requests back to back.
+    let mut load = Vec::new();
+    for _ in 0..8 {
+        let url = url.clone();
+        let running = running.clone();
+        load.push(tokio::spawn(async move {
+            let http = client();
+            let mut seen = Vec::new();
+            while running.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let outcome = async {
+                    let response = http.get(&url).send().await.map_err(|e| format!("request failed: {e}"))?;
+                    let status = response.status();
+                    let version = response.headers().get("x-version").map(|v| v.to_str().unwrap_or("?").to_string());
+                    let body = response.text().await.map_err(|e| format!("body cut: {e}"))?;
+                    if status != 200 {
+                        return Err(format!("status {status}: {body}"));
+                    }
+                    let echoed: Value = serde_json::from_str(&body).map_err(|e| format!("partial body ({e})"))?;
+                    let upstream_saw = echoed["headers"]["x-version"].as_str().map(str::to_string);
+                    // One version served the whole exchange.
+                    match (version, upstream_saw) {
+                        (Some(v), Some(u)) if v == u => Ok(v),
+                        (v, u) => Err(format!("mixed versions: response {v:?}, request {u:?}")),
+                    }
+                }
+                .await;
+                seen.push(Seen { started, outcome });
+            }
+            seen
+        }));
+    }
+
+    // Twenty swaps, alternating builds b, a, b, ... and alternating how
+    // the file is written: renamed over (`mv`) or rewritten in place (`cp`).
+    let builds = [built_plugin("guest-version-a"), built_plugin("guest-version-b")];
+    let mut final_swap = Instant::now();
+    for i in 0..20 {
+        let next = (i + 1) % 2;
+        let wanted = ["a", "b"][next];
+        let written = Instant::now();
+        if i % 2 == 0 {
+            replace_by_rename(&builds[next], &file);
+        } else {
+            replace_in_place(&builds[next], &file).await;
+        }
+        // Wait for each swap before the next, so every one really happens.
+        let limit = if i == 19 { Duration::from_secs(2) } else { Duration::from_secs(20) };
+        wait_for(&format!("swap {i} to version {wanted}"), limit, || async {
+            (served_version(&url).await.as_deref() == Some(wanted)).then_some(())
+        })
+        .await;
+        final_swap = Instant::now();
+        if i == 19 {
+            assert!(final_swap - written <= Duration::from_secs(2), "final swap took {:?}", final_swap - written);
+        }
+    }
+    let final_version = "a";
+    // Keep the load going a little past the final swap, then stop it.
+    wait_for("requests after the final swap", Duration::from_secs(10), || async {
+        (Instant::now() - final_swap > Duration::from_millis(300)).then_some(())
+    })
+    .await;
+    running.store(false, Ordering::Relaxed);
+
+    let mut total = 0;
+    let mut failures = Vec::new();
+    let mut versions = std::collections::BTreeMap::new();
+    for task in load {
+        for seen in task.await.unwrap() {
+            total += 1;
+            match &seen.outcome {
+                Ok(v) => {
+                    *versions.entry(v.clone()).or_insert(0) += 1;
+                    if seen.started > final_swap && v != final_version {
+                        failures.push(format!("old version {v} after the final swap"));
+                    }
+                }
+                Err(e) => failures.push(e.clone()),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {total} requests failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(versions.len() == 2 && total > 100, "load saw {versions:?} in {total} requests");
+    let status = plugin_status(&gw, "version").await;
+    assert_eq!(status["state"], "loaded");
+    assert!(status["last_error"].is_null(), "{status}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn broken_files_leave_the_old_version_serving_and_report_why() {
+    let (gw, file) = start_versioned().await;
+    let url = gw.url("/");
+    let dir = file.parent().unwrap().to_path_buf();
+    let good_b = built_plugin("guest-version-b");
+    let b_bytes = std::fs::read(&good_b).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let write_scratch = |name: &str, bytes: &[u8]| {
+        let path = scratch.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+
+    let cases: Vec<(&str, PathBuf, &str)> = vec![
+        ("truncated", write_scratch("cut.wasm", &b_bytes[..b_bytes.len() / 3]), "not a valid WebAssembly component"),
+        ("core module", write_scratch("core.wasm", b"\0asm\x01\0\0\0"), "core WebAssembly module"),
+        ("wrong world", write_scratch("empty.wasm", b"\0asm\x0d\0\x01\0"), "weir:plugin/filter"),
+        ("configure rejects", built_plugin("api-key-auth"), "configure failed"),
+    ];
+    for (case, bytes, reason) in cases {
+        replace_by_rename(&bytes, &file);
+        let status = wait_for(&format!("{case}: error in admin API"), Duration::from_secs(10), || async {
+            let status = plugin_status(&gw, "version").await;
+            status["last_error"].as_str().is_some_and(|e| e.contains(reason)).then_some(status)
+        })
+        .await;
+        assert_eq!(status["state"], "loaded", "{case}: {status}");
+        assert!(status["last_error"].as_str().unwrap().contains("version.wasm"), "{case}: names the file: {status}");
+        assert_eq!(served_version(&url).await.as_deref(), Some("a"), "{case}: old version keeps serving");
+    }
+
+    // A manifest that does not parse, beside a good new build.
+    std::fs::write(dir.join("version.toml"), "deadline_ms = \"soon\"\n").unwrap();
+    replace_by_rename(&good_b, &file);
+    wait_for("manifest error", Duration::from_secs(10), || async {
+        let status = plugin_status(&gw, "version").await;
+        status["last_error"].as_str().is_some_and(|e| e.contains("manifest") && e.contains("version.toml")).then_some(())
+    })
+    .await;
+    assert_eq!(served_version(&url).await.as_deref(), Some("a"));
+
+    // Fix the manifest: the new build serves and the error clears.
+    std::fs::write(dir.join("version.toml"), "deadline_ms = 200\n").unwrap();
+    wait_for("version b after the fix", Duration::from_secs(10), || async {
+        (served_version(&url).await.as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    let status = plugin_status(&gw, "version").await;
+    assert!(status["last_error"].is_null(), "{status}");
+    assert_eq!(status["deadline_ms"], 200, "manifest applied: {status}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn removing_a_plugin_fails_its_routes_closed_until_it_is_back() {
+    let (gw, file) = start_versioned().await;
+    let url = gw.url("/");
+    std::fs::remove_file(&file).unwrap();
+    let body = wait_for("503 after removal", Duration::from_secs(10), || async {
+        let response = client().get(&url).send().await.ok()?;
+        if response.status() != 503 {
+            return None;
+        }
+        Some(response.text().await.unwrap())
+    })
+    .await;
+    assert!(body.contains("plugin version"), "names the plugin: {body}");
+    assert_eq!(plugin_status(&gw, "version").await["state"], "missing");
+
+    std::fs::copy(built_plugin("guest-version-b"), &file).unwrap();
+    wait_for("restored plugin", Duration::from_secs(10), || async {
+        (served_version(&url).await.as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    assert_eq!(plugin_status(&gw, "version").await["state"], "loaded");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn config_edits_apply_when_valid_and_are_refused_whole_when_not() {
+    let upstream = echo_upstream("echo").await;
+    let base = version_config(upstream);
+    let gw = TestGateway::start(&base, &[("version", "guest-version-a"), ("headers", "headers")]).await;
+    let config_file = gw.dir.path().join("weir.toml");
+    let http = client();
+    let admin_reload = || http.post(gw.admin_url("/reload")).send();
+
+    // Invalid: an unknown upstream and a plugin that rejects its config.
+    let invalid = format!(
+        "{}\n[[routes]]\nname = \"bad\"\nupstream = \"nowhere\"\n",
+        with_cache(&base).replace("name = \"version\"", "name = \"headers\"\n        config = { request = { set = { \"bad header\" = \"x\" } } }")
+    );
+    std::fs::write(&config_file, &invalid).unwrap();
+    let response = admin_reload().await.unwrap();
+    assert_eq!(response.status(), 422);
+    let answer: Value = response.json().await.unwrap();
+    let problems = answer["problems"].to_string();
+    assert!(problems.contains("routes[1].upstream"), "{problems}");
+    assert_eq!(served_version(&gw.url("/")).await.as_deref(), Some("a"), "old config keeps serving");
+
+    // Valid config, but a plugin rejects its route's config.
+    let rejected = with_cache(&base)
+        .replace("name = \"version\"", "name = \"headers\"\n        config = { request = { set = { \"bad header\" = \"x\" } } }");
+    std::fs::write(&config_file, &rejected).unwrap();
+    let response = admin_reload().await.unwrap();
+    assert_eq!(response.status(), 422);
+    let problems = response.text().await.unwrap();
+    assert!(problems.contains("plugin headers on route versioned: configure failed"), "{problems}");
+    assert_eq!(served_version(&gw.url("/")).await.as_deref(), Some("a"));
+
+    // Valid: a new route appears, picked up by the file watcher alone.
+    let valid = format!(
+        "{}\n[[routes]]\nname = \"new\"\npath_prefix = \"/new\"\nupstream = \"echo\"\n[[routes.plugins]]\nname = \"headers\"\nconfig = {{ response = {{ set = {{ x-new = \"yes\" }} }} }}\n",
+        with_cache(&base).replace("upstream = \"echo\"\n        [[routes.plugins]]", "path_prefix = \"/old\"\n        upstream = \"echo\"\n        [[routes.plugins]]")
+    );
+    std::fs::write(&config_file, &valid).unwrap();
+    wait_for("the new route", Duration::from_secs(10), || async {
+        let response = client().get(gw.url("/new/x")).send().await.ok()?;
+        (response.headers().get("x-new").map(|v| v == "yes") == Some(true)).then_some(())
+    })
+    .await;
+    assert_eq!(served_version(&gw.url("/old")).await.as_deref(), Some("a"));
+    let response = client().get(gw.url("/elsewhere")).send().await.unwrap();
+    assert_eq!(response.status(), 404, "the catch-all route became /old");
+    assert_eq!(admin_reload().await.unwrap().status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_with_a_warm_cache_skips_compilation() {
+    let upstream = echo_upstream("echo").await;
+    let cache = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[plugins]\ncache_dir = {:?}\n{}",
+        cache.path().display().to_string(),
+        version_config(upstream)
+    );
+    let dir = TestGateway::dir_with_plugins(&[("version", "guest-version-a")]);
+    for (run, expect_cached) in [(1, false), (2, true)] {
+        let running = start_in(dir.path(), &config).await.unwrap();
+        let admin = running.admin.unwrap();
+        let all: Value = client().get(format!("http://{admin}/plugins")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(all["plugins"][0]["compiled_from_cache"], expect_cached, "run {run}: {all}");
+        running.shutdown().await;
+    }
+}
