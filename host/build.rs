@@ -24,7 +24,10 @@ fn crate_dirs(dir: &Path) -> Vec<String> {
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("host/ is inside the workspace").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ is inside the workspace")
+        .to_path_buf();
     for watched in ["plugins", "sdk/rust", "wit", "host/tests/guests", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -32,7 +35,11 @@ fn main() {
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is TARGET/PROFILE/build/weir-HASH/out.
-    let target_dir = out_dir.ancestors().nth(4).map(Path::to_path_buf).unwrap_or_else(|| root.join("target"));
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.join("target"));
     let wasm_target_dir = target_dir.join("wasm-plugins");
     let wasm_out = wasm_target_dir.join("wasm32-wasip2").join("release");
     println!("cargo:rustc-env=WEIR_BUILT_PLUGINS={}", wasm_out.display());
@@ -68,7 +75,9 @@ fn main() {
     ] {
         command.env_remove(var);
     }
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run cargo to build the plugins: {e}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the plugins: {e}"));
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {

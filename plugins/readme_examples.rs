@@ -14,8 +14,7 @@ fn readme_configs() -> Vec<String> {
     let mut configs = Vec::new();
     for block in readme.split("```toml\n").skip(1) {
         let toml_text = block.split("```").next().unwrap_or_default();
-        let doc: toml::Table =
-            toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}\n{toml_text}"));
+        let doc: toml::Table = toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}\n{toml_text}"));
         let plugins = doc
             .get("routes")
             .and_then(|r| r.get("plugins"))
@@ -39,10 +38,7 @@ fn readme_configs() -> Vec<String> {
 #[test]
 fn readme_examples_are_valid_configs() {
     let configs = readme_configs();
-    assert!(
-        configs.len() >= 2,
-        "expected examples in README.md, found {configs:?}"
-    );
+    assert!(configs.len() >= 2, "expected examples in README.md, found {configs:?}");
     for json in configs {
         if let Err(e) = Settings::from_json(&json) {
             panic!("README example {json} rejected: {e}");

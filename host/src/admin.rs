@@ -25,7 +25,12 @@ use crate::gateway::Gateway;
 use crate::proxy::{Body, full_body};
 
 /// Serve the admin API until `shutdown` flips.
-pub async fn serve(listener: TcpListener, token: Option<String>, gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    token: Option<String>,
+    gateway: Arc<Gateway>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -45,7 +50,9 @@ pub async fn serve(listener: TcpListener, token: Option<String>, gateway: Arc<Ga
                 let token = token.clone();
                 async move { Ok::<_, Infallible>(handle(request, token.as_deref(), &gateway).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -53,16 +60,25 @@ pub async fn serve(listener: TcpListener, token: Option<String>, gateway: Arc<Ga
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(full_body(format!("{value:#}\n")));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
 }
 
 async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gateway) -> Response<Body> {
     if let Some(token) = token {
         let expected = format!("Bearer {token}");
-        let given = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
         if !constant_time_eq(given, expected.as_bytes()) {
-            return json_response(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
+            return json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "missing or wrong bearer token"}),
+            );
         }
     }
     match (request.method(), request.uri().path()) {

@@ -250,10 +250,10 @@ impl PluginSettings {
         if self.deadline_ms == Some(0) {
             problem(format!("{at}.deadline_ms"), "must be at least 1".into());
         }
-        if let Some(mb) = self.memory_mb {
-            if mb == 0 || mb > 4096 {
-                problem(format!("{at}.memory_mb"), "must be between 1 and 4096".into());
-            }
+        if let Some(mb) = self.memory_mb
+            && (mb == 0 || mb > 4096)
+        {
+            problem(format!("{at}.memory_mb"), "must be between 1 and 4096".into());
         }
         if self.outbound_timeout_ms == Some(0) {
             problem(format!("{at}.outbound_timeout_ms"), "must be at least 1".into());
@@ -265,7 +265,10 @@ impl PluginSettings {
         }
         for (j, host) in self.outbound_hosts.iter().flatten().enumerate() {
             if host.is_empty() || host.contains('/') || host.contains("://") {
-                problem(format!("{at}.outbound_hosts[{j}]"), format!("{host:?} is not host or host:port"));
+                problem(
+                    format!("{at}.outbound_hosts[{j}]"),
+                    format!("{host:?} is not host or host:port"),
+                );
             }
         }
         problems
@@ -276,7 +279,9 @@ impl PluginSettings {
 /// [`PluginSettings`].
 pub fn read_manifest(file: &Path) -> Result<Option<PluginSettings>, String> {
     match std::fs::read_to_string(file) {
-        Ok(text) => toml::from_str(&text).map(Some).map_err(|e| format!("manifest {}: {}", file.display(), e.message())),
+        Ok(text) => toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("manifest {}: {}", file.display(), e.message())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("manifest {}: cannot read: {e}", file.display())),
     }
@@ -401,7 +406,10 @@ impl ConfigError {
     fn one(file: &Path, path: &str, message: impl Into<String>) -> Self {
         ConfigError {
             file: file.to_path_buf(),
-            problems: vec![Problem { path: path.to_string(), message: message.into() }],
+            problems: vec![Problem {
+                path: path.to_string(),
+                message: message.into(),
+            }],
         }
     }
 }
@@ -409,8 +417,8 @@ impl ConfigError {
 impl Config {
     /// Read, parse and validate a config file.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| ConfigError::one(file, "(file)", format!("cannot read: {e}")))?;
+        let text =
+            std::fs::read_to_string(file).map_err(|e| ConfigError::one(file, "(file)", format!("cannot read: {e}")))?;
         let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::parse(&text, file, &base_dir)
     }
@@ -433,13 +441,20 @@ impl Config {
         if problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError { file: file.to_path_buf(), problems })
+            Err(ConfigError {
+                file: file.to_path_buf(),
+                problems,
+            })
         }
     }
 
     /// A path from the config resolved against the config file's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
     }
 
     /// The plugin directory, resolved.
@@ -454,7 +469,10 @@ impl Config {
 
     /// Every plugin some route uses, each once.
     pub fn used_plugins(&self) -> BTreeSet<PluginName> {
-        self.routes.iter().flat_map(|r| r.plugins.iter().map(|p| p.name.clone())).collect()
+        self.routes
+            .iter()
+            .flat_map(|r| r.plugins.iter().map(|p| p.name.clone()))
+            .collect()
     }
 
     /// Check the config whole; an empty list means it is valid. Checks that
@@ -469,13 +487,19 @@ impl Config {
         }
         for (i, l) in self.listeners.iter().enumerate() {
             if let Err(e) = l.address.parse::<SocketAddr>() {
-                problem(format!("listeners[{i}].address"), format!("{:?} is not IP:PORT: {e}", l.address));
+                problem(
+                    format!("listeners[{i}].address"),
+                    format!("{:?} is not IP:PORT: {e}", l.address),
+                );
             }
             if let Some(tls) = &l.tls {
                 for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
                     let full = self.resolve(path);
                     if !full.is_file() {
-                        problem(format!("listeners[{i}].tls.{field}"), format!("no such file {}", full.display()));
+                        problem(
+                            format!("listeners[{i}].tls.{field}"),
+                            format!("no such file {}", full.display()),
+                        );
                     }
                 }
             }
@@ -485,16 +509,25 @@ impl Config {
             match admin.address.parse::<SocketAddr>() {
                 Ok(addr) if !addr.ip().is_loopback() => problem(
                     "admin.address".into(),
-                    format!("{} is not a loopback address; the admin API is served on loopback only", admin.address),
+                    format!(
+                        "{} is not a loopback address; the admin API is served on loopback only",
+                        admin.address
+                    ),
                 ),
                 Ok(_) => {}
-                Err(e) => problem("admin.address".into(), format!("{:?} is not IP:PORT: {e}", admin.address)),
+                Err(e) => problem(
+                    "admin.address".into(),
+                    format!("{:?} is not IP:PORT: {e}", admin.address),
+                ),
             }
             if let Some(var) = &admin.token_env {
                 if admin.token.is_some() {
                     problem("admin.token_env".into(), "set token or token_env, not both".into());
                 } else if std::env::var(var).map(|v| v.is_empty()).unwrap_or(true) {
-                    problem("admin.token_env".into(), format!("environment variable {var} is not set"));
+                    problem(
+                        "admin.token_env".into(),
+                        format!("environment variable {var} is not set"),
+                    );
                 }
             }
         }
@@ -534,10 +567,10 @@ impl Config {
                 0 => problem(at.clone(), "needs one of value, env, file".into()),
                 _ => problem(at.clone(), "set only one of value, env, file".into()),
             }
-            if let Some(var) = &secret.env {
-                if std::env::var_os(var).is_none() {
-                    problem(format!("{at}.env"), format!("environment variable {var} is not set"));
-                }
+            if let Some(var) = &secret.env
+                && std::env::var_os(var).is_none()
+            {
+                problem(format!("{at}.env"), format!("environment variable {var} is not set"));
             }
             if let Some(file) = &secret.file {
                 let full = self.resolve(file);
@@ -580,12 +613,15 @@ impl Config {
                 problem(format!("{at}.name"), format!("duplicate route name {:?}", route.name.0));
             }
             if !route.path_prefix.starts_with('/') {
-                problem(format!("{at}.path_prefix"), format!("{:?} must start with '/'", route.path_prefix));
+                problem(
+                    format!("{at}.path_prefix"),
+                    format!("{:?} must start with '/'", route.path_prefix),
+                );
             }
-            if let Some(host) = &route.host {
-                if host.is_empty() || host.contains('/') {
-                    problem(format!("{at}.host"), format!("{host:?} is not a host name"));
-                }
+            if let Some(host) = &route.host
+                && (host.is_empty() || host.contains('/'))
+            {
+                problem(format!("{at}.host"), format!("{host:?} is not a host name"));
             }
             if let Some(methods) = &route.methods {
                 for (j, m) in methods.iter().enumerate() {
@@ -595,7 +631,10 @@ impl Config {
                 }
             }
             if !self.upstreams.contains_key(&route.upstream) {
-                problem(format!("{at}.upstream"), format!("unknown upstream {:?}", route.upstream.0));
+                problem(
+                    format!("{at}.upstream"),
+                    format!("unknown upstream {:?}", route.upstream.0),
+                );
             }
             for (j, p) in route.plugins.iter().enumerate() {
                 if !valid_plugin_name(p.name.as_str()) {
@@ -629,8 +668,14 @@ pub struct Target {
 
 /// Parse `host:port`, `http://host:port` or `https://host[:port]`.
 pub fn parse_target(text: &str) -> Result<Target, String> {
-    let with_scheme = if text.contains("://") { text.to_string() } else { format!("http://{text}") };
-    let uri: http::Uri = with_scheme.parse().map_err(|e| format!("{text:?} is not a target: {e}"))?;
+    let with_scheme = if text.contains("://") {
+        text.to_string()
+    } else {
+        format!("http://{text}")
+    };
+    let uri: http::Uri = with_scheme
+        .parse()
+        .map_err(|e| format!("{text:?} is not a target: {e}"))?;
     let scheme = uri.scheme().cloned().ok_or_else(|| format!("{text:?} has no scheme"))?;
     if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
         return Err(format!("{text:?}: scheme must be http or https"));
@@ -638,7 +683,10 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     if uri.path() != "/" && !uri.path().is_empty() {
         return Err(format!("{text:?}: a target has no path"));
     }
-    let authority = uri.authority().cloned().ok_or_else(|| format!("{text:?} has no host"))?;
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("{text:?} has no host"))?;
     let authority = if authority.port().is_some() {
         authority
     } else {

@@ -24,14 +24,18 @@ use crate::proxy::{Body, full_body};
 /// Serve the echo upstream on `listener` forever.
 pub async fn serve(listener: TcpListener, name: String) {
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
         let name = name.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let name = name.clone();
                 async move { Ok::<_, Infallible>(echo(request, peer, &name).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -48,10 +52,13 @@ async fn echo(request: Request<Incoming>, peer: SocketAddr, name: &str) -> Respo
         tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
     }
     if let Some(n) = path.strip_prefix("/stream/").and_then(|c| c.parse::<usize>().ok()) {
-        let chunks = (0..n.min(10_000)).map(|i| Ok::<_, crate::proxy::BoxError>(hyper::body::Frame::data(Bytes::from(format!("chunk {i}\n")))));
+        let chunks = (0..n.min(10_000))
+            .map(|i| Ok::<_, crate::proxy::BoxError>(hyper::body::Frame::data(Bytes::from(format!("chunk {i}\n")))));
         let stream = futures_util::stream::iter(chunks);
         let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
-        response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
         return response;
     }
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -59,7 +66,12 @@ async fn echo(request: Request<Incoming>, peer: SocketAddr, name: &str) -> Respo
         .headers
         .keys()
         .map(|k| {
-            let values: Vec<_> = parts.headers.get_all(k).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+            let values: Vec<_> = parts
+                .headers
+                .get_all(k)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
             (k.as_str().to_string(), json!(values.join(", ")))
         })
         .collect();
@@ -72,7 +84,12 @@ async fn echo(request: Request<Incoming>, peer: SocketAddr, name: &str) -> Respo
         "peer": peer.to_string(),
     });
     let mut response = Response::new(full_body(format!("{description:#}\n")));
-    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    response.headers_mut().insert("x-upstream", http::HeaderValue::from_str(name).unwrap_or(http::HeaderValue::from_static("echo")));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        "x-upstream",
+        http::HeaderValue::from_str(name).unwrap_or(http::HeaderValue::from_static("echo")),
+    );
     response
 }

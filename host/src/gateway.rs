@@ -43,7 +43,11 @@ pub enum LoadError {
 }
 
 fn plugin_problems(errors: &[PluginLoadError]) -> String {
-    let mut text = format!("{} plugin problem{}", errors.len(), if errors.len() == 1 { "" } else { "s" });
+    let mut text = format!(
+        "{} plugin problem{}",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
     for e in errors {
         text.push_str("\n  ");
         text.push_str(&e.to_string());
@@ -79,7 +83,10 @@ pub struct PluginStatus {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The config and plugins being served, changed only by reloads (one at a
@@ -120,7 +127,12 @@ impl Gateway {
         let capabilities = runtime.capabilities_for(&config).map_err(LoadError::Other)?;
         let loaded = runtime.load(&config).await.map_err(LoadError::Plugins)?;
         let upstreams = build_upstreams(&config)?;
-        let serving = Serving { config, capabilities, upstreams, loaded };
+        let serving = Serving {
+            config,
+            capabilities,
+            upstreams,
+            loaded,
+        };
         let proxy = Arc::new(ArcSwap::from_pointee(build_proxy(&serving)));
         let gateway = Gateway {
             config_file,
@@ -150,7 +162,10 @@ impl Gateway {
 
     /// Every plugin's status, by name.
     pub fn plugin_status(&self) -> Vec<PluginStatus> {
-        self.status.read().map(|s| s.values().cloned().collect()).unwrap_or_default()
+        self.status
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Re-read the config file and, if it is valid and every plugin it uses
@@ -158,12 +173,16 @@ impl Gateway {
     /// and return every problem.
     pub async fn reload_config(&self) -> Result<(), LoadError> {
         let Some(file) = &self.config_file else {
-            return Err(LoadError::Other(anyhow::anyhow!("the gateway was not loaded from a config file")));
+            return Err(LoadError::Other(anyhow::anyhow!(
+                "the gateway was not loaded from a config file"
+            )));
         };
         let result = self.try_reload_config(file).await;
         match &result {
             Ok(()) => tracing::info!(file = %file.display(), "config reloaded"),
-            Err(e) => tracing::error!(file = %file.display(), "config reload refused; the old config keeps serving:\n{e}"),
+            Err(e) => {
+                tracing::error!(file = %file.display(), "config reload refused; the old config keeps serving:\n{e}")
+            }
         }
         result
     }
@@ -184,7 +203,11 @@ impl Gateway {
             let source = match serving.loaded.sources.get(&name).filter(|_| same_dir) {
                 Some(source) => source.clone(),
                 None => {
-                    let route = config.routes.iter().find(|r| r.plugins.iter().any(|p| p.name == name)).map(|r| &r.name);
+                    let route = config
+                        .routes
+                        .iter()
+                        .find(|r| r.plugins.iter().any(|p| p.name == name))
+                        .map(|r| &r.name);
                     match self.runtime.compile(&dir, &name, route).await {
                         Ok(source) => source,
                         Err(e) => {
@@ -205,7 +228,12 @@ impl Gateway {
         if !errors.is_empty() {
             return Err(LoadError::Plugins(errors));
         }
-        *serving = Serving { config, capabilities, upstreams, loaded };
+        *serving = Serving {
+            config,
+            capabilities,
+            upstreams,
+            loaded,
+        };
         self.proxy.store(Arc::new(build_proxy(&serving)));
         self.refresh_status(&serving);
         Ok(())
@@ -219,7 +247,12 @@ impl Gateway {
         let mut serving = self.serving.lock().await;
         let dir = serving.config.plugin_dir();
         let used = serving.config.used_plugins().contains(name);
-        let route = serving.config.routes.iter().find(|r| r.plugins.iter().any(|p| p.name == *name)).map(|r| r.name.clone());
+        let route = serving
+            .config
+            .routes
+            .iter()
+            .find(|r| r.plugins.iter().any(|p| p.name == *name))
+            .map(|r| r.name.clone());
         let source = match self.runtime.compile(&dir, name, route.as_ref()).await {
             Ok(source) => source,
             Err(PluginLoadError::Missing { .. }) => {
@@ -234,9 +267,10 @@ impl Gateway {
             }
             Err(e) => return self.record_failure(&serving, name, &e.to_string()),
         };
-        let unchanged = serving.loaded.sources.get(name).is_some_and(|current| {
-            current.content_hash == source.content_hash && current.manifest == source.manifest
-        });
+        let unchanged =
+            serving.loaded.sources.get(name).is_some_and(|current| {
+                current.content_hash == source.content_hash && current.manifest == source.manifest
+            });
         if unchanged && serving.loaded.plugins.contains_key(name) {
             self.clear_failure(name);
             return;
@@ -248,7 +282,11 @@ impl Gateway {
             self.refresh_status(&serving);
             return;
         }
-        match self.runtime.configure(&source, &serving.config, &serving.capabilities).await {
+        match self
+            .runtime
+            .configure(&source, &serving.config, &serving.capabilities)
+            .await
+        {
             Ok(plugin) => {
                 tracing::info!(plugin = %name, version = &source.content_hash[..12], "new plugin version serving");
                 serving.loaded.plugins.insert(name.clone(), plugin);
@@ -257,7 +295,11 @@ impl Gateway {
                 self.refresh_status(&serving);
             }
             Err(e) => {
-                let error = format!("{} (version {}): {e}", source.file.display(), &source.content_hash[..12]);
+                let error = format!(
+                    "{} (version {}): {e}",
+                    source.file.display(),
+                    &source.content_hash[..12]
+                );
                 self.record_failure(&serving, name, &error)
             }
         }
@@ -267,7 +309,9 @@ impl Gateway {
         tracing::error!(plugin = %name, "new plugin version refused; the old one keeps serving: {error}");
         self.refresh_status(serving);
         if let Ok(mut status) = self.status.write() {
-            let entry = status.entry(name.clone()).or_insert_with(|| missing_status(serving, name));
+            let entry = status
+                .entry(name.clone())
+                .or_insert_with(|| missing_status(serving, name));
             if entry.state == "missing" {
                 entry.state = "failed";
             }
@@ -277,11 +321,11 @@ impl Gateway {
     }
 
     fn clear_failure(&self, name: &PluginName) {
-        if let Ok(mut status) = self.status.write() {
-            if let Some(entry) = status.get_mut(name) {
-                entry.last_error = None;
-                entry.last_error_at = None;
-            }
+        if let Ok(mut status) = self.status.write()
+            && let Some(entry) = status.get_mut(name)
+        {
+            entry.last_error = None;
+            entry.last_error_at = None;
         }
     }
 
@@ -301,9 +345,11 @@ impl Gateway {
                     file: source.file.display().to_string(),
                     state: "loaded",
                     version: Some(source.content_hash.clone()),
-                    loaded_at: serving.loaded.plugins.get(&name).map(|p| {
-                        p.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-                    }),
+                    loaded_at: serving
+                        .loaded
+                        .plugins
+                        .get(&name)
+                        .map(|p| p.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
                     compiled_from_cache: Some(source.from_cache),
                     compile_ms: Some(source.compile_time.as_millis() as u64),
                     routes: routes_using(serving, &name),
@@ -312,11 +358,11 @@ impl Gateway {
                 },
                 None => missing_status(serving, &name),
             };
-            if let Some(old) = status.get(&name) {
-                if old.version == entry.version {
-                    entry.last_error = old.last_error.clone();
-                    entry.last_error_at = old.last_error_at;
-                }
+            if let Some(old) = status.get(&name)
+                && old.version == entry.version
+            {
+                entry.last_error = old.last_error.clone();
+                entry.last_error_at = old.last_error_at;
             }
             fresh.insert(name, entry);
         }
@@ -332,7 +378,10 @@ impl Gateway {
         let mut bound = Vec::new();
         for l in &config.listeners {
             let tls = match &l.tls {
-                Some(tls) => Some(listener::tls_acceptor(&config.resolve(&tls.cert), &config.resolve(&tls.key))?),
+                Some(tls) => Some(listener::tls_acceptor(
+                    &config.resolve(&tls.cert),
+                    &config.resolve(&tls.key),
+                )?),
                 None => None,
             };
             let (socket, addr) = listener::bind(&l.address).await?;
@@ -342,25 +391,49 @@ impl Gateway {
         let mut tasks = Vec::new();
         for (socket, tls) in bound {
             let proxy = gateway.proxy.clone();
-            tasks.push(tokio::spawn(listener::serve(socket, tls, proxy, config.limits.clone(), signal.clone())));
+            tasks.push(tokio::spawn(listener::serve(
+                socket,
+                tls,
+                proxy,
+                config.limits.clone(),
+                signal.clone(),
+            )));
         }
         let admin = match &config.admin {
             Some(admin) => {
-                let token = admin.token.clone().or_else(|| admin.token_env.as_ref().and_then(|v| std::env::var(v).ok()));
+                let token = admin
+                    .token
+                    .clone()
+                    .or_else(|| admin.token_env.as_ref().and_then(|v| std::env::var(v).ok()));
                 let (socket, addr) = listener::bind(&admin.address).await?;
-                tasks.push(tokio::spawn(crate::admin::serve(socket, token, gateway.clone(), signal.clone())));
+                tasks.push(tokio::spawn(crate::admin::serve(
+                    socket,
+                    token,
+                    gateway.clone(),
+                    signal.clone(),
+                )));
                 Some(addr)
             }
             None => None,
         };
-        tasks.push(crate::watch::spawn(gateway.clone(), &config.plugin_dir(), signal.clone()));
+        tasks.push(crate::watch::spawn(
+            gateway.clone(),
+            &config.plugin_dir(),
+            signal.clone(),
+        ));
         for addr in &listeners {
             tracing::info!("listening on {addr}");
         }
         if let Some(addr) = admin {
             tracing::info!("admin API on {addr}");
         }
-        Ok(RunningGateway { listeners, admin, shutdown, tasks, gateway })
+        Ok(RunningGateway {
+            listeners,
+            admin,
+            shutdown,
+            tasks,
+            gateway,
+        })
     }
 }
 
@@ -377,7 +450,12 @@ fn routes_using(serving: &Serving, name: &PluginName) -> Vec<String> {
 fn missing_status(serving: &Serving, name: &PluginName) -> PluginStatus {
     PluginStatus {
         name: name.to_string(),
-        file: serving.config.plugin_dir().join(format!("{name}.wasm")).display().to_string(),
+        file: serving
+            .config
+            .plugin_dir()
+            .join(format!("{name}.wasm"))
+            .display()
+            .to_string(),
         state: "missing",
         version: None,
         loaded_at: None,
@@ -392,7 +470,11 @@ fn missing_status(serving: &Serving, name: &PluginName) -> PluginStatus {
 /// Listener and admin addresses are bound once, at start.
 fn warn_about_restart_only_changes(old: &Config, new: &Config) {
     let addresses = |c: &Config| {
-        let mut a: Vec<String> = c.listeners.iter().map(|l| format!("{}{}", l.address, if l.tls.is_some() { " tls" } else { "" })).collect();
+        let mut a: Vec<String> = c
+            .listeners
+            .iter()
+            .map(|l| format!("{}{}", l.address, if l.tls.is_some() { " tls" } else { "" }))
+            .collect();
         a.push(c.admin.as_ref().map(|a| a.address.clone()).unwrap_or_default());
         a
     };
@@ -407,7 +489,10 @@ fn warn_about_restart_only_changes(old: &Config, new: &Config) {
 fn build_upstreams(config: &Config) -> Result<HashMap<UpstreamName, Arc<UpstreamPool>>, LoadError> {
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
-        upstreams.insert(name.clone(), Arc::new(UpstreamPool::new(name, upstream, config).map_err(LoadError::Other)?));
+        upstreams.insert(
+            name.clone(),
+            Arc::new(UpstreamPool::new(name, upstream, config).map_err(LoadError::Other)?),
+        );
     }
     Ok(upstreams)
 }
@@ -419,13 +504,19 @@ fn build_proxy(serving: &Serving) -> Proxy {
     let mut routes = Vec::new();
     for route in &config.routes {
         // Validation guarantees the upstream exists.
-        let Some(upstream) = serving.upstreams.get(&route.upstream).cloned() else { continue };
+        let Some(upstream) = serving.upstreams.get(&route.upstream).cloned() else {
+            continue;
+        };
         let chain = chains.remove(&route.name).unwrap_or_default();
         routes.push(Route::new(route, upstream, Arc::new(chain)));
     }
     let mut plugins: Vec<_> = serving.loaded.plugins.values().cloned().collect();
     plugins.sort_by(|a, b| a.name().cmp(b.name()));
-    Proxy { routes: RouteTable::new(routes), limits: config.limits.clone(), plugins }
+    Proxy {
+        routes: RouteTable::new(routes),
+        limits: config.limits.clone(),
+        plugins,
+    }
 }
 
 /// A gateway that is serving.

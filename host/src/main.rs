@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "A programmable API and AI gateway with WebAssembly plugins")]
+#[command(
+    name = "weir",
+    version,
+    about = "A programmable API and AI gateway with WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

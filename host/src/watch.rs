@@ -36,11 +36,12 @@ fn classify(paths: &[PathBuf], plugin_dir: &Path, config_file: Option<&Path>) ->
     for path in paths {
         let parent = path.parent().map(canonical);
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if let Some(config) = config_file {
-            if parent.as_deref() == config.parent() && config.file_name().and_then(|n| n.to_str()) == Some(name) {
-                changes.config = true;
-                continue;
-            }
+        if let Some(config) = config_file
+            && parent.as_deref() == config.parent()
+            && config.file_name().and_then(|n| n.to_str()) == Some(name)
+        {
+            changes.config = true;
+            continue;
         }
         if parent.as_deref() != Some(plugin_dir) {
             continue;
@@ -56,7 +57,10 @@ fn classify(paths: &[PathBuf], plugin_dir: &Path, config_file: Option<&Path>) ->
 /// Whether an event can mean new content. Reads (access events, which the
 /// gateway's own reloads cause) are not changes.
 fn is_change(kind: &EventKind) -> bool {
-    matches!(kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any)
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+    )
 }
 
 /// Start watching `plugin_dir` and the gateway's config file, and handle
@@ -73,11 +77,15 @@ pub fn spawn(gateway: Arc<Gateway>, plugin_dir: &Path, shutdown: watch::Receiver
             return tokio::spawn(wait_for_signals(gateway, shutdown));
         }
     };
-    let mut watching = Watching { debouncer, plugin_dir: canonical(plugin_dir), config_file: gateway.config_file().map(canonical) };
-    if let Some(dir) = watching.config_file.clone().as_ref().and_then(|f| f.parent()) {
-        if let Err(e) = watching.debouncer.watch(dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), "cannot watch the config file's directory: {e}");
-        }
+    let mut watching = Watching {
+        debouncer,
+        plugin_dir: canonical(plugin_dir),
+        config_file: gateway.config_file().map(canonical),
+    };
+    if let Some(dir) = watching.config_file.clone().as_ref().and_then(|f| f.parent())
+        && let Err(e) = watching.debouncer.watch(dir, RecursiveMode::NonRecursive)
+    {
+        tracing::warn!(dir = %dir.display(), "cannot watch the config file's directory: {e}");
     }
     watching.watch_plugin_dir();
     tokio::spawn(watching.run(gateway, rx, shutdown))

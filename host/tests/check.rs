@@ -24,7 +24,11 @@ fn weir_check(dir: &Path, config: &str) -> Checked {
         .expect("run weir check");
     Checked {
         ok: out.status.success(),
-        output: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     }
 }
 
@@ -48,14 +52,21 @@ fn config_with_plugin(plugin: &str, plugin_config: &str) -> String {
 fn assert_refused(checked: &Checked, needles: &[&str]) {
     assert!(!checked.ok, "check should fail:\n{}", checked.output);
     for needle in needles {
-        assert!(checked.output.contains(needle), "missing {needle:?} in:\n{}", checked.output);
+        assert!(
+            checked.output.contains(needle),
+            "missing {needle:?} in:\n{}",
+            checked.output
+        );
     }
 }
 
 #[test]
 fn a_good_config_passes() {
     let dir = TestGateway::dir_with_plugins(&[("api-key-auth", "api-key-auth")]);
-    let checked = weir_check(dir.path(), &config_with_plugin("api-key-auth", "{ keys = { a = \"k\" } }"));
+    let checked = weir_check(
+        dir.path(),
+        &config_with_plugin("api-key-auth", "{ keys = { a = \"k\" } }"),
+    );
     assert!(checked.ok, "{}", checked.output);
     assert!(checked.output.contains("plugin api-key-auth"), "{}", checked.output);
     assert!(checked.output.contains("is valid"), "{}", checked.output);
@@ -88,7 +99,10 @@ fn bad_toml_and_unknown_fields_are_named() {
     // weir_check puts two lines of cache settings first.
     let checked = weir_check(dir.path(), "[[listeners]]\naddress = \n");
     assert_refused(&checked, &["(line 4)", "string values must be quoted"]);
-    let checked = weir_check(dir.path(), "[[listeners]]\naddress = \"127.0.0.1:0\"\nbogus_field = 1\n");
+    let checked = weir_check(
+        dir.path(),
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\nbogus_field = 1\n",
+    );
     assert_refused(&checked, &["bogus_field"]);
 }
 
@@ -109,7 +123,15 @@ fn every_problem_is_listed_at_once() {
         path_prefix = "relative"
     "#;
     let checked = weir_check(dir.path(), config);
-    assert_refused(&checked, &["3 problems", "listeners[0].address", "routes[0].upstream", "routes[1].path_prefix"]);
+    assert_refused(
+        &checked,
+        &[
+            "3 problems",
+            "listeners[0].address",
+            "routes[0].upstream",
+            "routes[1].path_prefix",
+        ],
+    );
 }
 
 #[test]
@@ -118,7 +140,10 @@ fn truncated_wasm_is_refused_naming_the_file() {
     let bytes = std::fs::read(built_plugin("headers")).unwrap();
     std::fs::write(dir.path().join("plugins/cut.wasm"), &bytes[..bytes.len() / 2]).unwrap();
     let checked = weir_check(dir.path(), &config_with_plugin("cut", "{}"));
-    assert_refused(&checked, &["plugin cut", "cut.wasm", "not a valid WebAssembly component"]);
+    assert_refused(
+        &checked,
+        &["plugin cut", "cut.wasm", "not a valid WebAssembly component"],
+    );
 }
 
 #[test]
@@ -151,11 +176,20 @@ fn component_of_the_wrong_world_is_refused() {
 fn configure_rejection_names_route_plugin_and_reason() {
     let dir = TestGateway::dir_with_plugins(&[("echo", "guest-echo-config"), ("api-key-auth", "api-key-auth")]);
     let checked = weir_check(dir.path(), &config_with_plugin("echo", "{ reject = \"no good\" }"));
-    assert_refused(&checked, &["plugin echo on route api: configure failed: rejected: no good"]);
+    assert_refused(
+        &checked,
+        &["plugin echo on route api: configure failed: rejected: no good"],
+    );
 
     // A first-party plugin's own validation.
-    let checked = weir_check(dir.path(), &config_with_plugin("api-key-auth", "{ header = \"x-key\" }"));
-    assert_refused(&checked, &["plugin api-key-auth on route api: configure failed", "keys"]);
+    let checked = weir_check(
+        dir.path(),
+        &config_with_plugin("api-key-auth", "{ header = \"x-key\" }"),
+    );
+    assert_refused(
+        &checked,
+        &["plugin api-key-auth on route api: configure failed", "keys"],
+    );
 }
 
 #[test]
@@ -166,5 +200,8 @@ fn grants_naming_undefined_secrets_are_refused() {
         config_with_plugin("api-key-auth", "{ keys = { a = \"k\" } }")
     );
     let checked = weir_check(dir.path(), &config);
-    assert_refused(&checked, &["plugin.api-key-auth.secrets[0]", "unknown secret \"missing\""]);
+    assert_refused(
+        &checked,
+        &["plugin.api-key-auth.secrets[0]", "unknown secret \"missing\""],
+    );
 }

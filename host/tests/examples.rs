@@ -26,10 +26,19 @@ async fn quickstart_answers_as_documented() {
     ]);
     config.listeners[0].address = "127.0.0.1:0".into();
     config.admin.as_mut().expect("admin").address = "127.0.0.1:0".into();
-    config.upstreams.get_mut(&UpstreamName("demo".into())).expect("demo upstream").targets = vec![upstream.to_string()];
+    config
+        .upstreams
+        .get_mut(&UpstreamName("demo".into()))
+        .expect("demo upstream")
+        .targets = vec![upstream.to_string()];
     config.plugins.dir = dir.path().join("plugins");
     config.plugins.cache_dir = Some(cache_dir());
-    let running = Gateway::load(config).await.expect("loads").start().await.expect("starts");
+    let running = Gateway::load(config)
+        .await
+        .expect("loads")
+        .start()
+        .await
+        .expect("starts");
     let url = format!("http://{}/api/hello", running.listeners[0]);
     let http = client();
 
@@ -43,7 +52,10 @@ async fn quickstart_answers_as_documented() {
         let response = http.get(&url).header("x-api-key", "alice-key").send().await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["x-powered-by"], "weir");
-        assert_eq!(response.headers()["ratelimit-remaining"], remaining.to_string().as_str());
+        assert_eq!(
+            response.headers()["ratelimit-remaining"],
+            remaining.to_string().as_str()
+        );
         let seen = echoed(response).await;
         assert_eq!(seen["path"], "/hello");
         assert_eq!(seen["headers"]["x-gateway"], "weir");
@@ -53,7 +65,11 @@ async fn quickstart_answers_as_documented() {
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "1");
 
-    let health = http.get(format!("http://{}/healthz", running.admin.unwrap())).send().await.unwrap();
+    let health = http
+        .get(format!("http://{}/healthz", running.admin.unwrap()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     running.shutdown().await;
 }

@@ -94,9 +94,19 @@ async fn infinite_loop_plugin_answers_504_within_deadline() {
         let response = client().get(gw.url("/f/loop")).send().await.unwrap();
         assert_eq!(response.status(), 504);
         assert_eq!(response.headers()["x-weir-error"], "plugin-deadline");
-        assert!(response.text().await.unwrap().contains("plugin loop exceeded its 50 ms deadline"));
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("plugin loop exceeded its 50 ms deadline")
+        );
         // Generous bound: the deadline is 50 ms; this only catches a hang.
-        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
     }
     assert_eq!(traffic.await.unwrap(), 0, "normal requests failed during the loop");
     // The looping instance was thrown away; the plugin still serves.
@@ -129,7 +139,13 @@ async fn unbounded_allocation_stops_at_the_memory_cap() {
         let response = client().get(gw.url("/f/alloc")).send().await.unwrap();
         assert_eq!(response.status(), 500);
         assert_eq!(response.headers()["x-weir-error"], "plugin-memory");
-        assert!(response.text().await.unwrap().contains("plugin alloc exceeded its 16 MiB memory cap"));
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("plugin alloc exceeded its 16 MiB memory cap")
+        );
     }
     assert_eq!(traffic.await.unwrap(), 0);
     gw.stop().await;

@@ -6,8 +6,11 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-const AUTH_RATE_HEADERS: &[(&str, &str)] =
-    &[("api-key-auth", "api-key-auth"), ("rate-limit", "rate-limit"), ("headers", "headers")];
+const AUTH_RATE_HEADERS: &[(&str, &str)] = &[
+    ("api-key-auth", "api-key-auth"),
+    ("rate-limit", "rate-limit"),
+    ("headers", "headers"),
+];
 
 fn three_plugin_config(upstream: std::net::SocketAddr, capacity: u32) -> String {
     format!(
@@ -55,7 +58,12 @@ async fn chain_of_three_plugins_authenticates_rewrites_and_limits() {
     assert!(response.headers().get("x-upstream").is_none());
 
     // Wrong key: 401 too.
-    let response = http.get(gw.url("/api/items")).header("x-api-key", "nope").send().await.unwrap();
+    let response = http
+        .get(gw.url("/api/items"))
+        .header("x-api-key", "nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     assert!(response.text().await.unwrap().contains("invalid API key"));
 
@@ -76,11 +84,19 @@ async fn chain_of_three_plugins_authenticates_rewrites_and_limits() {
         assert_eq!(seen["path"], "/v1/items?page=2");
         assert_eq!(seen["headers"]["x-team"], "platform");
         assert!(seen["headers"].get("x-drop-me").is_none(), "{seen}");
-        assert!(seen["headers"].get("x-api-key").is_none(), "key must not reach the upstream: {seen}");
+        assert!(
+            seen["headers"].get("x-api-key").is_none(),
+            "key must not reach the upstream: {seen}"
+        );
     }
 
     // Bucket empty: 429 with retry-after and ratelimit-* headers.
-    let response = http.get(gw.url("/api/items")).header("x-api-key", "alice-key").send().await.unwrap();
+    let response = http
+        .get(gw.url("/api/items"))
+        .header("x-api-key", "alice-key")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 429);
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry_after >= 1, "retry-after {retry_after}");
@@ -92,7 +108,12 @@ async fn chain_of_three_plugins_authenticates_rewrites_and_limits() {
     assert!(response.headers().get("x-served-by").is_none());
 
     // Another consumer has its own bucket.
-    let response = http.get(gw.url("/api/items")).header("x-api-key", "bob-key").send().await.unwrap();
+    let response = http
+        .get(gw.url("/api/items"))
+        .header("x-api-key", "bob-key")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     gw.stop().await;
 }
@@ -105,7 +126,12 @@ async fn http2_with_prior_knowledge_runs_the_same_chain() {
     let response = http.get(gw.url("/api/x")).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), 401);
-    let response = http.get(gw.url("/api/x")).header("x-api-key", "bob-key").send().await.unwrap();
+    let response = http
+        .get(gw.url("/api/x"))
+        .header("x-api-key", "bob-key")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-served-by"], "weir");
@@ -195,7 +221,11 @@ async fn routes_have_their_own_chains() {
     );
     let gw = TestGateway::start(
         &config,
-        &[("echo-config", "guest-echo-config"), ("echo-config-fresh", "guest-echo-config"), ("headers", "headers")],
+        &[
+            ("echo-config", "guest-echo-config"),
+            ("echo-config-fresh", "guest-echo-config"),
+            ("headers", "headers"),
+        ],
     )
     .await;
     let http = client();
@@ -215,7 +245,10 @@ async fn routes_have_their_own_chains() {
     // The fresh-instance plugin never sees a second request; the pooled
     // one reuses its warm instance.
     let seen = echoed(http.post(gw.url("/second/b")).send().await.unwrap()).await;
-    assert_eq!(seen["headers"]["x-instance-calls"], "1", "fresh instance per request: {seen}");
+    assert_eq!(
+        seen["headers"]["x-instance-calls"], "1",
+        "fresh instance per request: {seen}"
+    );
     let first = echoed(http.get(gw.url("/first/a")).send().await.unwrap()).await;
     let calls: u64 = first["headers"]["x-instance-calls"].as_str().unwrap().parse().unwrap();
     assert!(calls >= 2, "pooled instance is reused: {first}");
@@ -245,7 +278,11 @@ async fn malformed_requests_get_400_and_the_gateway_keeps_serving() {
         "#
     );
     let gw = TestGateway::start(&config, &[]).await;
-    for garbage in [&b"NOT HTTP AT ALL\r\n\r\n"[..], b"GET / HTTP/1.1\r\nbad header line\r\n\r\n", b"\x00\x01\x02\r\n\r\n"] {
+    for garbage in [
+        &b"NOT HTTP AT ALL\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nbad header line\r\n\r\n",
+        b"\x00\x01\x02\r\n\r\n",
+    ] {
         let mut stream = tokio::net::TcpStream::connect(gw.addr(0)).await.unwrap();
         stream.write_all(garbage).await.unwrap();
         let mut answer = Vec::new();
@@ -287,7 +324,12 @@ async fn proxy_headers_follow_rfc_9110() {
     assert!(headers.get("keep-alive").is_none(), "{headers}");
     assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
     assert_eq!(headers["x-forwarded-proto"], "http");
-    assert!(headers["forwarded"].as_str().unwrap().starts_with("for=127.0.0.1;proto=http"));
+    assert!(
+        headers["forwarded"]
+            .as_str()
+            .unwrap()
+            .starts_with("for=127.0.0.1;proto=http")
+    );
     // The upstream sees its own address as host unless preserve_host is set.
     assert_eq!(headers["host"], upstream.to_string());
     gw.stop().await;
@@ -320,7 +362,10 @@ async fn upstream_failures_answer_502_and_504_naming_the_upstream() {
     let response = client().get(gw.url("/down")).send().await.unwrap();
     assert_eq!(response.status(), 502);
     let body = response.text().await.unwrap();
-    assert!(body.contains("upstream down") && body.contains(&dead.to_string()), "{body}");
+    assert!(
+        body.contains("upstream down") && body.contains(&dead.to_string()),
+        "{body}"
+    );
 
     let started = std::time::Instant::now();
     let response = client().get(gw.url("/slow/5000")).send().await.unwrap();
@@ -350,7 +395,11 @@ async fn round_robin_spreads_requests_and_skips_a_dead_target() {
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..12 {
         let response = client().get(gw.url("/")).send().await.unwrap();
-        assert_eq!(response.status(), 200, "a dead target is skipped for a replayable request");
+        assert_eq!(
+            response.status(),
+            200,
+            "a dead target is skipped for a replayable request"
+        );
         let name = response.headers()["x-upstream"].to_str().unwrap().to_string();
         *seen.entry(name).or_insert(0) += 1;
     }
@@ -385,7 +434,12 @@ async fn oversized_headers_get_431_and_oversized_buffered_bodies_413() {
     let gw = TestGateway::start(&config, &[("body", "guest-body")]).await;
     let http = client();
 
-    let response = http.get(gw.url("/")).header("x-big", "a".repeat(16 * 1024)).send().await.unwrap();
+    let response = http
+        .get(gw.url("/"))
+        .header("x-big", "a".repeat(16 * 1024))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 431);
 
     let response = http.post(gw.url("/body")).body(vec![b'x'; 4096]).send().await.unwrap();
@@ -401,7 +455,14 @@ async fn oversized_headers_get_431_and_oversized_buffered_bodies_413() {
     assert_eq!(seen["body"], "cba");
 
     // A route without a body plugin streams large bodies untouched.
-    let seen = echoed(http.post(gw.url("/plain")).body(vec![b'y'; 64 * 1024]).send().await.unwrap()).await;
+    let seen = echoed(
+        http.post(gw.url("/plain"))
+            .body(vec![b'y'; 64 * 1024])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(seen["body"].as_str().unwrap().len(), 64 * 1024);
 
     // The gateway still serves after all of that.
@@ -467,12 +528,18 @@ async fn capabilities_need_grants() {
         name = "bare"
         "#
     );
-    let gw = TestGateway::start(&config, &[("granted", "guest-echo-config"), ("bare", "guest-echo-config")]).await;
+    let gw = TestGateway::start(
+        &config,
+        &[("granted", "guest-echo-config"), ("bare", "guest-echo-config")],
+    )
+    .await;
     let http = client();
     // The first path segment picks the route by host; the plugin sees the rest.
     let get = |path: &str| {
         let (host, rest) = path.trim_start_matches('/').split_once('/').unwrap();
-        http.get(gw.url(&format!("/{rest}"))).header("host", format!("{host}.test")).send()
+        http.get(gw.url(&format!("/{rest}")))
+            .header("host", format!("{host}.test"))
+            .send()
     };
 
     // kv: granted counts; not granted gets a clear error value.
@@ -484,12 +551,17 @@ async fn capabilities_need_grants() {
     assert!(text.contains("NotGranted") && text.contains("kv"), "{text}");
 
     // Secrets: only the granted one.
-    assert_eq!(get("/granted/secret/token").await.unwrap().text().await.unwrap(), "s3cret");
+    assert_eq!(
+        get("/granted/secret/token").await.unwrap().text().await.unwrap(),
+        "s3cret"
+    );
     let text = get("/granted/secret/other").await.unwrap().text().await.unwrap();
     assert!(text.contains("NotGranted") && text.contains("other"), "{text}");
 
     // Outbound HTTP: only to granted hosts.
-    let response = get(&format!("/granted/fetch?url=http://{upstream}/hello")).await.unwrap();
+    let response = get(&format!("/granted/fetch?url=http://{upstream}/hello"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("\"/hello\""));
     let response = get(&format!("/bare/fetch?url=http://{upstream}/hello")).await.unwrap();
@@ -533,8 +605,15 @@ async fn admin_api_lists_plugins_and_routes_behind_a_token() {
     assert_eq!(plugin["name"], "headers");
     assert_eq!(plugin["version"].as_str().unwrap().len(), 64);
     assert_eq!(plugin["routes"][0], "api");
-    let routes: Value =
-        http.get(gw.admin_url("/routes")).bearer_auth("admin-token").send().await.unwrap().json().await.unwrap();
+    let routes: Value = http
+        .get(gw.admin_url("/routes"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(routes["routes"][0]["plugins"][0], "headers");
     gw.stop().await;
 }

@@ -42,12 +42,28 @@ async fn served_version(url: &str) -> Option<String> {
     if response.status() != 200 {
         return None;
     }
-    response.headers().get("x-version").map(|v| v.to_str().unwrap_or_default().to_string())
+    response
+        .headers()
+        .get("x-version")
+        .map(|v| v.to_str().unwrap_or_default().to_string())
 }
 
 async fn plugin_status(gw: &TestGateway, name: &str) -> Value {
-    let all: Value = client().get(gw.admin_url("/plugins")).send().await.unwrap().json().await.unwrap();
-    all["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap_or(Value::Null)
+    let all: Value = client()
+        .get(gw.admin_url("/plugins"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    all["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 /// What one load request saw.
@@ -73,9 +89,16 @@ async fn replacing_a_plugin_twenty_times_under_load_loses_no_request() {
             while running.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 let outcome = async {
-                    let response = http.get(&url).send().await.map_err(|e| format!("request failed: {e}"))?;
+                    let response = http
+                        .get(&url)
+                        .send()
+                        .await
+                        .map_err(|e| format!("request failed: {e}"))?;
                     let status = response.status();
-                    let version = response.headers().get("x-version").map(|v| v.to_str().unwrap_or("?").to_string());
+                    let version = response
+                        .headers()
+                        .get("x-version")
+                        .map(|v| v.to_str().unwrap_or("?").to_string());
                     let body = response.text().await.map_err(|e| format!("body cut: {e}"))?;
                     if status != 200 {
                         return Err(format!("status {status}: {body}"));
@@ -109,14 +132,22 @@ async fn replacing_a_plugin_twenty_times_under_load_loses_no_request() {
             replace_in_place(&builds[next], &file).await;
         }
         // Wait for each swap before the next, so every one really happens.
-        let limit = if i == 19 { Duration::from_secs(2) } else { Duration::from_secs(20) };
+        let limit = if i == 19 {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(20)
+        };
         wait_for(&format!("swap {i} to version {wanted}"), limit, || async {
             (served_version(&url).await.as_deref() == Some(wanted)).then_some(())
         })
         .await;
         final_swap = Instant::now();
         if i == 19 {
-            assert!(final_swap - written <= Duration::from_secs(2), "final swap took {:?}", final_swap - written);
+            assert!(
+                final_swap - written <= Duration::from_secs(2),
+                "final swap took {:?}",
+                final_swap - written
+            );
         }
     }
     let final_version = "a";
@@ -144,8 +175,16 @@ async fn replacing_a_plugin_twenty_times_under_load_loses_no_request() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {total} requests failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert!(versions.len() == 2 && total > 100, "load saw {versions:?} in {total} requests");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} requests failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        versions.len() == 2 && total > 100,
+        "load saw {versions:?} in {total} requests"
+    );
     let status = plugin_status(&gw, "version").await;
     assert_eq!(status["state"], "loaded");
     assert!(status["last_error"].is_null(), "{status}");
@@ -167,21 +206,47 @@ async fn broken_files_leave_the_old_version_serving_and_report_why() {
     };
 
     let cases: Vec<(&str, PathBuf, &str)> = vec![
-        ("truncated", write_scratch("cut.wasm", &b_bytes[..b_bytes.len() / 3]), "not a valid WebAssembly component"),
-        ("core module", write_scratch("core.wasm", b"\0asm\x01\0\0\0"), "core WebAssembly module"),
-        ("wrong world", write_scratch("empty.wasm", b"\0asm\x0d\0\x01\0"), "weir:plugin/filter"),
+        (
+            "truncated",
+            write_scratch("cut.wasm", &b_bytes[..b_bytes.len() / 3]),
+            "not a valid WebAssembly component",
+        ),
+        (
+            "core module",
+            write_scratch("core.wasm", b"\0asm\x01\0\0\0"),
+            "core WebAssembly module",
+        ),
+        (
+            "wrong world",
+            write_scratch("empty.wasm", b"\0asm\x0d\0\x01\0"),
+            "weir:plugin/filter",
+        ),
         ("configure rejects", built_plugin("api-key-auth"), "configure failed"),
     ];
     for (case, bytes, reason) in cases {
         replace_by_rename(&bytes, &file);
-        let status = wait_for(&format!("{case}: error in admin API"), Duration::from_secs(10), || async {
-            let status = plugin_status(&gw, "version").await;
-            status["last_error"].as_str().is_some_and(|e| e.contains(reason)).then_some(status)
-        })
+        let status = wait_for(
+            &format!("{case}: error in admin API"),
+            Duration::from_secs(10),
+            || async {
+                let status = plugin_status(&gw, "version").await;
+                status["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(reason))
+                    .then_some(status)
+            },
+        )
         .await;
         assert_eq!(status["state"], "loaded", "{case}: {status}");
-        assert!(status["last_error"].as_str().unwrap().contains("version.wasm"), "{case}: names the file: {status}");
-        assert_eq!(served_version(&url).await.as_deref(), Some("a"), "{case}: old version keeps serving");
+        assert!(
+            status["last_error"].as_str().unwrap().contains("version.wasm"),
+            "{case}: names the file: {status}"
+        );
+        assert_eq!(
+            served_version(&url).await.as_deref(),
+            Some("a"),
+            "{case}: old version keeps serving"
+        );
     }
 
     // A manifest that does not parse, beside a good new build.
@@ -189,7 +254,10 @@ async fn broken_files_leave_the_old_version_serving_and_report_why() {
     replace_by_rename(&good_b, &file);
     wait_for("manifest error", Duration::from_secs(10), || async {
         let status = plugin_status(&gw, "version").await;
-        status["last_error"].as_str().is_some_and(|e| e.contains("manifest") && e.contains("version.toml")).then_some(())
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("manifest") && e.contains("version.toml"))
+            .then_some(())
     })
     .await;
     assert_eq!(served_version(&url).await.as_deref(), Some("a"));
@@ -243,7 +311,10 @@ async fn config_edits_apply_when_valid_and_are_refused_whole_when_not() {
     // Invalid: an unknown upstream and a plugin that rejects its config.
     let invalid = format!(
         "{}\n[[routes]]\nname = \"bad\"\nupstream = \"nowhere\"\n",
-        with_cache(&base).replace("name = \"version\"", "name = \"headers\"\n        config = { request = { set = { \"bad header\" = \"x\" } } }")
+        with_cache(&base).replace(
+            "name = \"version\"",
+            "name = \"headers\"\n        config = { request = { set = { \"bad header\" = \"x\" } } }"
+        )
     );
     std::fs::write(&config_file, &invalid).unwrap();
     let response = admin_reload().await.unwrap();
@@ -251,22 +322,34 @@ async fn config_edits_apply_when_valid_and_are_refused_whole_when_not() {
     let answer: Value = response.json().await.unwrap();
     let problems = answer["problems"].to_string();
     assert!(problems.contains("routes[1].upstream"), "{problems}");
-    assert_eq!(served_version(&gw.url("/")).await.as_deref(), Some("a"), "old config keeps serving");
+    assert_eq!(
+        served_version(&gw.url("/")).await.as_deref(),
+        Some("a"),
+        "old config keeps serving"
+    );
 
     // Valid config, but a plugin rejects its route's config.
-    let rejected = with_cache(&base)
-        .replace("name = \"version\"", "name = \"headers\"\n        config = { request = { set = { \"bad header\" = \"x\" } } }");
+    let rejected = with_cache(&base).replace(
+        "name = \"version\"",
+        "name = \"headers\"\n        config = { request = { set = { \"bad header\" = \"x\" } } }",
+    );
     std::fs::write(&config_file, &rejected).unwrap();
     let response = admin_reload().await.unwrap();
     assert_eq!(response.status(), 422);
     let problems = response.text().await.unwrap();
-    assert!(problems.contains("plugin headers on route versioned: configure failed"), "{problems}");
+    assert!(
+        problems.contains("plugin headers on route versioned: configure failed"),
+        "{problems}"
+    );
     assert_eq!(served_version(&gw.url("/")).await.as_deref(), Some("a"));
 
     // Valid: a new route appears, picked up by the file watcher alone.
     let valid = format!(
         "{}\n[[routes]]\nname = \"new\"\npath_prefix = \"/new\"\nupstream = \"echo\"\n[[routes.plugins]]\nname = \"headers\"\nconfig = {{ response = {{ set = {{ x-new = \"yes\" }} }} }}\n",
-        with_cache(&base).replace("upstream = \"echo\"\n        [[routes.plugins]]", "path_prefix = \"/old\"\n        upstream = \"echo\"\n        [[routes.plugins]]")
+        with_cache(&base).replace(
+            "upstream = \"echo\"\n        [[routes.plugins]]",
+            "path_prefix = \"/old\"\n        upstream = \"echo\"\n        [[routes.plugins]]"
+        )
     );
     std::fs::write(&config_file, &valid).unwrap();
     wait_for("the new route", Duration::from_secs(10), || async {
@@ -294,8 +377,18 @@ async fn a_restart_with_a_warm_cache_skips_compilation() {
     for (run, expect_cached) in [(1, false), (2, true)] {
         let running = start_in(dir.path(), &config).await.unwrap();
         let admin = running.admin.unwrap();
-        let all: Value = client().get(format!("http://{admin}/plugins")).send().await.unwrap().json().await.unwrap();
-        assert_eq!(all["plugins"][0]["compiled_from_cache"], expect_cached, "run {run}: {all}");
+        let all: Value = client()
+            .get(format!("http://{admin}/plugins"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            all["plugins"][0]["compiled_from_cache"], expect_cached,
+            "run {run}: {all}"
+        );
         running.shutdown().await;
     }
 }

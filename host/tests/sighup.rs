@@ -33,7 +33,16 @@ async fn sighup_reloads_the_config() {
         "#
     );
     let gw = TestGateway::start(&config, &[("probe", "guest-echo-config")]).await;
-    let secret = || async { client().get(gw.url("/secret/token")).send().await.ok()?.text().await.ok() };
+    let secret = || async {
+        client()
+            .get(gw.url("/secret/token"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    };
     assert_eq!(secret().await.as_deref(), Some("before"));
 
     unsafe { std::env::set_var("WEIR_SIGHUP_TEST_SECRET", "after") };

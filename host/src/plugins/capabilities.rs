@@ -143,7 +143,10 @@ impl HostState {
 
     fn kv_key(&self, key: &str) -> Result<String, CapError> {
         if !self.identity.grants.kv {
-            return Err(CapError::NotGranted(format!("kv (grant it with [plugin.{}] kv = true)", self.identity.name)));
+            return Err(CapError::NotGranted(format!(
+                "kv (grant it with [plugin.{}] kv = true)",
+                self.identity.name
+            )));
         }
         Ok(format!("{}\u{0}{key}", self.identity.name))
     }
@@ -151,7 +154,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -167,17 +173,25 @@ fn header_name(name: &str) -> Result<HeaderName, CapError> {
 }
 
 fn header_value(name: &str, value: &str) -> Result<HeaderValue, CapError> {
-    HeaderValue::from_str(value).map_err(|_| CapError::Invalid(format!("value of {name:?} is not a valid header value")))
+    HeaderValue::from_str(value)
+        .map_err(|_| CapError::Invalid(format!("value of {name:?} is not a valid header value")))
 }
 
 fn first_header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 fn all_headers(headers: &HeaderMap) -> Vec<Header> {
     headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -275,7 +289,9 @@ impl weir::plugin::types::HostRequest for HostState {
 
     fn path(&mut self, r: Resource<RequestState>) -> Result<String> {
         let uri = &self.table.get(&r)?.parts.uri;
-        Ok(uri.path_and_query().map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string()))
+        Ok(uri
+            .path_and_query()
+            .map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string()))
     }
 
     fn set_path(&mut self, r: Resource<RequestState>, path: String) -> Result<Result<(), CapError>> {
@@ -330,7 +346,11 @@ impl weir::plugin::log::Host for HostState {
         let plugin = self.identity.name.as_str();
         let route = self.route_name();
         // Cap what one line can cost.
-        let message = if message.len() > 4096 { &message[..message.floor_char_boundary(4096)] } else { &message };
+        let message = if message.len() > 4096 {
+            &message[..message.floor_char_boundary(4096)]
+        } else {
+            &message
+        };
         match level {
             Level::Trace => tracing::trace!(target: "weir::plugin", plugin, route, "{message}"),
             Level::Debug => tracing::debug!(target: "weir::plugin", plugin, route, "{message}"),
@@ -352,9 +372,12 @@ impl weir::plugin::kv::Host for HostState {
     }
 
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<Result<(), CapError>> {
-        Ok(self
-            .kv_key(&key)
-            .and_then(|k| self.shared.kv.set(&k, &value, ttl(ttl_ms)).map_err(|e| CapError::Invalid(e.to_string()))))
+        Ok(self.kv_key(&key).and_then(|k| {
+            self.shared
+                .kv
+                .set(&k, &value, ttl(ttl_ms))
+                .map_err(|e| CapError::Invalid(e.to_string()))
+        }))
     }
 
     fn delete(&mut self, key: String) -> Result<Result<bool, CapError>> {
@@ -362,9 +385,12 @@ impl weir::plugin::kv::Host for HostState {
     }
 
     fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<Result<i64, CapError>> {
-        Ok(self
-            .kv_key(&key)
-            .and_then(|k| self.shared.kv.increment(&k, delta, ttl(ttl_ms)).map_err(|e| CapError::Invalid(e.to_string()))))
+        Ok(self.kv_key(&key).and_then(|k| {
+            self.shared
+                .kv
+                .increment(&k, delta, ttl(ttl_ms))
+                .map_err(|e| CapError::Invalid(e.to_string()))
+        }))
     }
 
     fn compare_and_swap(
@@ -385,7 +411,7 @@ impl weir::plugin::kv::Host for HostState {
 
 impl weir::plugin::secrets::Host for HostState {
     fn get(&mut self, name: String) -> Result<Result<String, CapError>> {
-        if !self.identity.grants.secrets.iter().any(|s| *s == name) {
+        if !self.identity.grants.secrets.contains(&name) {
             return Ok(Err(CapError::NotGranted(format!(
                 "secret {name:?} (grant it with [plugin.{}] secrets = [\"{name}\"])",
                 self.identity.name
@@ -406,7 +432,11 @@ impl weir::plugin::outbound_http::Host for HostState {
         request: weir::plugin::outbound_http::OutgoingRequest,
     ) -> Result<Result<weir::plugin::outbound_http::IncomingResponse, CapError>> {
         let started = Instant::now();
-        let outcome = self.shared.outbound.send(&self.identity.name, &self.identity.grants, request).await;
+        let outcome = self
+            .shared
+            .outbound
+            .send(&self.identity.name, &self.identity.grants, request)
+            .await;
         // The deadline bounds the plugin's own running time; time spent
         // waiting on the network is bounded by the grant's timeout instead.
         self.deadline += started.elapsed();

@@ -11,9 +11,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use wasmtime::component::{InstancePre, Resource, ResourceAny};
+use wasmtime::component::{Resource, ResourceAny};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::PluginSource;
 use super::capabilities::weir::plugin::types::{Interests, RequestAction};
 use super::capabilities::{HostState, PluginIdentity, PluginPre, SharedCapabilities};
 use super::state::{RequestState, ResponseState};
@@ -117,21 +118,18 @@ impl LoadedPlugin {
     /// Link a compiled plugin; `configure` runs later, per instance.
     pub(crate) fn new(
         identity: Arc<PluginIdentity>,
-        file: PathBuf,
-        content_hash: String,
-        from_cache: bool,
+        source: &PluginSource,
         limits: PluginLimits,
         routes: Vec<RouteSlot>,
-        instance_pre: InstancePre<HostState>,
         shared: Arc<SharedCapabilities>,
     ) -> wasmtime::Result<Self> {
-        let pre = PluginPre::new(instance_pre)?;
+        let pre = PluginPre::new(source.instance_pre.clone())?;
         Ok(LoadedPlugin {
             identity,
-            file,
-            content_hash,
+            file: source.file.clone(),
+            content_hash: source.content_hash.clone(),
             loaded_at: SystemTime::now(),
-            from_cache,
+            from_cache: source.from_cache,
             limits,
             routes,
             pre,
@@ -153,12 +151,21 @@ impl LoadedPlugin {
     fn fault(&self, store: &Store<HostState>, error: wasmtime::Error) -> PluginFault {
         let plugin = self.identity.name.clone();
         if store.data().memory.exceeded {
-            return PluginFault::Memory { plugin, limit_mb: (self.limits.memory_bytes >> 20) as u64 };
+            return PluginFault::Memory {
+                plugin,
+                limit_mb: (self.limits.memory_bytes >> 20) as u64,
+            };
         }
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            return PluginFault::Deadline { plugin, deadline_ms: self.limits.deadline.as_millis() as u64 };
+            return PluginFault::Deadline {
+                plugin,
+                deadline_ms: self.limits.deadline.as_millis() as u64,
+            };
         }
-        PluginFault::Trap { plugin, detail: format!("{error:#}").lines().next().unwrap_or_default().to_string() }
+        PluginFault::Trap {
+            plugin,
+            detail: format!("{error:#}").lines().next().unwrap_or_default().to_string(),
+        }
     }
 
     /// Instantiate and run `configure` for the given slots (all, for a
@@ -192,7 +199,10 @@ impl LoadedPlugin {
             let handler = match filter.call_configure(&mut store, &route.config_json).await {
                 Ok(Ok(h)) => h,
                 Ok(Err(reason)) => {
-                    return Err(InstantiateError::Rejected { route: route.route.clone(), reason });
+                    return Err(InstantiateError::Rejected {
+                        route: route.route.clone(),
+                        reason,
+                    });
                 }
                 Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
             };
@@ -203,7 +213,14 @@ impl LoadedPlugin {
             }
             handlers[slot] = Some(handler);
         }
-        Ok((PluginInstance { store, bindings, handlers }, interests))
+        Ok((
+            PluginInstance {
+                store,
+                bindings,
+                handlers,
+            },
+            interests,
+        ))
     }
 
     /// Check out an instance able to serve `slot`.
@@ -211,7 +228,11 @@ impl LoadedPlugin {
         if self.limits.mode == InstanceMode::Pooled {
             let warm = self.idle.lock().ok().and_then(|mut idle| idle.pop());
             if let Some(instance) = warm {
-                return Ok(Lease { plugin: self.clone(), instance: Some(instance), reusable: true });
+                return Ok(Lease {
+                    plugin: self.clone(),
+                    instance: Some(instance),
+                    reusable: true,
+                });
             }
         }
         let slots: Vec<usize> = match self.limits.mode {
@@ -234,10 +255,10 @@ impl LoadedPlugin {
 
     /// Keep a warm instance for later, unless enough are idle already.
     pub(crate) fn put_back(&self, instance: PluginInstance) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.limits.max_idle {
-                idle.push(instance);
-            }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.limits.max_idle
+        {
+            idle.push(instance);
         }
     }
 }
@@ -285,16 +306,19 @@ impl Lease {
 
     fn parts(&mut self, slot: usize) -> Result<(&mut PluginInstance, ResourceAny), PluginFault> {
         let plugin = self.plugin.identity.name.clone();
-        let instance = self
-            .instance
-            .as_mut()
-            .ok_or_else(|| PluginFault::Unavailable { plugin: plugin.clone(), detail: "instance was discarded".into() })?;
+        let instance = self.instance.as_mut().ok_or_else(|| PluginFault::Unavailable {
+            plugin: plugin.clone(),
+            detail: "instance was discarded".into(),
+        })?;
         let handler = instance
             .handlers
             .get(slot)
             .copied()
             .flatten()
-            .ok_or_else(|| PluginFault::Unavailable { plugin, detail: format!("no handler for slot {slot}") })?;
+            .ok_or_else(|| PluginFault::Unavailable {
+                plugin,
+                detail: format!("no handler for slot {slot}"),
+            })?;
         Ok((instance, handler))
     }
 
@@ -302,7 +326,10 @@ impl Lease {
         self.reusable = false;
         match &self.instance {
             Some(instance) => self.plugin.fault(&instance.store, error),
-            None => PluginFault::Unavailable { plugin: self.plugin.identity.name.clone(), detail: format!("{error:#}") },
+            None => PluginFault::Unavailable {
+                plugin: self.plugin.identity.name.clone(),
+                detail: format!("{error:#}"),
+            },
         }
     }
 
@@ -346,11 +373,7 @@ impl Lease {
     }
 
     /// Run `on-response`; the response state always comes back.
-    pub async fn on_response(
-        &mut self,
-        slot: usize,
-        state: ResponseState,
-    ) -> (ResponseState, Result<(), PluginFault>) {
+    pub async fn on_response(&mut self, slot: usize, state: ResponseState) -> (ResponseState, Result<(), PluginFault>) {
         let (instance, handler, resource) = match self.enter(slot, state) {
             Ok(entered) => entered,
             Err((state, fault)) => return (state, Err(fault)),
@@ -394,10 +417,10 @@ fn take_back<T: 'static>(store: &mut Store<HostState>, resource: Resource<T>) ->
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(instance) = self.instance.take() {
-            if self.reusable {
-                self.plugin.put_back(instance);
-            }
+        if let Some(instance) = self.instance.take()
+            && self.reusable
+        {
+            self.plugin.put_back(instance);
         }
     }
 }

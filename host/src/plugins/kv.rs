@@ -69,7 +69,9 @@ impl KvStore {
         let index = (self.hasher.hash_one(key) as usize) % SHARDS;
         // A panic while holding a shard cannot leave an entry half-written
         // (every update is a single insert), so a poisoned lock is usable.
-        self.shards[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn check(key: &str, value: Option<&[u8]>) -> Result<(), KvError> {
@@ -92,21 +94,33 @@ impl KvStore {
     pub fn sweep(&self) {
         let now = Instant::now();
         for shard in &self.shards {
-            shard.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, e| e.live(now));
+            shard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, e| e.live(now));
         }
     }
 
     /// The live value of `key`.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         let now = Instant::now();
-        self.shard(key).get(key).filter(|e| e.live(now)).map(|e| e.value.clone())
+        self.shard(key)
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| e.value.clone())
     }
 
     /// Set `key`, expiring after `ttl`.
     pub fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), KvError> {
         Self::check(key, Some(value))?;
         let now = Instant::now();
-        self.shard(key).insert(key.to_string(), Entry { value: value.to_vec(), expires: expiry(ttl, now) });
+        self.shard(key).insert(
+            key.to_string(),
+            Entry {
+                value: value.to_vec(),
+                expires: expiry(ttl, now),
+            },
+        );
         self.wrote();
         Ok(())
     }
@@ -126,12 +140,23 @@ impl KvStore {
         let (current, expires) = match shard.get(key).filter(|e| e.live(now)) {
             Some(e) => {
                 let text = std::str::from_utf8(&e.value).map_err(|_| KvError::NotAnInteger(key.into()))?;
-                (text.parse::<i64>().map_err(|_| KvError::NotAnInteger(key.into()))?, e.expires)
+                (
+                    text.parse::<i64>().map_err(|_| KvError::NotAnInteger(key.into()))?,
+                    e.expires,
+                )
             }
             None => (0, expiry(ttl, now)),
         };
-        let next = current.checked_add(delta).ok_or_else(|| KvError::Overflow(key.into()))?;
-        shard.insert(key.to_string(), Entry { value: next.to_string().into_bytes(), expires });
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| KvError::Overflow(key.into()))?;
+        shard.insert(
+            key.to_string(),
+            Entry {
+                value: next.to_string().into_bytes(),
+                expires,
+            },
+        );
         drop(shard);
         self.wrote();
         Ok(next)
@@ -153,7 +178,13 @@ impl KvStore {
         if current != expected {
             return Ok(false);
         }
-        shard.insert(key.to_string(), Entry { value: value.to_vec(), expires: expiry(ttl, now) });
+        shard.insert(
+            key.to_string(),
+            Entry {
+                value: value.to_vec(),
+                expires: expiry(ttl, now),
+            },
+        );
         drop(shard);
         self.wrote();
         Ok(true)
@@ -215,6 +246,9 @@ mod tests {
     #[test]
     fn oversized_values_are_refused() {
         let kv = KvStore::default();
-        assert!(matches!(kv.set("big", &vec![0; MAX_VALUE_BYTES + 1], None), Err(KvError::TooLarge(_))));
+        assert!(matches!(
+            kv.set("big", &vec![0; MAX_VALUE_BYTES + 1], None),
+            Err(KvError::TooLarge(_))
+        ));
     }
 }

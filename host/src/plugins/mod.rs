@@ -128,7 +128,12 @@ impl PluginRuntime {
         let engine = engine::shared_engine().map_err(anyhow::Error::msg)?;
         let mut linker = Linker::new(&engine);
         capabilities::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("linking host imports: {e:#}"))?;
-        let cache_dir = config.plugins.cache_dir.as_ref().map(|d| config.resolve(d)).or_else(CompileCache::default_dir);
+        let cache_dir = config
+            .plugins
+            .cache_dir
+            .as_ref()
+            .map(|d| config.resolve(d))
+            .or_else(CompileCache::default_dir);
         Ok(PluginRuntime {
             engine,
             linker,
@@ -151,14 +156,27 @@ impl PluginRuntime {
     /// Read `dir/NAME.wasm` (and `NAME.toml`), check it is a component,
     /// compile it (or take it from the cache) and link it. `route` names a
     /// route that uses it, for the message when the file is missing.
-    pub async fn compile(&self, dir: &Path, name: &PluginName, route: Option<&RouteName>) -> Result<PluginSource, PluginLoadError> {
+    pub async fn compile(
+        &self,
+        dir: &Path,
+        name: &PluginName,
+        route: Option<&RouteName>,
+    ) -> Result<PluginSource, PluginLoadError> {
         let started = Instant::now();
         let file = dir.join(format!("{name}.wasm"));
-        let invalid = |reason: String| PluginLoadError::Invalid { plugin: name.clone(), file: file.clone(), reason };
+        let invalid = |reason: String| PluginLoadError::Invalid {
+            plugin: name.clone(),
+            file: file.clone(),
+            reason,
+        };
         let bytes = match std::fs::read(&file) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(PluginLoadError::Missing { plugin: name.clone(), file: file.clone(), route: route.cloned() });
+                return Err(PluginLoadError::Missing {
+                    plugin: name.clone(),
+                    file: file.clone(),
+                    route: route.cloned(),
+                });
             }
             Err(e) => return Err(invalid(format!("cannot read: {e}"))),
         };
@@ -175,7 +193,10 @@ impl PluginRuntime {
         let (component, from_cache) =
             compiled.map_err(|e| invalid(format!("not a valid WebAssembly component: {}", first_line(&e))))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            invalid(format!("does not fit the weir:plugin/plugin world (imports): {}", first_line(&e)))
+            invalid(format!(
+                "does not fit the weir:plugin/plugin world (imports): {}",
+                first_line(&e)
+            ))
         })?;
         // Check the exports now, so a wrong world is reported with the file.
         capabilities::PluginPre::new(instance_pre.clone())
@@ -188,7 +209,15 @@ impl PluginRuntime {
             ms = compile_time.as_millis() as u64,
             "plugin compiled"
         );
-        Ok(PluginSource { name: name.clone(), file, content_hash, from_cache, compile_time, manifest, instance_pre })
+        Ok(PluginSource {
+            name: name.clone(),
+            file,
+            content_hash,
+            from_cache,
+            compile_time,
+            manifest,
+            instance_pre,
+        })
     }
 
     /// Configure `source` for every route of `config` that uses it: one
@@ -201,9 +230,18 @@ impl PluginRuntime {
         capabilities: &Arc<SharedCapabilities>,
     ) -> Result<Arc<LoadedPlugin>, PluginLoadError> {
         let name = &source.name;
-        let invalid = |reason: String| PluginLoadError::Invalid { plugin: name.clone(), file: source.file.clone(), reason };
-        let no_interests =
-            Interests { on_request: false, request_body: false, on_response: false, response_body: false, response_chunks: false };
+        let invalid = |reason: String| PluginLoadError::Invalid {
+            plugin: name.clone(),
+            file: source.file.clone(),
+            reason,
+        };
+        let no_interests = Interests {
+            on_request: false,
+            request_body: false,
+            on_response: false,
+            response_body: false,
+            response_chunks: false,
+        };
         let mut slots: Vec<RouteSlot> = config
             .routes
             .iter()
@@ -216,7 +254,9 @@ impl PluginRuntime {
             })
             .collect();
 
-        let settings = config.plugin_settings(name).over(&source.manifest.clone().unwrap_or_default());
+        let settings = config
+            .plugin_settings(name)
+            .over(&source.manifest.clone().unwrap_or_default());
         if let Some(manifest) = &source.manifest {
             let at = format!("manifest {}", source.file.with_extension("toml").display());
             if let Some(problem) = manifest.problems(&at, config).into_iter().next() {
@@ -240,25 +280,21 @@ impl PluginRuntime {
             },
         });
         let new_plugin = |slots: Vec<RouteSlot>| {
-            LoadedPlugin::new(
-                identity.clone(),
-                source.file.clone(),
-                source.content_hash.clone(),
-                source.from_cache,
-                limits.clone(),
-                slots,
-                source.instance_pre.clone(),
-                capabilities.clone(),
-            )
-            .map_err(|e| invalid(format!("does not export weir:plugin/filter@0.1.0: {}", first_line(&e))))
+            LoadedPlugin::new(identity.clone(), source, limits.clone(), slots, capabilities.clone())
+                .map_err(|e| invalid(format!("does not export weir:plugin/filter@0.1.0: {}", first_line(&e))))
         };
         let probe = new_plugin(slots.clone())?;
         let all: Vec<usize> = (0..slots.len()).collect();
         let (first, interests) = probe.instantiate(&all).await.map_err(|e| match e {
-            InstantiateError::Rejected { route, reason } => {
-                PluginLoadError::Configure { plugin: name.clone(), route, reason }
-            }
-            InstantiateError::Fault(fault) => PluginLoadError::Fault { plugin: name.clone(), fault },
+            InstantiateError::Rejected { route, reason } => PluginLoadError::Configure {
+                plugin: name.clone(),
+                route,
+                reason,
+            },
+            InstantiateError::Fault(fault) => PluginLoadError::Fault {
+                plugin: name.clone(),
+                fault,
+            },
         })?;
         for (slot, interests) in slots.iter_mut().zip(interests) {
             slot.interests = interests;
@@ -273,14 +309,18 @@ impl PluginRuntime {
     /// Compile and configure every plugin `config` uses. Returns every
     /// error found, not just the first.
     pub async fn load(&self, config: &Config) -> Result<LoadedSet, Vec<PluginLoadError>> {
-        let capabilities = self.capabilities_for(config).map_err(|e| {
-            vec![PluginLoadError::Capabilities(format!("{e:#}"))]
-        })?;
+        let capabilities = self
+            .capabilities_for(config)
+            .map_err(|e| vec![PluginLoadError::Capabilities(format!("{e:#}"))])?;
         let dir = config.plugin_dir();
         let mut errors = Vec::new();
         let mut set = LoadedSet::default();
         for name in config.used_plugins() {
-            let route = config.routes.iter().find(|r| r.plugins.iter().any(|p| p.name == name)).map(|r| &r.name);
+            let route = config
+                .routes
+                .iter()
+                .find(|r| r.plugins.iter().any(|p| p.name == name))
+                .map(|r| &r.name);
             let source = match self.compile(&dir, &name, route).await {
                 Ok(source) => source,
                 Err(e) => {
@@ -322,9 +362,11 @@ pub fn build_chains(config: &Config, plugins: &HashMap<PluginName, Arc<LoadedPlu
                 continue;
             };
             match plugin.routes.iter().position(|s| s.route == route.name) {
-                Some(slot) => {
-                    chain.links.push(ChainLink { interests: plugin.routes[slot].interests, plugin: plugin.clone(), slot })
-                }
+                Some(slot) => chain.links.push(ChainLink {
+                    interests: plugin.routes[slot].interests,
+                    plugin: plugin.clone(),
+                    slot,
+                }),
                 // Configured for another config's routes: not usable here.
                 None => chain.missing.push(p.name.clone()),
             }
@@ -413,8 +455,16 @@ mod tests {
     #[test]
     fn header_check_names_the_problem() {
         assert!(check_component_header(b"").unwrap_err().contains("empty"));
-        assert!(check_component_header(b"hello world").unwrap_err().contains("not a WebAssembly"));
-        assert!(check_component_header(b"\0asm\x01\0\0\0").unwrap_err().contains("core WebAssembly module"));
+        assert!(
+            check_component_header(b"hello world")
+                .unwrap_err()
+                .contains("not a WebAssembly")
+        );
+        assert!(
+            check_component_header(b"\0asm\x01\0\0\0")
+                .unwrap_err()
+                .contains("core WebAssembly module")
+        );
         assert!(check_component_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

@@ -34,7 +34,9 @@ impl OutboundClient {
             .enable_http1()
             .enable_http2()
             .build();
-        Ok(OutboundClient { client: Client::builder(TokioExecutor::new()).build(connector) })
+        Ok(OutboundClient {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
     }
 
     /// Send `request` for `plugin`, if its grants allow the host.
@@ -50,9 +52,14 @@ impl OutboundClient {
             .map_err(|e| CapError::Invalid(format!("url {:?}: {e}", request.url)))?;
         let scheme = uri.scheme_str().unwrap_or_default();
         if scheme != "http" && scheme != "https" {
-            return Err(CapError::Invalid(format!("url {:?}: scheme must be http or https", request.url)));
+            return Err(CapError::Invalid(format!(
+                "url {:?}: scheme must be http or https",
+                request.url
+            )));
         }
-        let host = uri.host().ok_or_else(|| CapError::Invalid(format!("url {:?} has no host", request.url)))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| CapError::Invalid(format!("url {:?} has no host", request.url)))?;
         let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
         if !host_allowed(&grants.outbound_hosts, host, port) {
             return Err(CapError::NotGranted(format!(
@@ -75,7 +82,11 @@ impl OutboundClient {
             .unwrap_or(grants.outbound_timeout)
             .min(grants.outbound_timeout);
         let exchange = async {
-            let response = self.client.request(outgoing).await.map_err(|e| CapError::Failed(format!("{e:#}")))?;
+            let response = self
+                .client
+                .request(outgoing)
+                .await
+                .map_err(|e| CapError::Failed(format!("{e:#}")))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BYTES)
                 .collect()
@@ -85,9 +96,18 @@ impl OutboundClient {
             let headers = parts
                 .headers
                 .iter()
-                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
-            Ok(IncomingResponse { status: parts.status.as_u16(), headers, body: body.to_vec() })
+            Ok(IncomingResponse {
+                status: parts.status.as_u16(),
+                headers,
+                body: body.to_vec(),
+            })
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
@@ -102,7 +122,9 @@ pub fn host_allowed(allowed: &[String], host: &str, port: u16) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     allowed.iter().any(|entry| {
         let (h, p) = match entry.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() && !h.ends_with(':') => (h, p.parse::<u16>().ok()),
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() && !h.ends_with(':') => {
+                (h, p.parse::<u16>().ok())
+            }
             _ => (entry.as_str(), None),
         };
         let h = h.trim_start_matches('[').trim_end_matches(']');

@@ -28,7 +28,10 @@ impl Properties {
     /// refused with a reason.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
         if name.len() + value.len() > Self::MAX_ENTRY_BYTES {
-            return Err(format!("property {name:?} is larger than {} bytes", Self::MAX_ENTRY_BYTES));
+            return Err(format!(
+                "property {name:?} is larger than {} bytes",
+                Self::MAX_ENTRY_BYTES
+            ));
         }
         if !self.0.contains_key(name) && self.0.len() >= Self::MAX_ENTRIES {
             return Err(format!("more than {} properties", Self::MAX_ENTRIES));

@@ -131,7 +131,10 @@ impl GatewayError {
         let mut response = Response::new(super::full_body(Bytes::from(format!("weir: {message}\n"))));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         headers.insert("x-weir-error", http::HeaderValue::from_static(self.kind()));
         response
     }
@@ -148,21 +151,53 @@ mod tests {
     #[test]
     fn statuses_follow_the_documented_mapping() {
         let cases = [
-            (GatewayError::Plugin(PluginFault::Trap { plugin: plugin(), detail: "x".into() }), 500),
-            (GatewayError::Plugin(PluginFault::Deadline { plugin: plugin(), deadline_ms: 1 }), 504),
-            (GatewayError::Plugin(PluginFault::Memory { plugin: plugin(), limit_mb: 1 }), 500),
+            (
+                GatewayError::Plugin(PluginFault::Trap {
+                    plugin: plugin(),
+                    detail: "x".into(),
+                }),
+                500,
+            ),
+            (
+                GatewayError::Plugin(PluginFault::Deadline {
+                    plugin: plugin(),
+                    deadline_ms: 1,
+                }),
+                504,
+            ),
+            (
+                GatewayError::Plugin(PluginFault::Memory {
+                    plugin: plugin(),
+                    limit_mb: 1,
+                }),
+                500,
+            ),
             (GatewayError::PluginMissing(plugin()), 503),
             (GatewayError::RequestBodyTooLarge { limit: 1 }, 413),
             (
-                GatewayError::UpstreamConnect { upstream: UpstreamName("u".into()), target: "t".into(), detail: "d".into() },
+                GatewayError::UpstreamConnect {
+                    upstream: UpstreamName("u".into()),
+                    target: "t".into(),
+                    detail: "d".into(),
+                },
                 502,
             ),
             (
-                GatewayError::UpstreamTimeout { upstream: UpstreamName("u".into()), target: "t".into(), timeout_ms: 1 },
+                GatewayError::UpstreamTimeout {
+                    upstream: UpstreamName("u".into()),
+                    target: "t".into(),
+                    timeout_ms: 1,
+                },
                 504,
             ),
             (GatewayError::ResponseBodyTooLarge { limit: 1 }, 502),
-            (GatewayError::NoRoute { method: "GET".into(), path: "/".into() }, 404),
+            (
+                GatewayError::NoRoute {
+                    method: "GET".into(),
+                    path: "/".into(),
+                },
+                404,
+            ),
         ];
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error}");

@@ -88,7 +88,10 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let peer = Peer { addr, tls: tls.is_some() };
+        let peer = Peer {
+            addr,
+            tls: tls.is_some(),
+        };
         let proxy = proxy.clone();
         let service = service_fn(move |request| {
             let proxy = proxy.load_full();
@@ -123,14 +126,19 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open 30 s after shutdown; closing them");
     }
 }
 
 /// Bind `address`, reporting the address in the error.
 pub async fn bind(address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(address).await.map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
     let local = listener.local_addr()?;
     Ok((listener, local))
 }

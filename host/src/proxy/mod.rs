@@ -87,7 +87,10 @@ impl Proxy {
             Ok((route, response)) => (Some(route), response),
             Err((route, error)) => {
                 if error.status().is_server_error() {
-                    tracing::warn!(route = route.as_ref().map(|r| r.name.as_str()), "{method} {path}: {error}");
+                    tracing::warn!(
+                        route = route.as_ref().map(|r| r.name.as_str()),
+                        "{method} {path}: {error}"
+                    );
                 }
                 (route, error.to_response())
             }
@@ -110,8 +113,15 @@ impl Proxy {
     ) -> Result<(Arc<Route>, Response<Body>), (Option<Arc<Route>>, GatewayError)> {
         let (mut parts, body) = request.into_parts();
         let authority = forwarding::request_authority(&parts).map(str::to_string);
-        let Some(route) = self.routes.find(&parts.method, authority.as_deref(), parts.uri.path()).cloned() else {
-            let error = GatewayError::NoRoute { method: parts.method.to_string(), path: parts.uri.path().to_string() };
+        let Some(route) = self
+            .routes
+            .find(&parts.method, authority.as_deref(), parts.uri.path())
+            .cloned()
+        else {
+            let error = GatewayError::NoRoute {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+            };
             return Err((None, error));
         };
         let fail = |e: GatewayError| (Some(route.clone()), e);
@@ -131,11 +141,21 @@ impl Proxy {
         let mut client_body = Some(body);
         let buffered = if chain.needs_request_body() {
             let body = client_body.take().map(|b| b.map_err(box_error).boxed_unsync());
-            Some(read_limited(body, self.limits.max_request_body_bytes, true).await.map_err(fail)?)
+            Some(
+                read_limited(body, self.limits.max_request_body_bytes, true)
+                    .await
+                    .map_err(fail)?,
+            )
         } else {
             None
         };
-        let mut state = RequestState { parts, body: buffered, body_replaced: false, body_visible: false, properties };
+        let mut state = RequestState {
+            parts,
+            body: buffered,
+            body_replaced: false,
+            body_visible: false,
+            properties,
+        };
 
         // Request phase, in chain order.
         let mut ran: Vec<ChainLink> = Vec::with_capacity(chain.links.len());
@@ -156,7 +176,10 @@ impl Proxy {
                     Ok(RequestAction::Continue) => {}
                     Ok(RequestAction::Respond(reply)) => {
                         let response = reply_response(reply, link).map_err(fail)?;
-                        let response = self.response_phase(&ran, response, state.properties).await.map_err(fail)?;
+                        let response = self
+                            .response_phase(&ran, response, state.properties)
+                            .await
+                            .map_err(fail)?;
                         return Ok((route, response));
                     }
                     Err(fault) if link.plugin.limits.fail_open => {
@@ -170,7 +193,12 @@ impl Proxy {
         }
 
         // To the upstream.
-        let RequestState { mut parts, body, properties, .. } = state;
+        let RequestState {
+            mut parts,
+            body,
+            properties,
+            ..
+        } = state;
         let proto = if peer.tls { "https" } else { "http" };
         forwarding::add_forwarded(&mut parts.headers, peer.addr.ip(), proto, authority.as_deref());
         if route.preserve_host {
@@ -183,7 +211,9 @@ impl Proxy {
         let upstream_body = match (body, client_body) {
             (Some(bytes), _) => {
                 parts.headers.remove(header::TRANSFER_ENCODING);
-                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                 UpstreamBody::Replayable(bytes)
             }
             (None, Some(incoming)) if incoming.is_end_stream() => UpstreamBody::Replayable(Bytes::new()),
@@ -214,7 +244,13 @@ impl Proxy {
         } else {
             None
         };
-        let mut state = ResponseState { parts, body: buffered, body_replaced: false, body_visible: false, properties };
+        let mut state = ResponseState {
+            parts,
+            body: buffered,
+            body_replaced: false,
+            body_visible: false,
+            properties,
+        };
         for index in (0..links.len()).rev() {
             let link = &links[index];
             if !link.interests.on_response {
@@ -240,19 +276,29 @@ impl Proxy {
             }
         }
 
-        let ResponseState { mut parts, body: new_body, .. } = state;
+        let ResponseState {
+            mut parts,
+            body: new_body,
+            ..
+        } = state;
         let body = match (new_body, body) {
             (Some(bytes), _) => {
                 parts.headers.remove(header::TRANSFER_ENCODING);
-                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                 full_body(bytes)
             }
             (None, Some(body)) => body,
             (None, None) => full_body(Bytes::new()),
         };
 
-        let chunk_links: Vec<ChainLink> =
-            links.iter().rev().filter(|l| l.interests.response_chunks).cloned().collect();
+        let chunk_links: Vec<ChainLink> = links
+            .iter()
+            .rev()
+            .filter(|l| l.interests.response_chunks)
+            .cloned()
+            .collect();
         if chunk_links.is_empty() {
             return Ok(Response::from_parts(parts, body));
         }

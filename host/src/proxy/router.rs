@@ -59,10 +59,11 @@ pub struct Route {
 impl Route {
     /// Compile a validated route.
     pub fn new(config: &RouteConfig, upstream: Arc<UpstreamPool>, chain: Arc<Chain>) -> Self {
-        let methods = config
-            .methods
-            .as_ref()
-            .map(|ms| ms.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect());
+        let methods = config.methods.as_ref().map(|ms| {
+            ms.iter()
+                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                .collect()
+        });
         Route {
             name: config.name.clone(),
             host: HostMatch::new(config.host.as_deref()),
@@ -102,7 +103,9 @@ pub struct RouteTable {
 impl RouteTable {
     /// A table of `routes`, matched in order.
     pub fn new(routes: Vec<Route>) -> Self {
-        RouteTable { routes: routes.into_iter().map(Arc::new).collect() }
+        RouteTable {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        }
     }
 
     /// The first route matching. `host` may carry a port; it is ignored.

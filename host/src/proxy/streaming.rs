@@ -44,7 +44,11 @@ pub(super) async fn transform(body: Body, links: &[ChainLink]) -> Result<Body, G
     for link in links {
         let mut lease = link.plugin.lease(link.slot).await?;
         lease.discard_on_drop();
-        transformers.push(Transformer { lease, slot: link.slot, fail_open: link.plugin.limits.fail_open });
+        transformers.push(Transformer {
+            lease,
+            slot: link.slot,
+            fail_open: link.plugin.limits.fail_open,
+        });
     }
 
     struct State {
@@ -53,7 +57,11 @@ pub(super) async fn transform(body: Body, links: &[ChainLink]) -> Result<Body, G
         finished: bool,
     }
 
-    let state = State { frames: BodyStream::new(body), transformers, finished: false };
+    let state = State {
+        frames: BodyStream::new(body),
+        transformers,
+        finished: false,
+    };
     let stream = futures_util::stream::unfold(state, |mut state| async move {
         if state.finished {
             return None;

@@ -12,8 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::error::GatewayError;
 use super::Body;
+use super::error::GatewayError;
 use crate::config::{Config, Target, UpstreamConfig, UpstreamName, parse_target};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -58,13 +58,16 @@ impl UpstreamPool {
                 .map_err(|e| anyhow::anyhow!("upstreams.{name}.ca: {}: {e}", path.display()))?
             {
                 let cert = cert.map_err(|e| anyhow::anyhow!("upstreams.{name}.ca: {}: {e}", path.display()))?;
-                roots.add(cert).map_err(|e| anyhow::anyhow!("upstreams.{name}.ca: {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| anyhow::anyhow!("upstreams.{name}.ca: {}: {e}", path.display()))?;
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

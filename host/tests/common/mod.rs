@@ -49,8 +49,11 @@ impl TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("plugins")).expect("mkdir plugins");
         for (name, krate) in plugins {
-            std::fs::copy(built_plugin(krate), dir.path().join("plugins").join(format!("{name}.wasm")))
-                .expect("copy plugin");
+            std::fs::copy(
+                built_plugin(krate),
+                dir.path().join("plugins").join(format!("{name}.wasm")),
+            )
+            .expect("copy plugin");
         }
         dir
     }
@@ -60,8 +63,13 @@ impl TestGateway {
     /// plugin once.
     pub async fn start(config: &str, plugins: &[(&str, &str)]) -> TestGateway {
         let dir = Self::dir_with_plugins(plugins);
-        let running = start_in(dir.path(), config).await.unwrap_or_else(|e| panic!("gateway failed to start:\n{e}"));
-        TestGateway { dir, running: Some(running) }
+        let running = start_in(dir.path(), config)
+            .await
+            .unwrap_or_else(|e| panic!("gateway failed to start:\n{e}"));
+        TestGateway {
+            dir,
+            running: Some(running),
+        }
     }
 
     /// The first listener's base URL.
@@ -76,7 +84,10 @@ impl TestGateway {
 
     /// The admin API's base URL.
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running.as_ref().expect("running").admin.expect("admin configured"))
+        format!(
+            "http://{}{path}",
+            self.running.as_ref().expect("running").admin.expect("admin configured")
+        )
     }
 
     pub async fn stop(mut self) {
@@ -126,7 +137,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

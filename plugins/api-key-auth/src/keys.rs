@@ -30,14 +30,8 @@ impl KeyStore {
             if c.key.is_empty() {
                 return Err(format!("consumer {:?} has an empty key", c.name));
             }
-            if let Some(other) = consumers[..i]
-                .iter()
-                .find(|o| o.key == c.key && o.name != c.name)
-            {
-                return Err(format!(
-                    "consumers {:?} and {:?} have the same key",
-                    other.name, c.name
-                ));
+            if let Some(other) = consumers[..i].iter().find(|o| o.key == c.key && o.name != c.name) {
+                return Err(format!("consumers {:?} and {:?} have the same key", other.name, c.name));
             }
         }
         Ok(KeyStore { consumers })
@@ -76,17 +70,14 @@ pub fn constant_time_eq(presented: &[u8], expected: &[u8]) -> bool {
 pub fn parse_secret(text: &str) -> Result<Vec<Consumer>, String> {
     let trimmed = text.trim();
     let consumers = if trimmed.starts_with('{') {
-        let map: std::collections::BTreeMap<String, String> = serde_json::from_str(trimmed)
-            .map_err(|e| {
-                format!(
-                    "not a JSON object of consumer to key strings (line {}, column {})",
-                    e.line(),
-                    e.column()
-                )
-            })?;
-        map.into_iter()
-            .map(|(name, key)| Consumer { name, key })
-            .collect()
+        let map: std::collections::BTreeMap<String, String> = serde_json::from_str(trimmed).map_err(|e| {
+            format!(
+                "not a JSON object of consumer to key strings (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        })?;
+        map.into_iter().map(|(name, key)| Consumer { name, key }).collect()
     } else {
         let mut consumers = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -149,8 +140,7 @@ mod tests {
 
     #[test]
     fn a_consumer_may_hold_two_keys() {
-        let store =
-            KeyStore::new(vec![consumer("alice", "old"), consumer("alice", "new")]).unwrap();
+        let store = KeyStore::new(vec![consumer("alice", "old"), consumer("alice", "new")]).unwrap();
         assert_eq!(store.find(b"old"), Some("alice"));
         assert_eq!(store.find(b"new"), Some("alice"));
     }

@@ -45,8 +45,7 @@ impl Plugin for ApiKeyAuth {
         let settings = Settings::from_json(config.as_json())?;
         let store = OnceCell::new();
         if settings.keys_secret.is_none() {
-            let inline =
-                KeyStore::new(settings.inline_consumers()).map_err(|e| format!("keys: {e}"))?;
+            let inline = KeyStore::new(settings.inline_consumers()).map_err(|e| format!("keys: {e}"))?;
             let _ = store.set(inline);
         }
         Ok(ApiKeyAuth { settings, store })
@@ -83,10 +82,7 @@ impl ApiKeyAuth {
     /// The key from the header, else from the query parameter; empty counts
     /// as missing.
     fn presented_key(&self, request: &Request) -> Option<Vec<u8>> {
-        if let Some(value) = request
-            .header(&self.settings.header)
-            .filter(|v| !v.is_empty())
-        {
+        if let Some(value) = request.header(&self.settings.header).filter(|v| !v.is_empty()) {
             return Some(value.into_bytes());
         }
         let param = self.settings.query_param.as_deref()?;
@@ -101,9 +97,7 @@ impl ApiKeyAuth {
         let mut consumers = self.settings.inline_consumers();
         if let Some(name) = &self.settings.keys_secret {
             let text = secrets::get(name).map_err(|e| {
-                log::error(&format!(
-                    "keys_secret {name:?}: cannot read the secret: {e:?}"
-                ));
+                log::error(&format!("keys_secret {name:?}: cannot read the secret: {e:?}"));
                 unavailable()
             })?;
             let listed = parse_secret(&text).map_err(|e| {

@@ -53,10 +53,7 @@ impl Settings {
 
     fn validate(&self) -> Result<(), String> {
         if !is_header_name(&self.header) {
-            return Err(format!(
-                "header: {:?} is not a lowercase header name",
-                self.header
-            ));
+            return Err(format!("header: {:?} is not a lowercase header name", self.header));
         }
         if self.keys.is_none() && self.keys_secret.is_none() {
             return Err("keys: one of keys or keys_secret is required".to_string());
@@ -76,16 +73,10 @@ impl Settings {
         if let Some(param) = &self.query_param
             && (param.is_empty() || param.contains(['&', '=', '#', '?']))
         {
-            return Err(format!(
-                "query_param: {param:?} is not a query parameter name"
-            ));
+            return Err(format!("query_param: {param:?} is not a query parameter name"));
         }
         // The realm goes into a quoted-string; keep it to plain visible text.
-        if self
-            .realm
-            .chars()
-            .any(|c| c == '"' || c == '\\' || c.is_control())
-        {
+        if self.realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
             return Err(format!(
                 "realm: {:?} must not contain quotes, backslashes or control characters",
                 self.realm
@@ -108,19 +99,16 @@ impl Settings {
 
     /// The `www-authenticate` challenge sent with every 401.
     pub fn challenge(&self) -> String {
-        format!(
-            "ApiKey realm=\"{}\", header=\"{}\"",
-            self.realm, self.header
-        )
+        format!("ApiKey realm=\"{}\", header=\"{}\"", self.realm, self.header)
     }
 }
 
 /// A lowercase HTTP token: what the host accepts as a header name.
 fn is_header_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -170,10 +158,7 @@ mod tests {
     fn shared_keys_are_rejected() {
         let err = Settings::from_json(r#"{"keys":{"a":"k-shared","b":"k-shared"}}"#).unwrap_err();
         assert!(err.starts_with("keys:"), "{err}");
-        assert!(
-            !err.contains("k-shared"),
-            "error must not echo the key: {err}"
-        );
+        assert!(!err.contains("k-shared"), "error must not echo the key: {err}");
     }
 
     #[test]

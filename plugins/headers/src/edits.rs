@@ -78,10 +78,7 @@ mod tests {
     impl FakeHeaders {
         fn with(headers: &[(&str, &str)]) -> Self {
             FakeHeaders(RefCell::new(
-                headers
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect(),
+                headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             ))
         }
 
@@ -99,9 +96,7 @@ mod tests {
             self.append(name, value)
         }
         fn append(&self, name: &str, value: &str) -> Result<(), String> {
-            self.0
-                .borrow_mut()
-                .push((name.to_string(), value.to_string()));
+            self.0.borrow_mut().push((name.to_string(), value.to_string()));
             Ok(())
         }
         fn remove(&self, name: &str) {
@@ -116,25 +111,15 @@ mod tests {
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
+        list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn rename_moves_every_value_and_replaces_the_target() {
-        let h = FakeHeaders::with(&[
-            ("x-old", "1"),
-            ("x-new", "stale"),
-            ("x-old", "2"),
-            ("x-keep", "k"),
-        ]);
+        let h = FakeHeaders::with(&[("x-old", "1"), ("x-new", "stale"), ("x-old", "2"), ("x-keep", "k")]);
         let edits = request_edits(r#"{"rename":{"x-old":"x-new"}}"#);
         assert!(edits.apply(&h).is_empty());
-        assert_eq!(
-            h.list(),
-            pairs(&[("x-keep", "k"), ("x-new", "1"), ("x-new", "2")])
-        );
+        assert_eq!(h.list(), pairs(&[("x-keep", "k"), ("x-new", "1"), ("x-new", "2")]));
     }
 
     #[test]
@@ -157,9 +142,8 @@ mod tests {
     fn order_is_rename_remove_set_add() {
         let h = FakeHeaders::with(&[("x-a", "from-client"), ("x-b", "b")]);
         // rename x-a -> x-c; remove x-c (the renamed one); set x-b; add x-b.
-        let edits = request_edits(
-            r#"{"add":{"x-b":"added"},"set":{"x-b":"set"},"remove":["x-c"],"rename":{"x-a":"x-c"}}"#,
-        );
+        let edits =
+            request_edits(r#"{"add":{"x-b":"added"},"set":{"x-b":"set"},"remove":["x-c"],"rename":{"x-a":"x-c"}}"#);
         edits.apply(&h);
         assert_eq!(h.list(), pairs(&[("x-b", "set"), ("x-b", "added")]));
     }

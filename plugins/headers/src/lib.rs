@@ -69,8 +69,7 @@ impl Headers for Request {
         self.set_header(name, value).map_err(|e| format!("{e:?}"))
     }
     fn append(&self, name: &str, value: &str) -> Result<(), String> {
-        self.append_header(name, value)
-            .map_err(|e| format!("{e:?}"))
+        self.append_header(name, value).map_err(|e| format!("{e:?}"))
     }
     fn remove(&self, name: &str) {
         self.remove_header(name)
@@ -85,8 +84,7 @@ impl Headers for Response {
         self.set_header(name, value).map_err(|e| format!("{e:?}"))
     }
     fn append(&self, name: &str, value: &str) -> Result<(), String> {
-        self.append_header(name, value)
-            .map_err(|e| format!("{e:?}"))
+        self.append_header(name, value).map_err(|e| format!("{e:?}"))
     }
     fn remove(&self, name: &str) {
         self.remove_header(name)

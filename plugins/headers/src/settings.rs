@@ -92,10 +92,7 @@ impl Settings {
 impl HeaderEdits {
     /// True if there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.rename.is_empty()
-            && self.remove.is_empty()
-            && self.set.is_empty()
-            && self.add.is_empty()
+        self.rename.is_empty() && self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
     }
 
     fn validate(&self, at: &str) -> Result<(), String> {
@@ -126,16 +123,14 @@ impl HeaderEdits {
 /// A lowercase HTTP token that is not a framing header.
 fn check_name(at: &str, name: &str) -> Result<(), String> {
     let token = !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        });
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !token {
         return Err(format!("{at}: {name:?} is not a lowercase header name"));
     }
     if FRAMING_HEADERS.contains(&name) {
-        return Err(format!(
-            "{at}: {name:?} is managed by the gateway and cannot be edited"
-        ));
+        return Err(format!("{at}: {name:?} is managed by the gateway and cannot be edited"));
     }
     Ok(())
 }
@@ -202,32 +197,21 @@ mod tests {
             err(r#"{"request":{"set":{"X-A":"1"}}}"#),
             r#"request.set: "X-A" is not a lowercase header name"#
         );
-        assert!(
-            err(r#"{"response":{"remove":["ok","bad name"]}}"#).starts_with("response.remove[1]:")
-        );
+        assert!(err(r#"{"response":{"remove":["ok","bad name"]}}"#).starts_with("response.remove[1]:"));
         assert!(err(r#"{"request":{"rename":{"a":"B"}}}"#).starts_with("request.rename.a:"));
         assert!(err(r#"{"request":{"add":{"":"1"}}}"#).starts_with("request.add:"));
     }
 
     #[test]
     fn framing_headers_are_rejected() {
-        assert!(
-            err(r#"{"request":{"set":{"content-length":"1"}}}"#).contains("managed by the gateway")
-        );
-        assert!(
-            err(r#"{"response":{"remove":["transfer-encoding"]}}"#)
-                .contains("managed by the gateway")
-        );
+        assert!(err(r#"{"request":{"set":{"content-length":"1"}}}"#).contains("managed by the gateway"));
+        assert!(err(r#"{"response":{"remove":["transfer-encoding"]}}"#).contains("managed by the gateway"));
     }
 
     #[test]
     fn control_characters_in_values_are_rejected() {
-        assert!(
-            err(r#"{"request":{"set":{"x-a":"1\r\nx-b: 2"}}}"#).starts_with("request.set.x-a:")
-        );
-        assert!(
-            err(r#"{"response":{"add":{"x-a":["ok","\u0000"]}}}"#).starts_with("response.add.x-a:")
-        );
+        assert!(err(r#"{"request":{"set":{"x-a":"1\r\nx-b: 2"}}}"#).starts_with("request.set.x-a:"));
+        assert!(err(r#"{"response":{"add":{"x-a":["ok","\u0000"]}}}"#).starts_with("response.add.x-a:"));
         assert!(Settings::from_json(r#"{"request":{"set":{"x-a":"tab\there, ünïcode"}}}"#).is_ok());
     }
 
@@ -240,9 +224,7 @@ mod tests {
     fn path_prefix_paths_must_start_with_a_slash() {
         assert!(err(r#"{"path_prefix":{"from":"api","to":"/"}}"#).starts_with("path_prefix.from:"));
         assert!(err(r#"{"path_prefix":{"from":"/api","to":"v1"}}"#).starts_with("path_prefix.to:"));
-        assert!(
-            err(r#"{"path_prefix":{"from":"/api","to":"/v1?x=1"}}"#).starts_with("path_prefix.to:")
-        );
+        assert!(err(r#"{"path_prefix":{"from":"/api","to":"/v1?x=1"}}"#).starts_with("path_prefix.to:"));
         assert!(err(r#"{"path_prefix":{"from":"/api"}}"#).contains("to"));
     }
 

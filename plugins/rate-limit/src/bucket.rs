@@ -293,9 +293,7 @@ mod tests {
     fn ttl_covers_the_time_to_full_plus_margin() {
         let b = bucket(10, 2.0);
         match b.take(None, T0, 4) {
-            Outcome::Allowed {
-                ttl_ms, reset_secs, ..
-            } => {
+            Outcome::Allowed { ttl_ms, reset_secs, .. } => {
                 assert_eq!(reset_secs, 2);
                 assert_eq!(ttl_ms, 2_000 + TTL_MARGIN_MS);
             }

@@ -30,9 +30,7 @@ mod settings;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use weir_sdk::{
-    Action, Config, Error, Interests, Plugin, Reply, Request, Response, export_plugin, kv, log,
-};
+use weir_sdk::{Action, Config, Error, Interests, Plugin, Reply, Request, Response, export_plugin, kv, log};
 
 use bucket::{Bucket, Outcome, State};
 use bucket_key::bucket_key;
@@ -90,9 +88,7 @@ impl Plugin for RateLimit {
         let key = self.key_for(request);
         match self.take(&key) {
             Ok(Outcome::Allowed {
-                remaining,
-                reset_secs,
-                ..
+                remaining, reset_secs, ..
             }) => {
                 self.publish(request, remaining, reset_secs);
                 Action::Continue
@@ -117,9 +113,7 @@ impl Plugin for RateLimit {
                     log::error(&format!(
                         "bucket {key:?}: kv failed, denying (on_kv_error = \"deny\"): {e:?}"
                     ));
-                    Action::Respond(
-                        Reply::new(500).json(&json!({ "error": "rate limiter unavailable" })),
-                    )
+                    Action::Respond(Reply::new(500).json(&json!({ "error": "rate limiter unavailable" })))
                 }
                 OnKvError::Allow => {
                     log::error(&format!(
@@ -189,8 +183,7 @@ impl RateLimit {
             };
             let ttl = Some(Duration::from_millis(ttl_ms));
             let swapped =
-                kv::compare_and_swap(key, stored.as_deref(), state.encode().as_bytes(), ttl)
-                    .map_err(TakeError::Kv)?;
+                kv::compare_and_swap(key, stored.as_deref(), state.encode().as_bytes(), ttl).map_err(TakeError::Kv)?;
             if swapped {
                 return Ok(outcome);
             }

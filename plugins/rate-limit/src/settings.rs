@@ -126,30 +126,23 @@ mod tests {
 
     #[test]
     fn cost_must_fit_in_the_bucket() {
-        let err =
-            Settings::from_json(r#"{"capacity":2,"refill_per_second":1,"cost":3}"#).unwrap_err();
+        let err = Settings::from_json(r#"{"capacity":2,"refill_per_second":1,"cost":3}"#).unwrap_err();
         assert!(err.starts_with("cost:"), "{err}");
-        let err =
-            Settings::from_json(r#"{"capacity":2,"refill_per_second":1,"cost":0}"#).unwrap_err();
+        let err = Settings::from_json(r#"{"capacity":2,"refill_per_second":1,"cost":0}"#).unwrap_err();
         assert!(err.starts_with("cost:"), "{err}");
     }
 
     #[test]
     fn on_kv_error_takes_deny_or_allow() {
-        let s =
-            Settings::from_json(r#"{"capacity":1,"refill_per_second":1,"on_kv_error":"allow"}"#)
-                .unwrap();
+        let s = Settings::from_json(r#"{"capacity":1,"refill_per_second":1,"on_kv_error":"allow"}"#).unwrap();
         assert_eq!(s.on_kv_error, OnKvError::Allow);
-        let err =
-            Settings::from_json(r#"{"capacity":1,"refill_per_second":1,"on_kv_error":"maybe"}"#)
-                .unwrap_err();
+        let err = Settings::from_json(r#"{"capacity":1,"refill_per_second":1,"on_kv_error":"maybe"}"#).unwrap_err();
         assert!(err.contains("maybe"), "{err}");
     }
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err =
-            Settings::from_json(r#"{"capacity":1,"refill_per_second":1,"burst":5}"#).unwrap_err();
+        let err = Settings::from_json(r#"{"capacity":1,"refill_per_second":1,"burst":5}"#).unwrap_err();
         assert!(err.contains("burst"), "{err}");
     }
 }

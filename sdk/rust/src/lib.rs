@@ -63,14 +63,14 @@ pub mod bindings {
 use bindings::exports::weir::plugin::filter;
 use bindings::weir::plugin::types;
 
-/// The request as it passes along the chain; valid during the call only.
-pub use types::Request;
-/// The upstream's response as it passes back; valid during the call only.
-pub use types::Response;
 /// Why a host call or an edit failed.
 pub use types::Error;
 /// Which phases a plugin takes part in and which bodies it needs.
 pub use types::Interests;
+/// The request as it passes along the chain; valid during the call only.
+pub use types::Request;
+/// The upstream's response as it passes back; valid during the call only.
+pub use types::Response;
 
 /// An HTTP header: lowercase name and value.
 pub type Header = (String, String);
@@ -119,7 +119,11 @@ pub struct Reply {
 impl Reply {
     /// An empty response with this status.
     pub fn new(status: u16) -> Self {
-        Reply { status, headers: Vec::new(), body: Vec::new() }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     /// Add a header.
@@ -130,7 +134,8 @@ impl Reply {
 
     /// Set a plain-text body.
     pub fn text(mut self, body: &str) -> Self {
-        self.headers.push(("content-type".into(), "text/plain; charset=utf-8".into()));
+        self.headers
+            .push(("content-type".into(), "text/plain; charset=utf-8".into()));
         self.body = body.as_bytes().to_vec();
         self
     }

@@ -35,9 +35,7 @@ impl Plugin for GuestEchoConfig {
     fn configure(config: Config) -> Result<Self, String> {
         let value: serde_json::Value = config.parse()?;
         if let Some(reason) = value.get("reject") {
-            let reason = reason
-                .as_str()
-                .map_or_else(|| reason.to_string(), str::to_string);
+            let reason = reason.as_str().map_or_else(|| reason.to_string(), str::to_string);
             return Err(format!("rejected: {reason}"));
         }
         let raw = config.as_json();
