@@ -25,6 +25,9 @@ enum Command {
         /// The config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Worker threads serving requests (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Validate a config, loading and configuring every plugin, without
     /// serving. Exits non-zero listing every problem.
@@ -51,7 +54,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Run { threads: Some(n), .. } = &cli.command {
+        builder.worker_threads((*n).max(1));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weir: cannot start the async runtime: {e}");
@@ -60,7 +67,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Run { config } => run(config).await,
+            Command::Run { config, .. } => run(config).await,
             Command::Check { config } => match weir::gateway::check(&config).await {
                 Ok(lines) => {
                     for line in lines {

@@ -79,6 +79,8 @@ pub struct PluginLimits {
 pub struct RouteSlot {
     /// The route.
     pub route: RouteName,
+    /// Where in the route's chain (a plugin may appear more than once).
+    pub position: usize,
     /// The route's config for the plugin, as JSON.
     pub config_json: String,
     /// What the handler asked for, learnt at load.
@@ -169,8 +171,9 @@ impl LoadedPlugin {
     }
 
     /// Instantiate and run `configure` for the given slots (all, for a
-    /// pooled instance). Also returns each configured slot's interests.
-    pub(crate) async fn instantiate(
+    /// pooled instance; none, to measure instantiation alone). Also returns
+    /// each configured slot's interests.
+    pub async fn instantiate(
         &self,
         slots: &[usize],
     ) -> Result<(PluginInstance, Vec<Interests>), InstantiateError> {
@@ -265,11 +268,16 @@ impl LoadedPlugin {
 
 /// Why an instance could not be made.
 #[derive(Debug)]
-pub(crate) enum InstantiateError {
+pub enum InstantiateError {
     /// Instantiation or a configure call faulted.
     Fault(PluginFault),
     /// `configure` returned an error for a route.
-    Rejected { route: RouteName, reason: String },
+    Rejected {
+        /// The route whose config was rejected.
+        route: RouteName,
+        /// The plugin's message.
+        reason: String,
+    },
 }
 
 fn begin_call(store: &mut Store<HostState>, deadline: Duration, route: Option<&RouteName>) {

@@ -246,8 +246,9 @@ impl PluginRuntime {
             .routes
             .iter()
             .flat_map(|route| {
-                route.plugins.iter().filter(|p| p.name == *name).map(|p| RouteSlot {
+                route.plugins.iter().enumerate().filter(|(_, p)| p.name == *name).map(|(position, p)| RouteSlot {
                     route: route.name.clone(),
+                    position,
                     config_json: plugin_config_json(&p.config),
                     interests: no_interests,
                 })
@@ -356,12 +357,12 @@ pub fn build_chains(config: &Config, plugins: &HashMap<PluginName, Arc<LoadedPlu
     let mut chains = HashMap::new();
     for route in &config.routes {
         let mut chain = Chain::default();
-        for p in &route.plugins {
+        for (position, p) in route.plugins.iter().enumerate() {
             let Some(plugin) = plugins.get(&p.name) else {
                 chain.missing.push(p.name.clone());
                 continue;
             };
-            match plugin.routes.iter().position(|s| s.route == route.name) {
+            match plugin.routes.iter().position(|s| s.route == route.name && s.position == position) {
                 Some(slot) => chain.links.push(ChainLink {
                     interests: plugin.routes[slot].interests,
                     plugin: plugin.clone(),

@@ -57,6 +57,26 @@ pub struct Proxy {
     pub plugins: Vec<Arc<crate::plugins::instance::LoadedPlugin>>,
 }
 
+/// What the request phase decided.
+pub enum Flow {
+    /// Send the request to the upstream, then run the response phase.
+    Forward(Forward),
+    /// A plugin answered; its answer went through the response phase.
+    Answered(Response<Body>),
+}
+
+/// A request ready for the upstream, and what the response phase needs.
+pub struct Forward {
+    /// Method, URI and headers as the plugins left them.
+    pub parts: http::request::Parts,
+    /// The body to send.
+    pub body: UpstreamBody,
+    /// The plugins whose request phase ran, in chain order.
+    pub ran: Vec<ChainLink>,
+    /// The request's properties.
+    pub properties: Properties,
+}
+
 /// How the client reached us.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
@@ -83,14 +103,12 @@ impl Proxy {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let started = std::time::Instant::now();
+        let request = request.map(|b| b.map_err(box_error).boxed_unsync());
         let (route, response) = match self.serve(request, peer).await {
             Ok((route, response)) => (Some(route), response),
             Err((route, error)) => {
                 if error.status().is_server_error() {
-                    tracing::warn!(
-                        route = route.as_ref().map(|r| r.name.as_str()),
-                        "{method} {path}: {error}"
-                    );
+                    tracing::warn!(route = route.as_ref().map(|r| r.name.as_str()), "{method} {path}: {error}");
                 }
                 (route, error.to_response())
             }
@@ -106,25 +124,39 @@ impl Proxy {
         response
     }
 
+    /// The route for a request: the first whose host, path prefix and
+    /// method match.
+    pub fn route_for<B>(&self, request: &Request<B>) -> Result<Arc<Route>, GatewayError> {
+        let authority = request.uri().authority().map(|a| a.as_str()).or_else(|| {
+            request.headers().get(header::HOST).and_then(|h| h.to_str().ok())
+        });
+        self.routes.find(request.method(), authority, request.uri().path()).cloned().ok_or_else(|| {
+            GatewayError::NoRoute { method: request.method().to_string(), path: request.uri().path().to_string() }
+        })
+    }
+
     async fn serve(
         &self,
-        request: Request<Incoming>,
+        request: Request<Body>,
         peer: Peer,
     ) -> Result<(Arc<Route>, Response<Body>), (Option<Arc<Route>>, GatewayError)> {
+        let route = self.route_for(&request).map_err(|e| (None, e))?;
+        let fail = |e: GatewayError| (Some(route.clone()), e);
+        let forward = match self.request_phase(&route, request, peer).await.map_err(fail)? {
+            Flow::Answered(response) => return Ok((route, response)),
+            Flow::Forward(forward) => forward,
+        };
+        let response = route.upstream.send(forward.parts, forward.body).await.map_err(fail)?;
+        let response = self.response_phase(&forward.ran, response, forward.properties).await.map_err(fail)?;
+        Ok((route, response))
+    }
+
+    /// The request phase: run the route's plugins in chain order
+    /// (on-request), then prepare the request for the upstream — or, if a
+    /// plugin answered, run the response phase on its answer.
+    pub async fn request_phase(&self, route: &Route, request: Request<Body>, peer: Peer) -> Result<Flow, GatewayError> {
         let (mut parts, body) = request.into_parts();
         let authority = forwarding::request_authority(&parts).map(str::to_string);
-        let Some(route) = self
-            .routes
-            .find(&parts.method, authority.as_deref(), parts.uri.path())
-            .cloned()
-        else {
-            let error = GatewayError::NoRoute {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
-            };
-            return Err((None, error));
-        };
-        let fail = |e: GatewayError| (Some(route.clone()), e);
 
         let mut properties = Properties::default();
         let _ = properties.set("client-ip", &peer.addr.ip().to_string());
@@ -133,31 +165,19 @@ impl Proxy {
         // The client's connection-level headers stop here.
         forwarding::strip_hop_by_hop(&mut parts.headers);
 
-        let chain = route.chain.clone();
+        let chain = &route.chain;
         // Fail closed: a route never runs with a step of its chain missing.
         if let Some(missing) = chain.missing.first() {
-            return Err(fail(GatewayError::PluginMissing(missing.clone())));
+            return Err(GatewayError::PluginMissing(missing.clone()));
         }
         let mut client_body = Some(body);
         let buffered = if chain.needs_request_body() {
-            let body = client_body.take().map(|b| b.map_err(box_error).boxed_unsync());
-            Some(
-                read_limited(body, self.limits.max_request_body_bytes, true)
-                    .await
-                    .map_err(fail)?,
-            )
+            Some(read_limited(client_body.take(), self.limits.max_request_body_bytes, true).await?)
         } else {
             None
         };
-        let mut state = RequestState {
-            parts,
-            body: buffered,
-            body_replaced: false,
-            body_visible: false,
-            properties,
-        };
+        let mut state = RequestState { parts, body: buffered, body_replaced: false, body_visible: false, properties };
 
-        // Request phase, in chain order.
         let mut ran: Vec<ChainLink> = Vec::with_capacity(chain.links.len());
         for link in &chain.links {
             if link.interests.on_request {
@@ -167,7 +187,7 @@ impl Proxy {
                         tracing::warn!(route = %route.name, "skipping fail-open plugin: {fault}");
                         continue;
                     }
-                    Err(fault) => return Err(fail(fault.into())),
+                    Err(fault) => return Err(fault.into()),
                 };
                 state.body_visible = link.interests.request_body;
                 let (back, outcome) = lease.on_request(link.slot, state).await;
@@ -175,30 +195,21 @@ impl Proxy {
                 match outcome {
                     Ok(RequestAction::Continue) => {}
                     Ok(RequestAction::Respond(reply)) => {
-                        let response = reply_response(reply, link).map_err(fail)?;
-                        let response = self
-                            .response_phase(&ran, response, state.properties)
-                            .await
-                            .map_err(fail)?;
-                        return Ok((route, response));
+                        let response = reply_response(reply, link)?;
+                        let response = self.response_phase(&ran, response, state.properties).await?;
+                        return Ok(Flow::Answered(response));
                     }
                     Err(fault) if link.plugin.limits.fail_open => {
                         tracing::warn!(route = %route.name, "skipping fail-open plugin: {fault}");
                         continue;
                     }
-                    Err(fault) => return Err(fail(fault.into())),
+                    Err(fault) => return Err(fault.into()),
                 }
             }
             ran.push(link.clone());
         }
 
-        // To the upstream.
-        let RequestState {
-            mut parts,
-            body,
-            properties,
-            ..
-        } = state;
+        let RequestState { mut parts, body, properties, .. } = state;
         let proto = if peer.tls { "https" } else { "http" };
         forwarding::add_forwarded(&mut parts.headers, peer.addr.ip(), proto, authority.as_deref());
         if route.preserve_host {
@@ -208,26 +219,22 @@ impl Proxy {
         } else {
             parts.headers.remove(header::HOST);
         }
-        let upstream_body = match (body, client_body) {
+        let body = match (body, client_body) {
             (Some(bytes), _) => {
                 parts.headers.remove(header::TRANSFER_ENCODING);
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                 UpstreamBody::Replayable(bytes)
             }
-            (None, Some(incoming)) if incoming.is_end_stream() => UpstreamBody::Replayable(Bytes::new()),
-            (None, Some(incoming)) => UpstreamBody::Streaming(incoming.map_err(box_error).boxed_unsync()),
+            (None, Some(body)) if body.is_end_stream() => UpstreamBody::Replayable(Bytes::new()),
+            (None, Some(body)) => UpstreamBody::Streaming(body),
             (None, None) => UpstreamBody::Replayable(Bytes::new()),
         };
-        let response = route.upstream.send(parts, upstream_body).await.map_err(fail)?;
-        let response = self.response_phase(&ran, response, properties).await.map_err(fail)?;
-        Ok((route, response))
+        Ok(Flow::Forward(Forward { parts, body, ran, properties }))
     }
 
-    /// Run on-response (and set up on-response-chunk) for `links`, in
-    /// reverse order.
-    async fn response_phase(
+    /// The response phase: run on-response (and set up on-response-chunk)
+    /// for `links` — the plugins whose request phase ran — in reverse order.
+    pub async fn response_phase(
         &self,
         links: &[ChainLink],
         response: Response<Body>,
