@@ -149,7 +149,7 @@ fn instantiate(c: &mut Criterion) {
                         let mut total = Duration::ZERO;
                         for _ in 0..iters {
                             let started = Instant::now();
-                            let instance = link.plugin.instantiate(&slots).await.map_err(|_| ()).expect("instance");
+                            let instance = link.plugin.instantiate(&slots, false).await.map_err(|_| ()).expect("instance");
                             total += started.elapsed();
                             drop(instance);
                         }
@@ -164,10 +164,13 @@ fn instantiate(c: &mut Criterion) {
 
 fn warm_call(c: &mut Criterion) {
     let rt = runtime();
-    let routes = [route("noop", &[NOOP]), route("auth", &[AUTH]), route("headers", &[HEADERS])].concat();
+    let routes =
+        [route("noop", &[NOOP]), route("auth", &[AUTH]), route("rate", &[RATE]), route("headers", &[HEADERS])].concat();
     let loaded = load(&rt, "", &routes);
     let mut group = c.benchmark_group("warm on-request call, 20 headers");
-    for (plugin, path) in [("noop", "/noop"), ("api-key-auth", "/auth"), ("headers (4 rewrites)", "/headers")] {
+    for (plugin, path) in
+        [("noop", "/noop"), ("api-key-auth", "/auth"), ("rate-limit", "/rate"), ("headers (4 rewrites)", "/headers")]
+    {
         let link = first_link(&loaded, path);
         let mut lease = rt.block_on(link.plugin.lease(link.slot)).expect("lease");
         group.bench_function(plugin, |b| {

@@ -215,6 +215,17 @@ async fn routes_have_their_own_chains() {
         name = "echo-config-fresh"
         config = {{ name = "three", route = "second" }}
 
+        [[routes]]
+        name = "twice"
+        path_prefix = "/twice"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "headers"
+        config = {{ request = {{ set = {{ x-step = "one", x-first = "yes" }} }} }}
+        [[routes.plugins]]
+        name = "headers"
+        config = {{ request = {{ set = {{ x-step = "two" }} }} }}
+
         [plugin.echo-config-fresh]
         instance = "fresh"
         "#
@@ -252,6 +263,11 @@ async fn routes_have_their_own_chains() {
     let first = echoed(http.get(gw.url("/first/a")).send().await.unwrap()).await;
     let calls: u64 = first["headers"]["x-instance-calls"].as_str().unwrap().parse().unwrap();
     assert!(calls >= 2, "pooled instance is reused: {first}");
+
+    // One plugin twice in a chain: each place keeps its own config.
+    let seen = echoed(http.get(gw.url("/twice")).send().await.unwrap()).await;
+    assert_eq!(seen["headers"]["x-first"], "yes");
+    assert_eq!(seen["headers"]["x-step"], "two");
 
     // Method and prefix matching: GET /second matches no route.
     let response = http.get(gw.url("/second/b")).send().await.unwrap();

@@ -68,6 +68,8 @@ pub struct SharedCapabilities {
 pub struct PluginIdentity {
     /// The plugin's name.
     pub name: PluginName,
+    /// The routes it is configured for, by slot.
+    pub routes: Vec<RouteName>,
     /// What it may use.
     pub grants: Grants,
 }
@@ -110,8 +112,9 @@ pub struct HostState {
     pub memory: MemoryCap,
     /// When the current call must end.
     pub deadline: Instant,
-    /// The route of the current call, for logs.
-    pub route: Option<RouteName>,
+    /// The route slot of the current call, for logs (an index into the
+    /// plugin's routes, so starting a call allocates nothing).
+    pub slot: Option<usize>,
     identity: Arc<PluginIdentity>,
     shared: Arc<SharedCapabilities>,
 }
@@ -131,14 +134,14 @@ impl HostState {
             table: ResourceTable::new(),
             memory: MemoryCap::new(memory_limit),
             deadline: Instant::now(),
-            route: None,
+            slot: None,
             identity,
             shared,
         }
     }
 
     fn route_name(&self) -> &str {
-        self.route.as_ref().map_or("-", RouteName::as_str)
+        self.slot.and_then(|slot| self.identity.routes.get(slot)).map_or("-", RouteName::as_str)
     }
 
     fn kv_key(&self, key: &str) -> Result<String, CapError> {
@@ -217,6 +220,11 @@ macro_rules! handle_methods {
     ($state:ty) => {
         fn header(&mut self, r: Resource<$state>, name: String) -> Result<Option<String>> {
             Ok(first_header(&self.table.get(&r)?.parts.headers, &name))
+        }
+
+        fn header_all(&mut self, r: Resource<$state>, name: String) -> Result<Vec<String>> {
+            let headers = &self.table.get(&r)?.parts.headers;
+            Ok(headers.get_all(name.as_str()).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect())
         }
 
         fn headers(&mut self, r: Resource<$state>) -> Result<Vec<Header>> {

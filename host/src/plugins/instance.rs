@@ -171,11 +171,13 @@ impl LoadedPlugin {
     }
 
     /// Instantiate and run `configure` for the given slots (all, for a
-    /// pooled instance; none, to measure instantiation alone). Also returns
-    /// each configured slot's interests.
+    /// pooled instance; none, to measure instantiation alone). With
+    /// `learn_interests`, also asks each configured handler for its
+    /// interests (needed once, at load).
     pub async fn instantiate(
         &self,
         slots: &[usize],
+        learn_interests: bool,
     ) -> Result<(PluginInstance, Vec<Interests>), InstantiateError> {
         let state = HostState::new(self.identity.clone(), self.shared.clone(), self.limits.memory_bytes);
         let mut store = Store::new(self.pre.engine(), state);
@@ -197,7 +199,7 @@ impl LoadedPlugin {
         let mut interests = Vec::with_capacity(slots.len());
         for &slot in slots {
             let route = &self.routes[slot];
-            begin_call(&mut store, self.limits.deadline, Some(&route.route));
+            begin_call(&mut store, self.limits.deadline, Some(slot));
             let filter = bindings.weir_plugin_filter().handler();
             let handler = match filter.call_configure(&mut store, &route.config_json).await {
                 Ok(Ok(h)) => h,
@@ -209,10 +211,12 @@ impl LoadedPlugin {
                 }
                 Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
             };
-            begin_call(&mut store, self.limits.deadline, Some(&route.route));
-            match filter.call_interests(&mut store, handler).await {
-                Ok(i) => interests.push(i),
-                Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
+            if learn_interests {
+                begin_call(&mut store, self.limits.deadline, Some(slot));
+                match filter.call_interests(&mut store, handler).await {
+                    Ok(i) => interests.push(i),
+                    Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
+                }
             }
             handlers[slot] = Some(handler);
         }
@@ -242,7 +246,7 @@ impl LoadedPlugin {
             InstanceMode::Pooled => (0..self.routes.len()).collect(),
             InstanceMode::Fresh => vec![slot],
         };
-        match self.instantiate(&slots).await {
+        match self.instantiate(&slots, false).await {
             Ok((instance, _)) => Ok(Lease {
                 plugin: self.clone(),
                 instance: Some(instance),
@@ -280,10 +284,10 @@ pub enum InstantiateError {
     },
 }
 
-fn begin_call(store: &mut Store<HostState>, deadline: Duration, route: Option<&RouteName>) {
+fn begin_call(store: &mut Store<HostState>, deadline: Duration, slot: Option<usize>) {
     let data = store.data_mut();
     data.deadline = Instant::now() + deadline;
-    data.route = route.cloned();
+    data.slot = slot;
     store.set_epoch_deadline(1);
 }
 
@@ -349,7 +353,6 @@ impl Lease {
         state: T,
     ) -> Result<(&mut PluginInstance, ResourceAny, Resource<T>), (T, PluginFault)> {
         let deadline = self.plugin.limits.deadline;
-        let route = self.plugin.routes.get(slot).map(|r| r.route.clone());
         let (instance, handler) = match self.parts(slot) {
             Ok(p) => p,
             Err(fault) => return Err((state, fault)),
@@ -358,7 +361,7 @@ impl Lease {
             Ok(r) => r,
             Err(e) => unreachable_table(e),
         };
-        begin_call(&mut instance.store, deadline, route.as_ref());
+        begin_call(&mut instance.store, deadline, Some(slot));
         Ok((instance, handler, resource))
     }
 
@@ -396,9 +399,8 @@ impl Lease {
     /// Run `on-response-chunk`.
     pub async fn on_response_chunk(&mut self, slot: usize, chunk: &[u8], end: bool) -> Result<Vec<u8>, PluginFault> {
         let deadline = self.plugin.limits.deadline;
-        let route = self.plugin.routes.get(slot).map(|r| r.route.clone());
         let (instance, handler) = self.parts(slot)?;
-        begin_call(&mut instance.store, deadline, route.as_ref());
+        begin_call(&mut instance.store, deadline, Some(slot));
         let result = instance
             .bindings
             .weir_plugin_filter()

@@ -273,6 +273,7 @@ impl PluginRuntime {
         };
         let identity = Arc::new(PluginIdentity {
             name: name.clone(),
+            routes: slots.iter().map(|s| s.route.clone()).collect(),
             grants: Grants {
                 kv: settings.kv.unwrap_or(false),
                 secrets: settings.secrets.clone().unwrap_or_default(),
@@ -286,7 +287,7 @@ impl PluginRuntime {
         };
         let probe = new_plugin(slots.clone())?;
         let all: Vec<usize> = (0..slots.len()).collect();
-        let (first, interests) = probe.instantiate(&all).await.map_err(|e| match e {
+        let (first, interests) = probe.instantiate(&all, true).await.map_err(|e| match e {
             InstantiateError::Rejected { route, reason } => PluginLoadError::Configure {
                 plugin: name.clone(),
                 route,

@@ -101,26 +101,30 @@ impl Proxy {
 
     async fn handle_inner(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
         let method = request.method().clone();
-        let path = request.uri().path().to_string();
+        // Kept only when it will be logged: the common case allocates nothing.
+        let path = tracing::enabled!(target: "weir::access", tracing::Level::DEBUG)
+            .then(|| request.uri().path().to_string());
         let started = std::time::Instant::now();
         let request = request.map(|b| b.map_err(box_error).boxed_unsync());
         let (route, response) = match self.serve(request, peer).await {
             Ok((route, response)) => (Some(route), response),
             Err((route, error)) => {
                 if error.status().is_server_error() {
-                    tracing::warn!(route = route.as_ref().map(|r| r.name.as_str()), "{method} {path}: {error}");
+                    tracing::warn!(route = route.as_ref().map(|r| r.name.as_str()), "{method}: {error}");
                 }
                 (route, error.to_response())
             }
         };
-        tracing::debug!(
-            target: "weir::access",
-            client = %peer.addr.ip(),
-            route = route.as_ref().map_or("-", |r| r.name.as_str()),
-            status = response.status().as_u16(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "{method} {path}"
-        );
+        if let Some(path) = path {
+            tracing::debug!(
+                target: "weir::access",
+                client = %peer.addr.ip(),
+                route = route.as_ref().map_or("-", |r| r.name.as_str()),
+                status = response.status().as_u16(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "{method} {path}"
+            );
+        }
         response
     }
 
@@ -158,14 +162,17 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         let authority = forwarding::request_authority(&parts).map(str::to_string);
 
+        let chain = &route.chain;
         let mut properties = Properties::default();
-        let _ = properties.set("client-ip", &peer.addr.ip().to_string());
-        let _ = properties.set("route", route.name.as_str());
+        // Only plugins read properties; a route without any skips the work.
+        if !chain.links.is_empty() {
+            let _ = properties.set("client-ip", &peer.addr.ip().to_string());
+            let _ = properties.set("route", route.name.as_str());
+        }
 
         // The client's connection-level headers stop here.
         forwarding::strip_hop_by_hop(&mut parts.headers);
 
-        let chain = &route.chain;
         // Fail closed: a route never runs with a step of its chain missing.
         if let Some(missing) = chain.missing.first() {
             return Err(GatewayError::PluginMissing(missing.clone()));

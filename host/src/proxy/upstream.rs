@@ -102,12 +102,18 @@ impl UpstreamPool {
         };
         let attempts = if replay.is_some() { self.targets.len() } else { 1 };
         let mut last_error = None;
+        let path_and_query =
+            head.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let mut head = Some(head);
         for attempt in 0..attempts {
             let target = &self.targets[(start + attempt) % self.targets.len()];
+            // Only a request that may be retried needs a copy of its head.
+            let parts = if attempt + 1 == attempts { head.take() } else { head.clone() };
+            let Some(parts) = parts else { break };
             let uri = http::Uri::builder()
                 .scheme(target.scheme.clone())
                 .authority(target.authority.clone())
-                .path_and_query(head.uri.path_and_query().map_or("/", |pq| pq.as_str()))
+                .path_and_query(path_and_query.clone())
                 .build()
                 .map_err(|e| GatewayError::UpstreamFailed {
                     upstream: self.name.clone(),
@@ -119,7 +125,7 @@ impl UpstreamPool {
                 (None, Some(body)) => body,
                 (None, None) => break,
             };
-            let mut request = Request::from_parts(head.clone(), body);
+            let mut request = Request::from_parts(parts, body);
             *request.uri_mut() = uri;
             *request.version_mut() = http::Version::HTTP_11;
             match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {

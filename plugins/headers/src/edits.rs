@@ -4,8 +4,8 @@ use crate::settings::HeaderEdits;
 
 /// The header operations a request and a response both offer.
 pub trait Headers {
-    /// Every header, in order, with lowercase names.
-    fn all(&self) -> Vec<(String, String)>;
+    /// Every value of `name`, in order.
+    fn values(&self, name: &str) -> Vec<String>;
     /// Replace every value of `name` with `value`.
     fn set(&self, name: &str, value: &str) -> Result<(), String>;
     /// Add a value to `name`.
@@ -28,16 +28,11 @@ impl HeaderEdits {
         if !self.rename.is_empty() {
             // Collect first, then remove, then append, so renames happen
             // all at once (a swap works) and never see each other's output.
-            let current = headers.all();
-            let moved: Vec<(&str, &str)> = self
-                .rename
+            let current: Vec<(&str, Vec<String>)> =
+                self.rename.iter().map(|(old, new)| (new.as_str(), headers.values(old))).collect();
+            let moved: Vec<(&str, &str)> = current
                 .iter()
-                .flat_map(|(old, new)| {
-                    current
-                        .iter()
-                        .filter(move |(name, _)| name.eq_ignore_ascii_case(old))
-                        .map(move |(_, value)| (new.as_str(), value.as_str()))
-                })
+                .flat_map(|(new, values)| values.iter().map(move |value| (*new, value.as_str())))
                 .collect();
             for old in self.rename.keys() {
                 headers.remove(old);
@@ -88,8 +83,8 @@ mod tests {
     }
 
     impl Headers for FakeHeaders {
-        fn all(&self) -> Vec<(String, String)> {
-            self.list()
+        fn values(&self, name: &str) -> Vec<String> {
+            self.list().into_iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v).collect()
         }
         fn set(&self, name: &str, value: &str) -> Result<(), String> {
             self.remove(name);

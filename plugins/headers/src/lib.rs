@@ -62,8 +62,8 @@ impl Plugin for HeaderRewrite {
 }
 
 impl Headers for Request {
-    fn all(&self) -> Vec<(String, String)> {
-        self.headers()
+    fn values(&self, name: &str) -> Vec<String> {
+        self.header_all(name)
     }
     fn set(&self, name: &str, value: &str) -> Result<(), String> {
         self.set_header(name, value).map_err(|e| format!("{e:?}"))
@@ -77,8 +77,8 @@ impl Headers for Request {
 }
 
 impl Headers for Response {
-    fn all(&self) -> Vec<(String, String)> {
-        self.headers()
+    fn values(&self, name: &str) -> Vec<String> {
+        self.header_all(name)
     }
     fn set(&self, name: &str, value: &str) -> Result<(), String> {
         self.set_header(name, value).map_err(|e| format!("{e:?}"))
