@@ -23,7 +23,10 @@ fn built_plugin(crate_name: &str) -> PathBuf {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// A gateway loaded from `routes` (appended to a common head), with the
@@ -42,8 +45,11 @@ fn load(rt: &tokio::runtime::Runtime, extra: &str, routes: &str) -> Loaded {
         ("headers", "headers"),
         ("noop", "guest-noop"),
     ] {
-        std::fs::copy(built_plugin(krate), dir.path().join("plugins").join(format!("{name}.wasm")))
-            .unwrap_or_else(|e| panic!("{krate} not built ({e}); run `cargo build` first"));
+        std::fs::copy(
+            built_plugin(krate),
+            dir.path().join("plugins").join(format!("{name}.wasm")),
+        )
+        .unwrap_or_else(|e| panic!("{krate} not built ({e}); run `cargo build` first"));
     }
     let config = format!(
         r#"
@@ -83,7 +89,10 @@ fn route(name: &str, plugins: &[&str]) -> String {
 fn request(path: &str) -> Request<Body> {
     let headers = [
         ("host", "api.example.com"),
-        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+        ),
         ("accept", "application/json, text/plain, */*"),
         ("accept-encoding", "gzip, deflate, br, zstd"),
         ("accept-language", "en-GB,en;q=0.9,de;q=0.8"),
@@ -91,7 +100,10 @@ fn request(path: &str) -> Request<Body> {
         ("x-api-key", "bench-key"),
         ("x-request-id", "4f9d1c2e-8a7b-4c3d-9e0f-1a2b3c4d5e6f"),
         ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-        ("cookie", "session=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl; theme=dark"),
+        (
+            "cookie",
+            "session=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl; theme=dark",
+        ),
         ("cache-control", "no-cache"),
         ("pragma", "no-cache"),
         ("referer", "https://app.example.com/dashboard/items?page=2"),
@@ -103,7 +115,9 @@ fn request(path: &str) -> Request<Body> {
         ("x-debug", "1"),
         ("x-old-name", "value"),
     ];
-    let mut builder = Request::builder().method("GET").uri(format!("{path}/items?page=2&sort=desc"));
+    let mut builder = Request::builder()
+        .method("GET")
+        .uri(format!("{path}/items?page=2&sort=desc"));
     for (name, value) in headers {
         builder = builder.header(name, value);
     }
@@ -115,7 +129,13 @@ fn request_state(path: &str) -> RequestState {
     let mut properties = Properties::default();
     let _ = properties.set("client-ip", "127.0.0.1");
     let _ = properties.set("route", "bench");
-    RequestState { parts, body: None, body_replaced: false, body_visible: false, properties }
+    RequestState {
+        parts,
+        body: None,
+        body_replaced: false,
+        body_visible: false,
+        properties,
+    }
 }
 
 fn upstream_response() -> Response<Body> {
@@ -127,7 +147,10 @@ fn upstream_response() -> Response<Body> {
         .expect("response")
 }
 
-const PEER: Peer = Peer { addr: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000), tls: false };
+const PEER: Peer = Peer {
+    addr: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000),
+    tls: false,
+};
 
 fn first_link(loaded: &Loaded, path: &str) -> ChainLink {
     let proxy = loaded.gateway.proxy().load_full();
@@ -137,10 +160,19 @@ fn first_link(loaded: &Loaded, path: &str) -> ChainLink {
 
 fn instantiate(c: &mut Criterion) {
     let rt = runtime();
-    let routes = [route("auth", &[AUTH]), route("rate", &[RATE]), route("headers", &[HEADERS])].concat();
+    let routes = [
+        route("auth", &[AUTH]),
+        route("rate", &[RATE]),
+        route("headers", &[HEADERS]),
+    ]
+    .concat();
     let loaded = load(&rt, "", &routes);
     let mut group = c.benchmark_group("instantiate");
-    for (plugin, path) in [("api-key-auth", "/auth"), ("rate-limit", "/rate"), ("headers", "/headers")] {
+    for (plugin, path) in [
+        ("api-key-auth", "/auth"),
+        ("rate-limit", "/rate"),
+        ("headers", "/headers"),
+    ] {
         let link = first_link(&loaded, path);
         for (what, slots) in [("bare", vec![]), ("with configure", vec![link.slot])] {
             group.bench_function(format!("{plugin} ({what})"), |b| {
@@ -149,7 +181,12 @@ fn instantiate(c: &mut Criterion) {
                         let mut total = Duration::ZERO;
                         for _ in 0..iters {
                             let started = Instant::now();
-                            let instance = link.plugin.instantiate(&slots, false).await.map_err(|_| ()).expect("instance");
+                            let instance = link
+                                .plugin
+                                .instantiate(&slots, false)
+                                .await
+                                .map_err(|_| ())
+                                .expect("instance");
                             total += started.elapsed();
                             drop(instance);
                         }
@@ -164,13 +201,21 @@ fn instantiate(c: &mut Criterion) {
 
 fn warm_call(c: &mut Criterion) {
     let rt = runtime();
-    let routes =
-        [route("noop", &[NOOP]), route("auth", &[AUTH]), route("rate", &[RATE]), route("headers", &[HEADERS])].concat();
+    let routes = [
+        route("noop", &[NOOP]),
+        route("auth", &[AUTH]),
+        route("rate", &[RATE]),
+        route("headers", &[HEADERS]),
+    ]
+    .concat();
     let loaded = load(&rt, "", &routes);
     let mut group = c.benchmark_group("warm on-request call, 20 headers");
-    for (plugin, path) in
-        [("noop", "/noop"), ("api-key-auth", "/auth"), ("rate-limit", "/rate"), ("headers (4 rewrites)", "/headers")]
-    {
+    for (plugin, path) in [
+        ("noop", "/noop"),
+        ("api-key-auth", "/auth"),
+        ("rate-limit", "/rate"),
+        ("headers (4 rewrites)", "/headers"),
+    ] {
         let link = first_link(&loaded, path);
         let mut lease = rt.block_on(link.plugin.lease(link.slot)).expect("lease");
         group.bench_function(plugin, |b| {
@@ -201,9 +246,10 @@ async fn through_pipeline(loaded: &Loaded, path: &str) -> Duration {
     let started = Instant::now();
     let route = proxy.route_for(&request).expect("route");
     let response = match proxy.request_phase(&route, request, PEER).await.expect("request phase") {
-        Flow::Forward(forward) => {
-            proxy.response_phase(&forward.ran, response, forward.properties).await.expect("response phase")
-        }
+        Flow::Forward(forward) => proxy
+            .response_phase(forward.ran, response, forward.properties)
+            .await
+            .expect("response phase"),
         Flow::Answered(response) => response,
     };
     let elapsed = started.elapsed();
@@ -228,7 +274,12 @@ fn chains(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("pipeline");
     for (mode, loaded) in [("warm", &warm), ("fresh", &fresh)] {
-        for (name, path) in [("0 plugins", "/none"), ("1 plugin", "/chain1"), ("3 plugins", "/chain3"), ("5 plugins", "/chain5")] {
+        for (name, path) in [
+            ("0 plugins", "/none"),
+            ("1 plugin", "/chain1"),
+            ("3 plugins", "/chain3"),
+            ("5 plugins", "/chain5"),
+        ] {
             if mode == "fresh" && path == "/none" {
                 continue;
             }

@@ -205,6 +205,43 @@ median() {
     sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# Other load on the machine (the brief expects concurrent compiles) is the
+# main source of noise, so every measured run also reports how much CPU went
+# to anything but the benchmark: busy time from /proc/stat (all but idle and
+# iowait, steal included), less the CPU time of the upstream, the proxy under
+# test (each with its child processes) and wrk. Loopback softirq work is
+# charged to the process it ran in, so it cancels out, except what ksoftirqd
+# picks up. Approximate, but it tells a disturbed run from a clean one.
+clk_tck=$(getconf CLK_TCK)
+cpu_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+# tree_ticks PID...: utime + stime of each process and its direct children.
+tree_ticks() {
+    local pid p total=0 f
+    for pid in "$@"; do
+        for p in "$pid" $(ps -o pid= --ppid "$pid"); do
+            # Neither nginx nor weir has a space in its name, so fields split cleanly.
+            read -r -a f <"/proc/$p/stat" 2>/dev/null || continue
+            total=$((total + f[13] + f[14]))
+        done
+    done
+    echo "$total"
+}
+# own_ticks PID...: tree_ticks of the servers plus the CPU time of the
+# harness's finished children (wrk among them). `times` must run in this very
+# shell (a subshell's children start from zero), hence a file, not a pipe,
+# and the result in $ticks rather than on stdout.
+own_ticks() {
+    times >"$tmp/times"
+    ticks=$(($(tree_ticks "$@") + $(children_ticks "$tmp/times")))
+}
+children_ticks() {
+    awk -v hz="$clk_tck" 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+        printf "%d\n", t * hz
+    }' "$1"
+}
+
 # parse_wrk FILE: "req/s p50_us p99_us non2xx socket_errors".
 parse_wrk() {
     awk '
@@ -238,8 +275,11 @@ render "$here/weir-chain.toml.in" "$tmp/weir-fresh.toml" "${common[@]}" PORT="$f
 
 # -e: nginx would otherwise open its compiled-in error log before reading the config.
 start upstream "$tmp/upstream.out" "${pin_load[@]}" "$NGINX" -p "$tmp" -e "$tmp/upstream.error.log" -c "$tmp/upstream.conf" -g 'daemon off;'
+upstream_pid=$last_pid
 wait_ready upstream "$last_pid" "$tmp/upstream.out" "http://127.0.0.1:$upstream_port/"
+declare -A server_pid=([direct]="")
 start nginx "$tmp/proxy.out" "${pin_proxy[@]}" "$NGINX" -p "$tmp" -e "$tmp/proxy.error.log" -c "$tmp/proxy.conf" -g 'daemon off;'
+server_pid[nginx]=$last_pid
 wait_ready nginx "$last_pid" "$tmp/proxy.out" "http://127.0.0.1:$proxy_port/"
 
 key=(-H "x-api-key: $API_KEY")
@@ -248,6 +288,7 @@ key=(-H "x-api-key: $API_KEY")
 for c in weir:$weir_port weir-chain:$chain_port weir-fresh:$fresh_port; do
     name=${c%%:*} port=${c#*:}
     WEIR_LOG=warn start "$name" "$tmp/$name.log" "${pin_proxy[@]}" "$WEIR" run --config "$tmp/$name.toml" --threads 1
+    server_pid[$name]=$last_pid
     wait_ready "$name" "$last_pid" "$tmp/$name.log" "${key[@]}" "http://127.0.0.1:$port/"
 done
 
@@ -296,11 +337,20 @@ for ((run = 1; run <= RUNS; run++)); do
         c=${cases[$(((i + run - 1) % ${#cases[@]}))]}
         "${pin_load[@]}" "${wrk_cmd[@]}" -d"$WARMUP" "${url[$c]}" >/dev/null 2>&1
         out="$tmp/wrk/$c.$run.txt"
+        watched=("$upstream_pid")
+        [[ -z "${server_pid[$c]}" ]] || watched+=("${server_pid[$c]}")
+        own_ticks "${watched[@]}"
+        own0=$ticks busy0=$(cpu_busy_ticks) t0=$(date +%s%N)
         "${pin_load[@]}" "${wrk_cmd[@]}" -d"$DURATION" "${url[$c]}" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed on $c"; }
+        busy1=$(cpu_busy_ticks) t1=$(date +%s%N)
+        own_ticks "${watched[@]}"
+        own1=$ticks
+        other=$(awk -v b=$((busy1 - busy0)) -v o=$((own1 - own0)) -v ns=$((t1 - t0)) -v hz="$clk_tck" -v n="$ncpus" \
+            'BEGIN { v = 100 * (b - o) / (ns / 1e9 * hz * n); printf "%.0f", v < 0 ? 0 : v }')
         read -r rps p50 p99 bad errs < <(parse_wrk "$out")
         [[ -n "$rps" && "$p99" != -1 ]] || { cat "$out" >&2; die "cannot parse wrk output for $c"; }
-        echo "$run $rps $p50 $p99 $bad $errs" >>"$tmp/results/$c"
-        log "run $run/$RUNS $c: $rps req/s, p50 ${p50} us, p99 ${p99} us, non-2xx $bad, socket errors $errs"
+        echo "$run $rps $p50 $p99 $bad $errs $other" >>"$tmp/results/$c"
+        log "run $run/$RUNS $c: $rps req/s, p50 ${p50} us, p99 ${p99} us, non-2xx $bad, socket errors $errs, other CPU ${other}%"
         ((bad == 0)) || log "WARNING: $c answered $bad non-2xx responses in run $run"
     done
 done
@@ -324,19 +374,25 @@ table="$(
     done
 )"
 raw="$(
-    echo "| case | run | req/s | p50 (µs) | p99 (µs) | non-2xx | socket errors |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| case | run | req/s | p50 (µs) | p99 (µs) | non-2xx | socket errors | other CPU load |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     for c in "${cases[@]}"; do
-        while read -r run rps p50 p99 bad errs; do
-            printf '| %s | %s | %.0f | %.0f | %.0f | %s | %s |\n' "$c" "$run" "$rps" "$p50" "$p99" "$bad" "$errs"
+        while read -r run rps p50 p99 bad errs other; do
+            printf '| %s | %s | %.0f | %.0f | %.0f | %s | %s | %s%% |\n' "$c" "$run" "$rps" "$p50" "$p99" "$bad" "$errs" "$other"
         done <"$tmp/results/$c"
     done
 )"
 load_after_bench="$(cut -d' ' -f1-3 /proc/loadavg)"
+disturbed=$(cat "$tmp"/results/* | awk '$7 > 10' | wc -l)
+if ((disturbed > 0)); then
+    disturbed_note="**$disturbed of $((RUNS * ${#cases[@]})) runs had more than 10% other CPU load**: treat their figures with care, or rerun on a quiet machine."
+else
+    disturbed_note="No run had more than 10% other CPU load."
+fi
 # --threads sets the request workers; the process has a few more of its own.
-weir_threads="$(for i in 2 3 4; do awk '/^Threads:/ { printf "%s ", $2 }' "/proc/${pids[$i]}/status"; done)"
+weir_threads="$(for c in weir weir-chain weir-fresh; do awk '/^Threads:/ { printf "%s ", $2 }' "/proc/${server_pid[$c]}/status"; done)"
 
-# The proxies are done; the rest runs with only the upstream up.
+# The proxies are done; the rest runs with only the upstream (pids[0]) up.
 for ((i = ${#pids[@]} - 1; i >= 1; i--)); do stop_and_forget "${pids[$i]}"; done
 
 # -------------------------------------------------------------- memory -----
@@ -467,6 +523,10 @@ $table
 
 Ratios: above 1 means more requests per second, or a longer p99, than the
 reference. Every case sends the same request, including \`x-api-key\`.
+"Other CPU load" in the table of every run is the share of all CPUs that
+went to anything but the benchmark's own processes during that run
+(approximate; see run.sh): high values mark runs disturbed by other work.
+$disturbed_note
 
 The chain is api-key-auth (one key) → rate-limit (capacity and refill
 1000000000, never refusing) → headers (sets \`x-gateway\` on the request,
@@ -510,6 +570,7 @@ printf '%s\n' "$report" >"$RESULTS"
 echo
 echo "$table"
 echo
+echo "$disturbed_note"
 echo "Idle VmRSS: 10 plugins $((rss_10 / 1024)) MiB, no plugins $((rss_0 / 1024)) MiB"
 echo "Start-up to first 200 (warm cache): median ${startup_median} ms (min ${startup_min}, max ${startup_max}; ${startup_ms[*]})"
 echo "Report written to $RESULTS (${elapsed_s} s)"

@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// A request allocates and frees many small buffers; mimalloc does that
+/// faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "weir",
@@ -54,10 +59,17 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Run { threads: Some(n), .. } = &cli.command {
-        builder.worker_threads((*n).max(1));
-    }
+    // One worker thread: the single-threaded scheduler, which skips the
+    // work-stealing machinery a lone worker never uses.
+    let mut builder = match &cli.command {
+        Command::Run { threads: Some(1), .. } => tokio::runtime::Builder::new_current_thread(),
+        Command::Run { threads: Some(n), .. } => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads((*n).max(1));
+            builder
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -141,7 +141,9 @@ impl HostState {
     }
 
     fn route_name(&self) -> &str {
-        self.slot.and_then(|slot| self.identity.routes.get(slot)).map_or("-", RouteName::as_str)
+        self.slot
+            .and_then(|slot| self.identity.routes.get(slot))
+            .map_or("-", RouteName::as_str)
     }
 
     fn kv_key(&self, key: &str) -> Result<String, CapError> {

@@ -246,12 +246,17 @@ impl PluginRuntime {
             .routes
             .iter()
             .flat_map(|route| {
-                route.plugins.iter().enumerate().filter(|(_, p)| p.name == *name).map(|(position, p)| RouteSlot {
-                    route: route.name.clone(),
-                    position,
-                    config_json: plugin_config_json(&p.config),
-                    interests: no_interests,
-                })
+                route
+                    .plugins
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.name == *name)
+                    .map(|(position, p)| RouteSlot {
+                        route: route.name.clone(),
+                        position,
+                        config_json: plugin_config_json(&p.config),
+                        interests: no_interests,
+                    })
             })
             .collect();
 
@@ -363,7 +368,11 @@ pub fn build_chains(config: &Config, plugins: &HashMap<PluginName, Arc<LoadedPlu
                 chain.missing.push(p.name.clone());
                 continue;
             };
-            match plugin.routes.iter().position(|s| s.route == route.name && s.position == position) {
+            match plugin
+                .routes
+                .iter()
+                .position(|s| s.route == route.name && s.position == position)
+            {
                 Some(slot) => chain.links.push(ChainLink {
                     interests: plugin.routes[slot].interests,
                     plugin: plugin.clone(),

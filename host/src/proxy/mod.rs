@@ -22,9 +22,10 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
+use crate::config::InstanceMode;
 use crate::config::Limits;
 use crate::plugins::state::{Properties, RequestState, ResponseState};
-use crate::plugins::{ChainLink, Reply, RequestAction};
+use crate::plugins::{ChainLink, Lease, Reply, RequestAction};
 use error::GatewayError;
 use router::{Route, RouteTable};
 use upstream::UpstreamBody;
@@ -72,9 +73,18 @@ pub struct Forward {
     /// The body to send.
     pub body: UpstreamBody,
     /// The plugins whose request phase ran, in chain order.
-    pub ran: Vec<ChainLink>,
+    pub ran: Vec<Ran>,
     /// The request's properties.
     pub properties: Properties,
+}
+
+/// A plugin whose request phase ran, with the instance it ran on when that
+/// instance must also serve the response phase (a plugin in fresh-instance
+/// mode gets one instance per request, not one per phase).
+pub struct Ran {
+    /// The plugin and its place in the chain.
+    pub link: ChainLink,
+    lease: Option<Lease>,
 }
 
 /// How the client reached us.
@@ -102,8 +112,8 @@ impl Proxy {
     async fn handle_inner(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
         let method = request.method().clone();
         // Kept only when it will be logged: the common case allocates nothing.
-        let path = tracing::enabled!(target: "weir::access", tracing::Level::DEBUG)
-            .then(|| request.uri().path().to_string());
+        let path =
+            tracing::enabled!(target: "weir::access", tracing::Level::DEBUG).then(|| request.uri().path().to_string());
         let started = std::time::Instant::now();
         let request = request.map(|b| b.map_err(box_error).boxed_unsync());
         let (route, response) = match self.serve(request, peer).await {
@@ -131,12 +141,18 @@ impl Proxy {
     /// The route for a request: the first whose host, path prefix and
     /// method match.
     pub fn route_for<B>(&self, request: &Request<B>) -> Result<Arc<Route>, GatewayError> {
-        let authority = request.uri().authority().map(|a| a.as_str()).or_else(|| {
-            request.headers().get(header::HOST).and_then(|h| h.to_str().ok())
-        });
-        self.routes.find(request.method(), authority, request.uri().path()).cloned().ok_or_else(|| {
-            GatewayError::NoRoute { method: request.method().to_string(), path: request.uri().path().to_string() }
-        })
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()));
+        self.routes
+            .find(request.method(), authority, request.uri().path())
+            .cloned()
+            .ok_or_else(|| GatewayError::NoRoute {
+                method: request.method().to_string(),
+                path: request.uri().path().to_string(),
+            })
     }
 
     async fn serve(
@@ -151,7 +167,10 @@ impl Proxy {
             Flow::Forward(forward) => forward,
         };
         let response = route.upstream.send(forward.parts, forward.body).await.map_err(fail)?;
-        let response = self.response_phase(&forward.ran, response, forward.properties).await.map_err(fail)?;
+        let response = self
+            .response_phase(forward.ran, response, forward.properties)
+            .await
+            .map_err(fail)?;
         Ok((route, response))
     }
 
@@ -183,10 +202,17 @@ impl Proxy {
         } else {
             None
         };
-        let mut state = RequestState { parts, body: buffered, body_replaced: false, body_visible: false, properties };
+        let mut state = RequestState {
+            parts,
+            body: buffered,
+            body_replaced: false,
+            body_visible: false,
+            properties,
+        };
 
-        let mut ran: Vec<ChainLink> = Vec::with_capacity(chain.links.len());
+        let mut ran: Vec<Ran> = Vec::with_capacity(chain.links.len());
         for link in &chain.links {
+            let mut kept = None;
             if link.interests.on_request {
                 let mut lease = match link.plugin.lease(link.slot).await {
                     Ok(lease) => lease,
@@ -203,7 +229,7 @@ impl Proxy {
                     Ok(RequestAction::Continue) => {}
                     Ok(RequestAction::Respond(reply)) => {
                         let response = reply_response(reply, link)?;
-                        let response = self.response_phase(&ran, response, state.properties).await?;
+                        let response = self.response_phase(ran, response, state.properties).await?;
                         return Ok(Flow::Answered(response));
                     }
                     Err(fault) if link.plugin.limits.fail_open => {
@@ -212,11 +238,22 @@ impl Proxy {
                     }
                     Err(fault) => return Err(fault.into()),
                 }
+                if link.plugin.limits.mode == InstanceMode::Fresh {
+                    kept = Some(lease);
+                }
             }
-            ran.push(link.clone());
+            ran.push(Ran {
+                link: link.clone(),
+                lease: kept,
+            });
         }
 
-        let RequestState { mut parts, body, properties, .. } = state;
+        let RequestState {
+            mut parts,
+            body,
+            properties,
+            ..
+        } = state;
         let proto = if peer.tls { "https" } else { "http" };
         forwarding::add_forwarded(&mut parts.headers, peer.addr.ip(), proto, authority.as_deref());
         if route.preserve_host {
@@ -229,31 +266,38 @@ impl Proxy {
         let body = match (body, client_body) {
             (Some(bytes), _) => {
                 parts.headers.remove(header::TRANSFER_ENCODING);
-                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                 UpstreamBody::Replayable(bytes)
             }
             (None, Some(body)) if body.is_end_stream() => UpstreamBody::Replayable(Bytes::new()),
             (None, Some(body)) => UpstreamBody::Streaming(body),
             (None, None) => UpstreamBody::Replayable(Bytes::new()),
         };
-        Ok(Flow::Forward(Forward { parts, body, ran, properties }))
+        Ok(Flow::Forward(Forward {
+            parts,
+            body,
+            ran,
+            properties,
+        }))
     }
 
     /// The response phase: run on-response (and set up on-response-chunk)
-    /// for `links` — the plugins whose request phase ran — in reverse order.
+    /// for `ran` — the plugins whose request phase ran — in reverse order.
     pub async fn response_phase(
         &self,
-        links: &[ChainLink],
+        mut ran: Vec<Ran>,
         response: Response<Body>,
         properties: Properties,
     ) -> Result<Response<Body>, GatewayError> {
         let (mut parts, body) = response.into_parts();
         forwarding::strip_hop_by_hop(&mut parts.headers);
-        if links.is_empty() {
+        if ran.is_empty() {
             return Ok(Response::from_parts(parts, body));
         }
         let mut body = Some(body);
-        let buffered = if links.iter().any(|l| l.interests.response_body) {
+        let buffered = if ran.iter().any(|r| r.link.interests.response_body) {
             Some(read_limited(body.take(), self.limits.max_response_body_bytes, false).await?)
         } else {
             None
@@ -265,12 +309,16 @@ impl Proxy {
             body_visible: false,
             properties,
         };
-        for index in (0..links.len()).rev() {
-            let link = &links[index];
+        for index in (0..ran.len()).rev() {
+            let Ran { link, lease: kept } = &mut ran[index];
             if !link.interests.on_response {
                 continue;
             }
-            let mut lease = match link.plugin.lease(link.slot).await {
+            let leased = match kept.take() {
+                Some(lease) => Ok(lease),
+                None => link.plugin.lease(link.slot).await,
+            };
+            let mut lease = match leased {
                 Ok(lease) => lease,
                 Err(fault) if link.plugin.limits.fail_open => {
                     tracing::warn!("skipping fail-open plugin: {fault}");
@@ -281,6 +329,9 @@ impl Proxy {
             state.body_visible = link.interests.response_body;
             let (back, outcome) = lease.on_response(link.slot, state).await;
             state = back;
+            if link.plugin.limits.mode == InstanceMode::Fresh {
+                *kept = Some(lease);
+            }
             if let Err(fault) = outcome {
                 if link.plugin.limits.fail_open {
                     tracing::warn!("skipping fail-open plugin: {fault}");
@@ -307,18 +358,18 @@ impl Proxy {
             (None, None) => full_body(Bytes::new()),
         };
 
-        let chunk_links: Vec<ChainLink> = links
-            .iter()
+        let chunk_links: Vec<(ChainLink, Option<Lease>)> = ran
+            .into_iter()
             .rev()
-            .filter(|l| l.interests.response_chunks)
-            .cloned()
+            .filter(|r| r.link.interests.response_chunks)
+            .map(|r| (r.link, r.lease))
             .collect();
         if chunk_links.is_empty() {
             return Ok(Response::from_parts(parts, body));
         }
         // Transformed chunks change the length.
         parts.headers.remove(header::CONTENT_LENGTH);
-        let body = streaming::transform(body, &chunk_links).await?;
+        let body = streaming::transform(body, chunk_links).await?;
         Ok(Response::from_parts(parts, body))
     }
 }

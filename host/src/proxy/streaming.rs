@@ -39,10 +39,14 @@ impl Transformer {
 }
 
 /// Wrap `body` so every data frame goes through `links` in order.
-pub(super) async fn transform(body: Body, links: &[ChainLink]) -> Result<Body, GatewayError> {
+/// A plugin that kept its instance from the earlier phases hands it in.
+pub(super) async fn transform(body: Body, links: Vec<(ChainLink, Option<Lease>)>) -> Result<Body, GatewayError> {
     let mut transformers = Vec::with_capacity(links.len());
-    for link in links {
-        let mut lease = link.plugin.lease(link.slot).await?;
+    for (link, kept) in links {
+        let mut lease = match kept {
+            Some(lease) => lease,
+            None => link.plugin.lease(link.slot).await?,
+        };
         lease.discard_on_drop();
         transformers.push(Transformer {
             lease,

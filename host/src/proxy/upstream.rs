@@ -102,13 +102,20 @@ impl UpstreamPool {
         };
         let attempts = if replay.is_some() { self.targets.len() } else { 1 };
         let mut last_error = None;
-        let path_and_query =
-            head.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let path_and_query = head
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let mut head = Some(head);
         for attempt in 0..attempts {
             let target = &self.targets[(start + attempt) % self.targets.len()];
             // Only a request that may be retried needs a copy of its head.
-            let parts = if attempt + 1 == attempts { head.take() } else { head.clone() };
+            let parts = if attempt + 1 == attempts {
+                head.take()
+            } else {
+                head.clone()
+            };
             let Some(parts) = parts else { break };
             let uri = http::Uri::builder()
                 .scheme(target.scheme.clone())

@@ -28,8 +28,11 @@ impl HeaderEdits {
         if !self.rename.is_empty() {
             // Collect first, then remove, then append, so renames happen
             // all at once (a swap works) and never see each other's output.
-            let current: Vec<(&str, Vec<String>)> =
-                self.rename.iter().map(|(old, new)| (new.as_str(), headers.values(old))).collect();
+            let current: Vec<(&str, Vec<String>)> = self
+                .rename
+                .iter()
+                .map(|(old, new)| (new.as_str(), headers.values(old)))
+                .collect();
             let moved: Vec<(&str, &str)> = current
                 .iter()
                 .flat_map(|(new, values)| values.iter().map(move |value| (*new, value.as_str())))
@@ -84,7 +87,11 @@ mod tests {
 
     impl Headers for FakeHeaders {
         fn values(&self, name: &str) -> Vec<String> {
-            self.list().into_iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v).collect()
+            self.list()
+                .into_iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+                .collect()
         }
         fn set(&self, name: &str, value: &str) -> Result<(), String> {
             self.remove(name);
