@@ -38,7 +38,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-use weir::plugin::types::{Error as CapError, Header};
+use self::weir::plugin::types::{Error as CapError, Header};
 
 /// What a plugin was granted, from its `[plugin.NAME]` settings.
 #[derive(Debug, Clone, Default)]
@@ -352,7 +352,7 @@ impl weir::plugin::types::HostResponse for HostState {
 
 impl weir::plugin::log::Host for HostState {
     fn log(&mut self, level: weir::plugin::log::Level, message: String) -> Result<()> {
-        use weir::plugin::log::Level;
+        use self::weir::plugin::log::Level;
         let plugin = self.identity.name.as_str();
         let route = self.route_name();
         // Cap what one line can cost.
