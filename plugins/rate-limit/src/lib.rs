@@ -42,11 +42,10 @@ const MAX_ATTEMPTS: usize = 8;
 /// The request property a bucket falls back to when `key` is unset.
 const FALLBACK_PROPERTY: &str = "client-ip";
 
-/// Request properties carrying the response header values.
-const PROP_LIMIT: &str = "rate-limit.limit";
-const PROP_REMAINING: &str = "rate-limit.remaining";
-const PROP_RESET: &str = "rate-limit.reset";
-const PROP_POLICY: &str = "rate-limit.policy";
+/// The request property carrying the response header values from the
+/// request phase to the response phase, as `limit;remaining;reset;policy`
+/// (one property: every host call costs a boundary crossing).
+const PROP_HEADERS: &str = "rate-limit";
 
 /// `rate-limit` configured for one route.
 struct RateLimit {
@@ -126,19 +125,20 @@ impl Plugin for RateLimit {
     }
 
     fn on_response(&self, response: &Response) {
-        let (Some(limit), Some(remaining), Some(reset), Some(policy)) = (
-            response.property(PROP_LIMIT),
-            response.property(PROP_REMAINING),
-            response.property(PROP_RESET),
-            response.property(PROP_POLICY),
-        ) else {
+        let Some(published) = response.property(PROP_HEADERS) else {
+            return;
+        };
+        let mut fields = published.splitn(4, ';');
+        let (Some(limit), Some(remaining), Some(reset), Some(policy)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
             return;
         };
         for (name, value) in [
-            ("ratelimit-limit", &limit),
-            ("ratelimit-remaining", &remaining),
-            ("ratelimit-reset", &reset),
-            ("ratelimit-policy", &policy),
+            ("ratelimit-limit", limit),
+            ("ratelimit-remaining", remaining),
+            ("ratelimit-reset", reset),
+            ("ratelimit-policy", policy),
         ] {
             if let Err(e) = response.set_header(name, value) {
                 log::warn(&format!("could not set {name}: {e:?}"));
@@ -195,16 +195,14 @@ impl RateLimit {
     /// earlier in the chain already recorded fewer tokens left.
     fn publish(&self, request: &Request, remaining: u32, reset_secs: u64) {
         let tighter = request
-            .property(PROP_REMAINING)
-            .and_then(|r| r.parse::<u32>().ok())
+            .property(PROP_HEADERS)
+            .and_then(|p| p.split(';').nth(1).and_then(|r| r.parse::<u32>().ok()))
             .is_some_and(|earlier| earlier < remaining);
         if tighter {
             return;
         }
-        request.set_property(PROP_LIMIT, &self.bucket.capacity.to_string());
-        request.set_property(PROP_REMAINING, &remaining.to_string());
-        request.set_property(PROP_RESET, &reset_secs.to_string());
-        request.set_property(PROP_POLICY, &self.policy);
+        let published = format!("{};{remaining};{reset_secs};{}", self.bucket.capacity, self.policy);
+        request.set_property(PROP_HEADERS, &published);
     }
 
     /// The 429 answer.
