@@ -23,19 +23,34 @@ use crate::proxy::{Body, full_body};
 
 /// Serve the echo upstream on `listener` forever.
 pub async fn serve(listener: TcpListener, name: String) {
+    serve_with(listener, name, None).await
+}
+
+/// Serve the echo upstream over TLS on `listener` forever.
+pub async fn serve_tls(listener: TcpListener, name: String, tls: tokio_rustls::TlsAcceptor) {
+    serve_with(listener, name, Some(tls)).await
+}
+
+async fn serve_with(listener: TcpListener, name: String, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let name = name.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let name = name.clone();
                 async move { Ok::<_, Infallible>(echo(request, peer, &name).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let _ = match tls {
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => builder.serve_connection(TokioIo::new(stream), service).await,
+                    Err(_) => return,
+                },
+                None => builder.serve_connection(TokioIo::new(stream), service).await,
+            };
         });
     }
 }

@@ -183,6 +183,48 @@ async fn tls_listener_serves_http2_and_http1_by_alpn() {
 }
 
 #[tokio::test]
+async fn https_upstreams_are_verified_against_the_configured_ca() {
+    let dir = TestGateway::dir_with_plugins(&[]);
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("upstream.pem"), dir.path().join("upstream-key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let tls = weir::proxy::listener::tls_acceptor(&cert_file, &key_file).unwrap();
+    let (listener, addr) = weir::proxy::listener::bind("127.0.0.1:0").await.unwrap();
+    tokio::spawn(weir::demo::serve_tls(listener, "secure".into(), tls));
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.trusted]
+        targets = ["https://localhost:{port}"]
+        ca = "upstream.pem"
+        [upstreams.untrusted]
+        targets = ["https://localhost:{port}"]
+        [[routes]]
+        name = "trusted"
+        path_prefix = "/trusted"
+        upstream = "trusted"
+        [[routes]]
+        name = "untrusted"
+        path_prefix = "/untrusted"
+        upstream = "untrusted"
+        "#,
+        port = addr.port()
+    );
+    let running = start_in(dir.path(), &config).await.unwrap();
+    let base = format!("http://{}", running.listeners[0]);
+    let response = client().get(format!("{base}/trusted/x")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-upstream"], "secure");
+    // Without the CA the upstream's certificate is refused: 502, not a
+    // silently unverified connection.
+    let response = client().get(format!("{base}/untrusted/x")).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    running.shutdown().await;
+}
+
+#[tokio::test]
 async fn routes_have_their_own_chains() {
     let upstream = echo_upstream("echo").await;
     let config = format!(
