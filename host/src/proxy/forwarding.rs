@@ -20,7 +20,16 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Remove hop-by-hop fields, including those named in `connection`.
 /// `upgrade` goes too: the gateway does not tunnel upgraded connections.
+///
+/// Most messages carry none of these, so one pass over the names finds out
+/// before anything is looked up or removed.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let present = headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(name) || name == header::UPGRADE);
+    if !present {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -49,11 +58,20 @@ pub fn request_authority(parts: &http::request::Parts) -> Option<&str> {
 /// Add `x-forwarded-for` (appended), `x-forwarded-proto`,
 /// `x-forwarded-host` and `forwarded` (appended).
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host: Option<&str>) {
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {client}"),
-        _ => client.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    use std::fmt::Write;
+    // Four fields are added: grow the map once, not field by field.
+    headers.reserve(4);
+    let mut text = String::with_capacity(64);
+    if let Some(existing) = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+    {
+        text.push_str(existing);
+        text.push_str(", ");
+    }
+    let _ = write!(text, "{client}");
+    if let Ok(v) = HeaderValue::from_str(&text) {
         headers.insert("x-forwarded-for", v);
     }
     headers.insert(
@@ -63,15 +81,15 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host:
     if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert("x-forwarded-host", host);
     }
-    let node = match client {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    text.clear();
+    let _ = match client {
+        IpAddr::V4(ip) => write!(text, "for={ip};proto={proto}"),
+        IpAddr::V6(ip) => write!(text, "for=\"[{ip}]\";proto={proto}"),
     };
-    let mut element = format!("for={node};proto={proto}");
     if let Some(host) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
-        element.push_str(&format!(";host=\"{host}\""));
+        let _ = write!(text, ";host=\"{host}\"");
     }
-    if let Ok(v) = HeaderValue::from_str(&element) {
+    if let Ok(v) = HeaderValue::from_str(&text) {
         headers.append(header::FORWARDED, v);
     }
 }
