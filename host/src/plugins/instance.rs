@@ -124,9 +124,8 @@ impl LoadedPlugin {
         limits: PluginLimits,
         routes: Vec<RouteSlot>,
         shared: Arc<SharedCapabilities>,
-    ) -> wasmtime::Result<Self> {
-        let pre = PluginPre::new(source.instance_pre.clone())?;
-        Ok(LoadedPlugin {
+    ) -> Self {
+        LoadedPlugin {
             identity,
             file: source.file.clone(),
             content_hash: source.content_hash.clone(),
@@ -134,10 +133,10 @@ impl LoadedPlugin {
             from_cache: source.from_cache,
             limits,
             routes,
-            pre,
+            pre: source.pre.clone(),
             shared,
             idle: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     /// The plugin's name.

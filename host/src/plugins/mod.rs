@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
-use wasmtime::component::{InstancePre, Linker};
+use wasmtime::component::Linker;
 
 pub use capabilities::weir::plugin::types::{Interests, Reply, RequestAction};
 use capabilities::{Grants, HostState, PluginIdentity, SharedCapabilities};
@@ -118,7 +118,7 @@ pub struct PluginSource {
     pub compile_time: Duration,
     /// The manifest beside the file, if any.
     pub manifest: Option<PluginSettings>,
-    instance_pre: InstancePre<HostState>,
+    pre: capabilities::PluginPre<HostState>,
 }
 
 impl PluginRuntime {
@@ -198,8 +198,8 @@ impl PluginRuntime {
                 first_line(&e)
             ))
         })?;
-        // Check the exports now, so a wrong world is reported with the file.
-        capabilities::PluginPre::new(instance_pre.clone())
+        // Checks the exports, so a wrong world is reported with the file.
+        let pre = capabilities::PluginPre::new(instance_pre)
             .map_err(|e| invalid(format!("does not export weir:plugin/filter@0.1.0: {}", first_line(&e))))?;
         let compile_time = started.elapsed();
         tracing::info!(
@@ -216,7 +216,7 @@ impl PluginRuntime {
             from_cache,
             compile_time,
             manifest,
-            instance_pre,
+            pre,
         })
     }
 
@@ -242,7 +242,7 @@ impl PluginRuntime {
             response_body: false,
             response_chunks: false,
         };
-        let mut slots: Vec<RouteSlot> = config
+        let slots: Vec<RouteSlot> = config
             .routes
             .iter()
             .flat_map(|route| {
@@ -286,13 +286,9 @@ impl PluginRuntime {
                 outbound_timeout: Duration::from_millis(settings.outbound_timeout_ms.unwrap_or(5_000)),
             },
         });
-        let new_plugin = |slots: Vec<RouteSlot>| {
-            LoadedPlugin::new(identity.clone(), source, limits.clone(), slots, capabilities.clone())
-                .map_err(|e| invalid(format!("does not export weir:plugin/filter@0.1.0: {}", first_line(&e))))
-        };
-        let probe = new_plugin(slots.clone())?;
         let all: Vec<usize> = (0..slots.len()).collect();
-        let (first, interests) = probe.instantiate(&all, true).await.map_err(|e| match e {
+        let mut plugin = LoadedPlugin::new(identity, source, limits, slots, capabilities.clone());
+        let (first, interests) = plugin.instantiate(&all, true).await.map_err(|e| match e {
             InstantiateError::Rejected { route, reason } => PluginLoadError::Configure {
                 plugin: name.clone(),
                 route,
@@ -303,10 +299,11 @@ impl PluginRuntime {
                 fault,
             },
         })?;
-        for (slot, interests) in slots.iter_mut().zip(interests) {
+        // Not shared yet: the interests learnt from the first instance can
+        // still be written in place.
+        for (slot, interests) in plugin.routes.iter_mut().zip(interests) {
             slot.interests = interests;
         }
-        let plugin = new_plugin(slots)?;
         if plugin.limits.mode == crate::config::InstanceMode::Pooled {
             plugin.put_back(first);
         }
