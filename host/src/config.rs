@@ -467,6 +467,14 @@ impl Config {
         self.plugin.get(name).cloned().unwrap_or_default()
     }
 
+    /// The routes whose chain uses `plugin`, in config order.
+    pub fn routes_using<'a>(&'a self, plugin: &'a PluginName) -> impl Iterator<Item = &'a RouteName> + 'a {
+        self.routes
+            .iter()
+            .filter(|r| r.plugins.iter().any(|p| p.name == *plugin))
+            .map(|r| &r.name)
+    }
+
     /// Every plugin some route uses, each once.
     pub fn used_plugins(&self) -> BTreeSet<PluginName> {
         self.routes

@@ -125,7 +125,10 @@ impl Gateway {
     async fn build(config: Config, config_file: Option<PathBuf>) -> Result<Gateway, LoadError> {
         let runtime = PluginRuntime::new(&config).map_err(LoadError::Other)?;
         let capabilities = runtime.capabilities_for(&config).map_err(LoadError::Other)?;
-        let loaded = runtime.load(&config).await.map_err(LoadError::Plugins)?;
+        let loaded = runtime
+            .load(&config, &capabilities, &HashMap::new())
+            .await
+            .map_err(LoadError::Plugins)?;
         let upstreams = build_upstreams(&config)?;
         let serving = Serving {
             config,
@@ -195,39 +198,17 @@ impl Gateway {
         let upstreams = build_upstreams(&config)?;
 
         // Plugins keep the version serving now; new ones are read from disk.
-        let dir = config.plugin_dir();
-        let same_dir = dir == serving.config.plugin_dir();
-        let mut loaded = LoadedSet::default();
-        let mut errors = Vec::new();
-        for name in config.used_plugins() {
-            let source = match serving.loaded.sources.get(&name).filter(|_| same_dir) {
-                Some(source) => source.clone(),
-                None => {
-                    let route = config
-                        .routes
-                        .iter()
-                        .find(|r| r.plugins.iter().any(|p| p.name == name))
-                        .map(|r| &r.name);
-                    match self.runtime.compile(&dir, &name, route).await {
-                        Ok(source) => source,
-                        Err(e) => {
-                            errors.push(e);
-                            continue;
-                        }
-                    }
-                }
-            };
-            match self.runtime.configure(&source, &config, &capabilities).await {
-                Ok(plugin) => {
-                    loaded.plugins.insert(name.clone(), plugin);
-                    loaded.sources.insert(name, source);
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(LoadError::Plugins(errors));
-        }
+        let none = HashMap::new();
+        let serving_now = if config.plugin_dir() == serving.config.plugin_dir() {
+            &serving.loaded.sources
+        } else {
+            &none
+        };
+        let loaded = self
+            .runtime
+            .load(&config, &capabilities, serving_now)
+            .await
+            .map_err(LoadError::Plugins)?;
         *serving = Serving {
             config,
             capabilities,
@@ -247,12 +228,7 @@ impl Gateway {
         let mut serving = self.serving.lock().await;
         let dir = serving.config.plugin_dir();
         let used = serving.config.used_plugins().contains(name);
-        let route = serving
-            .config
-            .routes
-            .iter()
-            .find(|r| r.plugins.iter().any(|p| p.name == *name))
-            .map(|r| r.name.clone());
+        let route = serving.config.routes_using(name).next().cloned();
         let source = match self.runtime.compile(&dir, name, route.as_ref()).await {
             Ok(source) => source,
             Err(PluginLoadError::Missing { .. }) => {
@@ -438,13 +414,7 @@ impl Gateway {
 }
 
 fn routes_using(serving: &Serving, name: &PluginName) -> Vec<String> {
-    serving
-        .config
-        .routes
-        .iter()
-        .filter(|r| r.plugins.iter().any(|p| p.name == *name))
-        .map(|r| r.name.to_string())
-        .collect()
+    serving.config.routes_using(name).map(|r| r.to_string()).collect()
 }
 
 fn missing_status(serving: &Serving, name: &PluginName) -> PluginStatus {

@@ -79,9 +79,6 @@ pub enum PluginLoadError {
         /// The plugin's message.
         reason: String,
     },
-    /// Secrets could not be resolved.
-    #[error("{0}")]
-    Capabilities(String),
     /// Instantiation or `configure` faulted.
     #[error("plugin {plugin}: {fault}")]
     Fault {
@@ -310,29 +307,31 @@ impl PluginRuntime {
         Ok(Arc::new(plugin))
     }
 
-    /// Compile and configure every plugin `config` uses. Returns every
-    /// error found, not just the first.
-    pub async fn load(&self, config: &Config) -> Result<LoadedSet, Vec<PluginLoadError>> {
-        let capabilities = self
-            .capabilities_for(config)
-            .map_err(|e| vec![PluginLoadError::Capabilities(format!("{e:#}"))])?;
+    /// Configure every plugin `config` uses, taking its compiled source
+    /// from `compiled` when there (the version serving now) and compiling
+    /// it from the plugin directory otherwise. Returns every error found,
+    /// not just the first.
+    pub async fn load(
+        &self,
+        config: &Config,
+        capabilities: &Arc<SharedCapabilities>,
+        compiled: &HashMap<PluginName, PluginSource>,
+    ) -> Result<LoadedSet, Vec<PluginLoadError>> {
         let dir = config.plugin_dir();
         let mut errors = Vec::new();
         let mut set = LoadedSet::default();
         for name in config.used_plugins() {
-            let route = config
-                .routes
-                .iter()
-                .find(|r| r.plugins.iter().any(|p| p.name == name))
-                .map(|r| &r.name);
-            let source = match self.compile(&dir, &name, route).await {
-                Ok(source) => source,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
+            let source = match compiled.get(&name) {
+                Some(source) => source.clone(),
+                None => match self.compile(&dir, &name, config.routes_using(&name).next()).await {
+                    Ok(source) => source,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                },
             };
-            match self.configure(&source, config, &capabilities).await {
+            match self.configure(&source, config, capabilities).await {
                 Ok(plugin) => {
                     set.plugins.insert(name.clone(), plugin);
                     set.sources.insert(name, source);
