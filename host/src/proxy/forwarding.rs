@@ -47,12 +47,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The host the client asked for: the URI's authority (HTTP/2) or `host`.
-pub fn request_authority(parts: &http::request::Parts) -> Option<&str> {
-    parts
-        .uri
-        .authority()
+pub fn request_authority<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    uri.authority()
         .map(|a| a.as_str())
-        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
 }
 
 /// Add `x-forwarded-for` (appended), `x-forwarded-proto`,

@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use crate::config::InstanceMode;
 use crate::config::Limits;
 use crate::plugins::state::{Properties, RequestState, ResponseState};
-use crate::plugins::{ChainLink, Lease, Reply, RequestAction};
+use crate::plugins::{ChainLink, Lease, PluginFault, Reply, RequestAction};
 use error::GatewayError;
 use router::{Route, RouteTable};
 use upstream::UpstreamBody;
@@ -141,11 +141,7 @@ impl Proxy {
     /// The route for a request: the first whose host, path prefix and
     /// method match.
     pub fn route_for<B>(&self, request: &Request<B>) -> Result<Arc<Route>, GatewayError> {
-        let authority = request
-            .uri()
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()));
+        let authority = forwarding::request_authority(request.uri(), request.headers());
         self.routes
             .find(request.method(), authority, request.uri().path())
             .cloned()
@@ -179,7 +175,7 @@ impl Proxy {
     /// plugin answered, run the response phase on its answer.
     pub async fn request_phase(&self, route: &Route, request: Request<Body>, peer: Peer) -> Result<Flow, GatewayError> {
         let (mut parts, body) = request.into_parts();
-        let authority = forwarding::request_authority(&parts).map(str::to_string);
+        let authority = forwarding::request_authority(&parts.uri, &parts.headers).map(str::to_string);
 
         let chain = &route.chain;
         let mut properties = Properties::default();
@@ -216,11 +212,10 @@ impl Proxy {
             if link.interests.on_request {
                 let mut lease = match link.plugin.lease(link.slot).await {
                     Ok(lease) => lease,
-                    Err(fault) if link.plugin.limits.fail_open => {
-                        tracing::warn!(route = %route.name, "skipping fail-open plugin: {fault}");
+                    Err(fault) => {
+                        skip_if_fail_open(link, fault)?;
                         continue;
                     }
-                    Err(fault) => return Err(fault.into()),
                 };
                 state.body_visible = link.interests.request_body;
                 let (back, outcome) = lease.on_request(link.slot, state).await;
@@ -232,11 +227,10 @@ impl Proxy {
                         let response = self.response_phase(ran, response, state.properties).await?;
                         return Ok(Flow::Answered(response));
                     }
-                    Err(fault) if link.plugin.limits.fail_open => {
-                        tracing::warn!(route = %route.name, "skipping fail-open plugin: {fault}");
+                    Err(fault) => {
+                        skip_if_fail_open(link, fault)?;
                         continue;
                     }
-                    Err(fault) => return Err(fault.into()),
                 }
                 if link.plugin.limits.mode == InstanceMode::Fresh {
                     kept = Some(lease);
@@ -320,11 +314,10 @@ impl Proxy {
             };
             let mut lease = match leased {
                 Ok(lease) => lease,
-                Err(fault) if link.plugin.limits.fail_open => {
-                    tracing::warn!("skipping fail-open plugin: {fault}");
+                Err(fault) => {
+                    skip_if_fail_open(link, fault)?;
                     continue;
                 }
-                Err(fault) => return Err(fault.into()),
             };
             state.body_visible = link.interests.response_body;
             let (back, outcome) = lease.on_response(link.slot, state).await;
@@ -333,11 +326,7 @@ impl Proxy {
                 *kept = Some(lease);
             }
             if let Err(fault) = outcome {
-                if link.plugin.limits.fail_open {
-                    tracing::warn!("skipping fail-open plugin: {fault}");
-                } else {
-                    return Err(fault.into());
-                }
+                skip_if_fail_open(link, fault)?;
             }
         }
 
@@ -371,6 +360,17 @@ impl Proxy {
         parts.headers.remove(header::CONTENT_LENGTH);
         let body = streaming::transform(body, chunk_links).await?;
         Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// A plugin's fault: skipped, with a warning, if the plugin is fail-open;
+/// the request's error otherwise.
+fn skip_if_fail_open(link: &ChainLink, fault: PluginFault) -> Result<(), GatewayError> {
+    if link.plugin.limits.fail_open {
+        tracing::warn!("skipping fail-open plugin: {fault}");
+        Ok(())
+    } else {
+        Err(fault.into())
     }
 }
 
