@@ -320,11 +320,9 @@ async fn routes_have_their_own_chains() {
     gw.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_requests_get_400_and_the_gateway_keeps_serving() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let upstream = echo_upstream("echo").await;
-    let config = format!(
+/// One listener and one route, with no plugins, to the echo upstream.
+fn plain_config(upstream: std::net::SocketAddr) -> String {
+    format!(
         r#"
         [[listeners]]
         address = "127.0.0.1:0"
@@ -334,8 +332,14 @@ async fn malformed_requests_get_400_and_the_gateway_keeps_serving() {
         name = "plain"
         upstream = "echo"
         "#
-    );
-    let gw = TestGateway::start(&config, &[]).await;
+    )
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_and_the_gateway_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = echo_upstream("echo").await;
+    let gw = TestGateway::start(&plain_config(upstream), &[]).await;
     for garbage in [
         &b"NOT HTTP AT ALL\r\n\r\n"[..],
         b"GET / HTTP/1.1\r\nbad header line\r\n\r\n",
@@ -355,18 +359,7 @@ async fn malformed_requests_get_400_and_the_gateway_keeps_serving() {
 #[tokio::test]
 async fn proxy_headers_follow_rfc_9110() {
     let upstream = echo_upstream("echo").await;
-    let config = format!(
-        r#"
-        [[listeners]]
-        address = "127.0.0.1:0"
-        [upstreams.echo]
-        targets = ["{upstream}"]
-        [[routes]]
-        name = "plain"
-        upstream = "echo"
-        "#
-    );
-    let gw = TestGateway::start(&config, &[]).await;
+    let gw = TestGateway::start(&plain_config(upstream), &[]).await;
     let response = client()
         .get(gw.url("/x"))
         .header("connection", "keep-alive, x-hop")

@@ -308,14 +308,14 @@ async fn config_edits_apply_when_valid_and_are_refused_whole_when_not() {
     let http = client();
     let admin_reload = || http.post(gw.admin_url("/reload")).send();
 
-    // Invalid: an unknown upstream and a plugin that rejects its config.
-    let invalid = format!(
-        "{}\n[[routes]]\nname = \"bad\"\nupstream = \"nowhere\"\n",
-        with_cache(&base).replace(
-            "name = \"version\"",
-            "name = \"headers\"\n        config = { request = { set = { \"bad header\" = \"x\" } } }"
-        )
+    // The route's plugin swapped for `headers` with a config it rejects.
+    let rejected = with_cache(&base).replace(
+        "name = \"version\"",
+        "name = \"headers\"\n        config = { request = { set = { \"bad header\" = \"x\" } } }",
     );
+
+    // Invalid: an unknown upstream and a plugin that rejects its config.
+    let invalid = format!("{}\n[[routes]]\nname = \"bad\"\nupstream = \"nowhere\"\n", rejected);
     std::fs::write(&config_file, &invalid).unwrap();
     let response = admin_reload().await.unwrap();
     assert_eq!(response.status(), 422);
@@ -329,10 +329,7 @@ async fn config_edits_apply_when_valid_and_are_refused_whole_when_not() {
     );
 
     // Valid config, but a plugin rejects its route's config.
-    let rejected = with_cache(&base).replace(
-        "name = \"version\"",
-        "name = \"headers\"\n        config = { request = { set = { \"bad header\" = \"x\" } } }",
-    );
+
     std::fs::write(&config_file, &rejected).unwrap();
     let response = admin_reload().await.unwrap();
     assert_eq!(response.status(), 422);
