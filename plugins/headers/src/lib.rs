@@ -61,34 +61,26 @@ impl Plugin for HeaderRewrite {
     }
 }
 
-impl Headers for Request {
-    fn values(&self, name: &str) -> Vec<String> {
-        self.header_all(name)
-    }
-    fn set(&self, name: &str, value: &str) -> Result<(), String> {
-        self.set_header(name, value).map_err(|e| format!("{e:?}"))
-    }
-    fn append(&self, name: &str, value: &str) -> Result<(), String> {
-        self.append_header(name, value).map_err(|e| format!("{e:?}"))
-    }
-    fn remove(&self, name: &str) {
-        self.remove_header(name)
-    }
+/// Requests and responses offer the same header methods.
+macro_rules! impl_headers {
+    ($($handle:ty),*) => {$(
+        impl Headers for $handle {
+            fn values(&self, name: &str) -> Vec<String> {
+                self.header_all(name)
+            }
+            fn set(&self, name: &str, value: &str) -> Result<(), String> {
+                self.set_header(name, value).map_err(|e| format!("{e:?}"))
+            }
+            fn append(&self, name: &str, value: &str) -> Result<(), String> {
+                self.append_header(name, value).map_err(|e| format!("{e:?}"))
+            }
+            fn remove(&self, name: &str) {
+                self.remove_header(name)
+            }
+        }
+    )*};
 }
 
-impl Headers for Response {
-    fn values(&self, name: &str) -> Vec<String> {
-        self.header_all(name)
-    }
-    fn set(&self, name: &str, value: &str) -> Result<(), String> {
-        self.set_header(name, value).map_err(|e| format!("{e:?}"))
-    }
-    fn append(&self, name: &str, value: &str) -> Result<(), String> {
-        self.append_header(name, value).map_err(|e| format!("{e:?}"))
-    }
-    fn remove(&self, name: &str) {
-        self.remove_header(name)
-    }
-}
+impl_headers!(Request, Response);
 
 export_plugin!(HeaderRewrite);
