@@ -13,11 +13,14 @@
 # Then, with only the upstream running:
 #   memory        VmRSS of an idle Weir with 10 plugins loaded
 #   start-up      ms from process start to the first 200, warm compile cache
+#   hot swap      ms from renaming a new plugin build over the old one until
+#                 the new version serves
 #
 # Environment (defaults in brackets):
 #   DURATION [10s]  measured wrk run        WARMUP [2s]   unmeasured wrk run before each
 #   CONNECTIONS [32] wrk connections        WRK_THREADS [1]
 #   RUNS [3]        measured runs per case  STARTS [5]    timed start-ups
+#   SWAPS [10]      timed plugin swaps
 #   SKIP_BUILD [0]  1: use the binaries already in the target dir
 #   KEEP_TMP [0]    1: keep the temp dir (configs, logs, raw wrk output)
 #   RESULTS [benches/load/RESULTS.md]  where the report is written
@@ -35,6 +38,7 @@ CONNECTIONS="${CONNECTIONS:-32}"
 WRK_THREADS="${WRK_THREADS:-1}"
 RUNS="${RUNS:-3}"
 STARTS="${STARTS:-5}"
+SWAPS="${SWAPS:-10}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 KEEP_TMP="${KEEP_TMP:-0}"
 RESULTS="${RESULTS:-$here/RESULTS.md}"
@@ -67,7 +71,8 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
     log "building weir and the plugins (release)"
     cargo build --release -p weir
-    cargo build --release --target wasm32-wasip2 -p api-key-auth -p rate-limit -p headers
+    cargo build --release --target wasm32-wasip2 -p api-key-auth -p rate-limit -p headers \
+        -p guest-version-a -p guest-version-b
 fi
 [[ -x "$WEIR" ]] || die "$WEIR is missing (build failed, or SKIP_BUILD=1 without a build)"
 # Fails early if the binary predates the --threads flag.
@@ -263,7 +268,7 @@ parse_wrk() {
 }
 
 # ------------------------------------------------------------- servers -----
-read -r upstream_port proxy_port weir_port chain_port fresh_port rss_port startup_port admin_port < <(free_ports 8)
+read -r upstream_port proxy_port weir_port chain_port fresh_port rss_port startup_port admin_port swap_port < <(free_ports 9)
 mkdir -p "$tmp/upstream-tmp" "$tmp/proxy-tmp"
 
 render "$here/nginx-upstream.conf.in" "$tmp/upstream.conf" PREFIX="$tmp" UPSTREAM_PORT="$upstream_port"
@@ -492,6 +497,54 @@ startup_median=$(printf '%s\n' "${startup_ms[@]}" | median)
 startup_min=$(printf '%s\n' "${startup_ms[@]}" | sort -n | head -1)
 startup_max=$(printf '%s\n' "${startup_ms[@]}" | sort -n | tail -1)
 
+# ------------------------------------------------------------- hot swap ----
+# Two builds of one plugin that tag responses with `x-version: a` or `b`.
+# Each swap renames the other build over the plugin file (as `mv` does) and
+# polls until responses carry the new version: the file-watch debounce,
+# reading and compiling (from the cache after the first two), `configure`
+# and the swap itself.
+wasm_dir="$target_dir/wasm32-wasip2/release"
+mkdir -p "$tmp/swap/plugins"
+cp "$wasm_dir/guest_version_a.wasm" "$tmp/swap/plugins/version.wasm"
+cat >"$tmp/swap/weir.toml" <<CONFIG
+[[listeners]]
+address = "127.0.0.1:$swap_port"
+[plugins]
+dir = "$tmp/swap/plugins"
+cache_dir = "$tmp/swap/cache"
+[upstreams.up]
+targets = ["127.0.0.1:$upstream_port"]
+[[routes]]
+name = "swap"
+upstream = "up"
+[[routes.plugins]]
+name = "version"
+CONFIG
+swap_url="http://127.0.0.1:$swap_port/"
+WEIR_LOG=warn start weir-swap "$tmp/swap/weir.log" "${pin_proxy[@]}" "$WEIR" run --config "$tmp/swap/weir.toml" --threads 1
+swap_pid=$last_pid
+wait_ready weir-swap "$swap_pid" "$tmp/swap/weir.log" "$swap_url"
+served_version() {
+    curl -s -D - -o /dev/null --max-time 2 "$swap_url" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-version" { print $2 }'
+}
+swap_ms=()
+for ((s = 1; s <= SWAPS; s++)); do
+    if ((s % 2 == 1)); then version=b; else version=a; fi
+    cp "$wasm_dir/guest_version_$version.wasm" "$tmp/swap/plugins/.version.next"
+    t0=$(date +%s%N)
+    mv "$tmp/swap/plugins/.version.next" "$tmp/swap/plugins/version.wasm"
+    until [[ "$(served_version)" == "$version" ]]; do
+        kill -0 "$swap_pid" 2>/dev/null || { cat "$tmp/swap/weir.log" >&2; die "weir exited during swap $s"; }
+        (($(date +%s%N) - t0 < 30000000000)) || die "swap $s: version $version not served within 30 s"
+    done
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    swap_ms+=("$ms")
+    log "swap $s/$SWAPS: version $version serving after $ms ms"
+done
+stop_and_forget "$swap_pid"
+swap_median=$(printf '%s\n' "${swap_ms[@]}" | median)
+swap_max=$(printf '%s\n' "${swap_ms[@]}" | sort -n | tail -1)
+
 # -------------------------------------------------------------- report -----
 elapsed_s=$((($(date +%s%N) - started_ns) / 1000000000))
 cpu_model="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
@@ -563,6 +616,16 @@ which bounds the resolution.
 | starts | median | min | max | all |
 |---:|---:|---:|---:|---|
 | $STARTS | ${startup_median} ms | ${startup_min} ms | ${startup_max} ms | ${startup_ms[*]} |
+
+## Hot swap of a plugin
+
+Milliseconds from renaming a new build over a plugin file until responses
+carry the new version (the 250 ms file-watch debounce included), $SWAPS
+swaps alternating two builds.
+
+| swaps | median | max | all |
+|---:|---:|---:|---|
+| $SWAPS | ${swap_median} ms | ${swap_max} ms | ${swap_ms[*]} |
 EOF
 )"
 printf '%s\n' "$report" >"$RESULTS"
@@ -573,4 +636,5 @@ echo
 echo "$disturbed_note"
 echo "Idle VmRSS: 10 plugins $((rss_10 / 1024)) MiB, no plugins $((rss_0 / 1024)) MiB"
 echo "Start-up to first 200 (warm cache): median ${startup_median} ms (min ${startup_min}, max ${startup_max}; ${startup_ms[*]})"
+echo "Hot swap to the new version serving: median ${swap_median} ms (max ${swap_max}; ${swap_ms[*]})"
 echo "Report written to $RESULTS (${elapsed_s} s)"
