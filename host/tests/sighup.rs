@@ -46,10 +46,11 @@ async fn sighup_reloads_the_config() {
     assert_eq!(secret().await.as_deref(), Some("before"));
 
     unsafe { std::env::set_var("WEIR_SIGHUP_TEST_SECRET", "after") };
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &std::process::id().to_string()])
+    // The shell's own `kill`: no separate binary needed.
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -HUP {}", std::process::id())])
         .status()
-        .expect("run kill");
+        .expect("run sh");
     assert!(status.success());
     wait_for("the reloaded secret", Duration::from_secs(10), || async {
         (secret().await.as_deref() == Some("after")).then_some(())
