@@ -460,6 +460,73 @@ async fn round_robin_spreads_requests_and_skips_a_dead_target() {
 }
 
 #[tokio::test]
+async fn upstream_connections_are_reused_after_every_kind_of_response() {
+    let upstream = echo_upstream("echo").await;
+    let gw = TestGateway::start(&plain_config(upstream), &[]).await;
+    let client = client();
+    let peer = |seen: Value| seen["peer"].as_str().unwrap().to_string();
+    let first = peer(echoed(client.get(gw.url("/a")).send().await.unwrap()).await);
+    // Between two echoes, responses of every shape: chunked, empty, HEAD,
+    // error status, and a request with a body.
+    let others: Vec<reqwest::RequestBuilder> = vec![
+        client.get(gw.url("/stream/3")),
+        client.get(gw.url("/status/204")),
+        client.head(gw.url("/c")),
+        client.get(gw.url("/status/404")),
+        client.post(gw.url("/d")).body("payload"),
+    ];
+    for other in others {
+        let response = other.send().await.unwrap();
+        let status = response.status();
+        response.bytes().await.unwrap();
+        assert!(status.as_u16() < 500, "{status}");
+        let again = peer(echoed(client.get(gw.url("/b")).send().await.unwrap()).await);
+        assert_eq!(again, first, "one upstream connection serves sequential requests");
+    }
+    gw.stop().await;
+}
+
+/// An upstream that answers each request and then closes the connection
+/// without announcing it (no `connection: close`), like a server whose idle
+/// timeout fires just after a response.
+async fn closing_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nclosed")
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn connections_the_upstream_closed_are_not_reused() {
+    let upstream = closing_upstream().await;
+    let gw = TestGateway::start(&plain_config(upstream), &[]).await;
+    let client = client();
+    for i in 0..20 {
+        let response = client.get(gw.url(&format!("/{i}"))).send().await.unwrap();
+        assert_eq!(response.status(), 200, "request {i}");
+        assert_eq!(response.text().await.unwrap(), "closed");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn oversized_headers_get_431_and_oversized_buffered_bodies_413() {
     let upstream = echo_upstream("echo").await;
     let config = format!(
