@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -38,7 +38,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-use self::weir::plugin::types::{Error as CapError, Header};
+use self::weir::plugin::types::{Error as CapError, Header, HeaderEdit};
 
 /// What a plugin was granted, from its `[plugin.NAME]` settings.
 #[derive(Debug, Clone, Default)]
@@ -110,8 +110,11 @@ pub struct HostState {
     pub table: ResourceTable,
     /// The memory cap.
     pub memory: MemoryCap,
-    /// When the current call must end.
-    pub deadline: Instant,
+    /// Epoch ticks the current call may still run for; the call is
+    /// interrupted when they are spent. Ticks are counted only while the
+    /// plugin's code runs, so time spent waiting in a host call (outbound
+    /// HTTP) or waiting for the worker after a yield is not charged.
+    pub ticks_left: u32,
     /// The route slot of the current call, for logs (an index into the
     /// plugin's routes, so starting a call allocates nothing).
     pub slot: Option<usize>,
@@ -133,7 +136,7 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             memory: MemoryCap::new(memory_limit),
-            deadline: Instant::now(),
+            ticks_left: 0,
             slot: None,
             identity,
             shared,
@@ -216,6 +219,81 @@ fn remove_header(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// Remove every value of `name`, returning the first.
+fn take_header(headers: &mut HeaderMap, name: &str) -> Option<String> {
+    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+    headers
+        .remove(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// A header edit with its name and value checked.
+enum CheckedEdit {
+    Set(HeaderName, HeaderValue),
+    Append(HeaderName, HeaderValue),
+    Remove(HeaderName),
+    Rename(Vec<(HeaderName, HeaderName)>),
+}
+
+/// Apply `edits` in order, after checking every name and value: one
+/// invalid edit refuses them all, so a plugin never sees half its changes.
+fn edit_headers(headers: &mut HeaderMap, edits: &[HeaderEdit]) -> Result<(), CapError> {
+    let checked = edits
+        .iter()
+        .map(|edit| {
+            Ok(match edit {
+                HeaderEdit::Set((name, value)) => CheckedEdit::Set(header_name(name)?, header_value(name, value)?),
+                HeaderEdit::Append((name, value)) => {
+                    CheckedEdit::Append(header_name(name)?, header_value(name, value)?)
+                }
+                HeaderEdit::Remove(name) => CheckedEdit::Remove(header_name(name)?),
+                HeaderEdit::Rename(pairs) => CheckedEdit::Rename(
+                    pairs
+                        .iter()
+                        .map(|(old, new)| Ok((header_name(old)?, header_name(new)?)))
+                        .collect::<Result<_, CapError>>()?,
+                ),
+            })
+        })
+        .collect::<Result<Vec<_>, CapError>>()?;
+    for edit in checked {
+        match edit {
+            CheckedEdit::Set(name, value) => {
+                headers.insert(name, value);
+            }
+            CheckedEdit::Append(name, value) => {
+                headers.append(name, value);
+            }
+            CheckedEdit::Remove(name) => {
+                headers.remove(name);
+            }
+            CheckedEdit::Rename(pairs) => rename_headers(headers, &pairs),
+        }
+    }
+    Ok(())
+}
+
+/// Move the values of each `old` to its `new`, all pairs at once. A `new`
+/// keeps its own values when its `old` has none.
+fn rename_headers(headers: &mut HeaderMap, pairs: &[(HeaderName, HeaderName)]) {
+    let moved: Vec<(&HeaderName, Vec<HeaderValue>)> = pairs
+        .iter()
+        .map(|(old, new)| (new, headers.get_all(old).iter().cloned().collect::<Vec<_>>()))
+        .filter(|(_, values)| !values.is_empty())
+        .collect();
+    for (old, _) in pairs {
+        headers.remove(old);
+    }
+    for (new, _) in &moved {
+        headers.remove(*new);
+    }
+    for (new, values) in moved {
+        for value in values {
+            headers.append(new.clone(), value);
+        }
+    }
+}
+
 /// The methods `request` and `response` handles share: headers, body and
 /// properties, over the state behind the handle.
 macro_rules! handle_methods {
@@ -244,6 +322,14 @@ macro_rules! handle_methods {
         fn remove_header(&mut self, r: Resource<$state>, name: String) -> Result<()> {
             remove_header(&mut self.table.get_mut(&r)?.parts.headers, &name);
             Ok(())
+        }
+
+        fn take_header(&mut self, r: Resource<$state>, name: String) -> Result<Option<String>> {
+            Ok(take_header(&mut self.table.get_mut(&r)?.parts.headers, &name))
+        }
+
+        fn edit_headers(&mut self, r: Resource<$state>, edits: Vec<HeaderEdit>) -> Result<Result<(), CapError>> {
+            Ok(edit_headers(&mut self.table.get_mut(&r)?.parts.headers, &edits))
         }
 
         fn body(&mut self, r: Resource<$state>) -> Result<Option<Vec<u8>>> {
@@ -441,15 +527,98 @@ impl weir::plugin::outbound_http::Host for HostState {
         &mut self,
         request: weir::plugin::outbound_http::OutgoingRequest,
     ) -> Result<Result<weir::plugin::outbound_http::IncomingResponse, CapError>> {
-        let started = Instant::now();
-        let outcome = self
+        // Waiting on the network does not use up the plugin's deadline
+        // (see `ticks_left`); the grant's timeout bounds it instead.
+        Ok(self
             .shared
             .outbound
             .send(&self.identity.name, &self.identity.grants, request)
-            .await;
-        // The deadline bounds the plugin's own running time; time spent
-        // waiting on the network is bounded by the grant's timeout instead.
-        self.deadline += started.elapsed();
-        Ok(outcome)
+            .await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn list(headers: &HeaderMap) -> Vec<(String, String)> {
+        let mut pairs: Vec<_> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    fn pair(name: &str, value: &str) -> (String, String) {
+        (name.to_string(), value.to_string())
+    }
+
+    #[test]
+    fn edits_apply_in_order() {
+        let mut headers = map(&[("x-a", "1"), ("x-a", "2"), ("x-gone", "g")]);
+        let edits = [
+            HeaderEdit::Remove("x-gone".into()),
+            HeaderEdit::Set(pair("x-a", "3")),
+            HeaderEdit::Append(pair("x-a", "4")),
+            HeaderEdit::Set(pair("x-b", "b")),
+        ];
+        edit_headers(&mut headers, &edits).unwrap();
+        assert_eq!(
+            list(&headers),
+            vec![pair("x-a", "3"), pair("x-a", "4"), pair("x-b", "b")]
+        );
+    }
+
+    #[test]
+    fn renames_move_every_value_at_once() {
+        let mut headers = map(&[("a", "1"), ("a", "2"), ("b", "3"), ("c", "kept")]);
+        let swap = vec![pair("a", "b"), pair("b", "a"), pair("absent", "c")];
+        edit_headers(&mut headers, &[HeaderEdit::Rename(swap)]).unwrap();
+        assert_eq!(
+            list(&headers),
+            vec![pair("a", "3"), pair("b", "1"), pair("b", "2"), pair("c", "kept")]
+        );
+    }
+
+    #[test]
+    fn one_invalid_edit_refuses_them_all_naming_it() {
+        let mut headers = map(&[("x-a", "1")]);
+        let edits = [
+            HeaderEdit::Remove("x-a".into()),
+            HeaderEdit::Set(pair("x-ok", "fine")),
+            HeaderEdit::Append(pair("x-bad", "line\nbreak")),
+        ];
+        let error = edit_headers(&mut headers, &edits).unwrap_err();
+        assert!(
+            matches!(&error, CapError::Invalid(m) if m.contains("x-bad")),
+            "{error:?}"
+        );
+        assert_eq!(list(&headers), vec![pair("x-a", "1")], "nothing applied");
+        let error = edit_headers(&mut headers, &[HeaderEdit::Remove("bad name".into())]).unwrap_err();
+        assert!(
+            matches!(&error, CapError::Invalid(m) if m.contains("bad name")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn take_header_returns_the_first_value_and_removes_all() {
+        let mut headers = map(&[("x-key", "first"), ("x-key", "second"), ("x-other", "o")]);
+        assert_eq!(take_header(&mut headers, "X-Key").as_deref(), Some("first"));
+        assert_eq!(list(&headers), vec![pair("x-other", "o")]);
+        assert_eq!(take_header(&mut headers, "x-key"), None);
+        assert_eq!(take_header(&mut headers, "not a name"), None);
     }
 }

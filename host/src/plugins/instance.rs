@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use wasmtime::component::{Resource, ResourceAny};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -181,8 +181,10 @@ impl LoadedPlugin {
         let state = HostState::new(self.identity.clone(), self.shared.clone(), self.limits.memory_bytes);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.memory);
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
+        store.epoch_deadline_callback(|mut ctx| {
+            let data = ctx.data_mut();
+            data.ticks_left = data.ticks_left.saturating_sub(1);
+            if data.ticks_left == 0 {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 // Give the runtime back its worker between ticks.
@@ -283,11 +285,23 @@ pub enum InstantiateError {
     },
 }
 
+/// Arm the deadline for one call. No clock is read: the epoch callback
+/// counts the ticks the call runs through.
 fn begin_call(store: &mut Store<HostState>, deadline: Duration, slot: Option<usize>) {
     let data = store.data_mut();
-    data.deadline = Instant::now() + deadline;
+    data.ticks_left = deadline_ticks(deadline);
     data.slot = slot;
     store.set_epoch_deadline(1);
+}
+
+/// Ticks to allow for `deadline`. The first tick of a call comes anywhere
+/// from 0 to one tick after it starts, so one more is allowed: a call is
+/// never cut short, and overruns by at most one tick.
+fn deadline_ticks(deadline: Duration) -> u32 {
+    let tick = super::engine::EPOCH_TICK.as_millis() as u64;
+    let millis = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+    let ticks = millis.div_ceil(tick).saturating_add(1);
+    u32::try_from(ticks).unwrap_or(u32::MAX)
 }
 
 /// An instance checked out of a plugin's pool. Dropping it returns the
@@ -431,5 +445,20 @@ impl Drop for Lease {
         {
             self.plugin.put_back(instance);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_whole_ticks_plus_one() {
+        let tick = crate::plugins::engine::EPOCH_TICK;
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+        assert_eq!(deadline_ticks(tick), 2);
+        assert_eq!(deadline_ticks(tick * 20), 21);
+        assert_eq!(deadline_ticks(tick * 20 + Duration::from_millis(1)), 22);
+        assert_eq!(deadline_ticks(Duration::from_secs(u64::MAX)), u32::MAX);
     }
 }

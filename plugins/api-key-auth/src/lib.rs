@@ -81,8 +81,15 @@ impl Plugin for ApiKeyAuth {
 impl ApiKeyAuth {
     /// The key from the header, else from the query parameter; empty counts
     /// as missing.
+    /// The key from the header (taken off the request at once when the
+    /// key is stripped: one host call) or the query parameter.
     fn presented_key(&self, request: &Request) -> Option<Vec<u8>> {
-        if let Some(value) = request.header(&self.settings.header).filter(|v| !v.is_empty()) {
+        let header = if self.settings.strip {
+            request.take_header(&self.settings.header)
+        } else {
+            request.header(&self.settings.header)
+        };
+        if let Some(value) = header.filter(|v| !v.is_empty()) {
             return Some(value.into_bytes());
         }
         let param = self.settings.query_param.as_deref()?;
@@ -114,8 +121,8 @@ impl ApiKeyAuth {
     }
 
     /// Remove the key header and query parameter before the upstream.
+    /// Remove the key from the query (the header was taken already).
     fn strip_key(&self, request: &Request) {
-        request.remove_header(&self.settings.header);
         if let Some(param) = &self.settings.query_param {
             let path = request.path();
             let stripped = query::remove_param(&path, param);

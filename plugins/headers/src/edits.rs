@@ -1,108 +1,67 @@
 //! Applying one direction's [`HeaderEdits`] to a request or response.
 
+use weir_sdk::HeaderEdit;
+
 use crate::settings::HeaderEdits;
 
-/// The header operations a request and a response both offer.
+/// What a request and a response both offer for editing headers.
 pub trait Headers {
-    /// Every value of `name`, in order.
-    fn values(&self, name: &str) -> Vec<String>;
-    /// Replace every value of `name` with `value`.
-    fn set(&self, name: &str, value: &str) -> Result<(), String>;
-    /// Add a value to `name`.
-    fn append(&self, name: &str, value: &str) -> Result<(), String>;
-    /// Remove every value of `name`.
-    fn remove(&self, name: &str);
+    /// Apply `edits` in order, all or nothing.
+    fn edit(&self, edits: &[HeaderEdit]) -> Result<(), String>;
 }
 
 impl HeaderEdits {
-    /// Rename, then remove, then set, then add. Returns the edits the host
-    /// refused, for the log; the others still apply.
-    pub fn apply(&self, headers: &impl Headers) -> Vec<String> {
-        let mut refused = Vec::new();
-        let mut note = |name: &str, result: Result<(), String>| {
-            if let Err(e) = result {
-                refused.push(format!("{name}: {e}"));
-            }
-        };
-
+    /// The edits in the order they apply: rename, then remove, then set,
+    /// then add.
+    pub fn to_edits(&self) -> Vec<HeaderEdit> {
+        let mut edits = Vec::new();
         if !self.rename.is_empty() {
-            // Collect first, then remove, then append, so renames happen
-            // all at once (a swap works) and never see each other's output.
-            let current: Vec<(&str, Vec<String>)> = self
-                .rename
+            let pairs = self.rename.iter().map(|(old, new)| (old.clone(), new.clone()));
+            edits.push(HeaderEdit::Rename(pairs.collect()));
+        }
+        edits.extend(self.remove.iter().map(|name| HeaderEdit::Remove(name.clone())));
+        edits.extend(
+            self.set
                 .iter()
-                .map(|(old, new)| (new.as_str(), headers.values(old)))
-                .collect();
-            let moved: Vec<(&str, &str)> = current
-                .iter()
-                .flat_map(|(new, values)| values.iter().map(move |value| (*new, value.as_str())))
-                .collect();
-            for old in self.rename.keys() {
-                headers.remove(old);
-            }
-            for (new, _) in &moved {
-                headers.remove(new);
-            }
-            for (new, value) in &moved {
-                note(new, headers.append(new, value));
-            }
-        }
-        for name in &self.remove {
-            headers.remove(name);
-        }
-        for (name, value) in &self.set {
-            note(name, headers.set(name, value));
-        }
+                .map(|(name, value)| HeaderEdit::Set((name.clone(), value.clone()))),
+        );
         for (name, values) in &self.add {
-            for value in values.as_slice() {
-                note(name, headers.append(name, value));
-            }
+            edits.extend(
+                values
+                    .as_slice()
+                    .iter()
+                    .map(|value| HeaderEdit::Append((name.clone(), value.clone()))),
+            );
         }
-        refused
+        edits
+    }
+
+    /// Apply every edit in one host call. Names and values were checked at
+    /// configure, so the host refusing them is unexpected: the error is
+    /// returned for the log.
+    pub fn apply(&self, edits: &[HeaderEdit], headers: &impl Headers) -> Result<(), String> {
+        if edits.is_empty() {
+            return Ok(());
+        }
+        headers.edit(edits)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
+    use std::cell::Cell;
 
     use super::*;
     use crate::settings::Settings;
 
-    /// A header list standing in for the host's request or response.
+    /// Counts the host calls it would have made.
     #[derive(Default)]
-    struct FakeHeaders(RefCell<Vec<(String, String)>>);
+    struct CountingHeaders(Cell<usize>);
 
-    impl FakeHeaders {
-        fn with(headers: &[(&str, &str)]) -> Self {
-            FakeHeaders(RefCell::new(
-                headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
-            ))
-        }
-
-        fn list(&self) -> Vec<(String, String)> {
-            self.0.borrow().clone()
-        }
-    }
-
-    impl Headers for FakeHeaders {
-        fn values(&self, name: &str) -> Vec<String> {
-            self.list()
-                .into_iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-                .collect()
-        }
-        fn set(&self, name: &str, value: &str) -> Result<(), String> {
-            self.remove(name);
-            self.append(name, value)
-        }
-        fn append(&self, name: &str, value: &str) -> Result<(), String> {
-            self.0.borrow_mut().push((name.to_string(), value.to_string()));
+    impl Headers for CountingHeaders {
+        fn edit(&self, _edits: &[HeaderEdit]) -> Result<(), String> {
+            self.0.set(self.0.get() + 1);
             Ok(())
-        }
-        fn remove(&self, name: &str) {
-            self.0.borrow_mut().retain(|(n, _)| n != name);
         }
     }
 
@@ -112,58 +71,60 @@ mod tests {
             .request
     }
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    fn shown(edits: &HeaderEdits) -> String {
+        format!("{:?}", edits.to_edits())
     }
 
     #[test]
-    fn rename_moves_every_value_and_replaces_the_target() {
-        let h = FakeHeaders::with(&[("x-old", "1"), ("x-new", "stale"), ("x-old", "2"), ("x-keep", "k")]);
-        let edits = request_edits(r#"{"rename":{"x-old":"x-new"}}"#);
-        assert!(edits.apply(&h).is_empty());
-        assert_eq!(h.list(), pairs(&[("x-keep", "k"), ("x-new", "1"), ("x-new", "2")]));
-    }
-
-    #[test]
-    fn rename_of_an_absent_header_leaves_the_target() {
-        let h = FakeHeaders::with(&[("x-new", "kept")]);
-        request_edits(r#"{"rename":{"x-old":"x-new"}}"#).apply(&h);
-        assert_eq!(h.list(), pairs(&[("x-new", "kept")]));
-    }
-
-    #[test]
-    fn renames_happen_at_once_so_swaps_work() {
-        let h = FakeHeaders::with(&[("a", "1"), ("b", "2")]);
-        request_edits(r#"{"rename":{"a":"b","b":"a"}}"#).apply(&h);
-        let mut got = h.list();
-        got.sort();
-        assert_eq!(got, pairs(&[("a", "2"), ("b", "1")]));
-    }
-
-    #[test]
-    fn order_is_rename_remove_set_add() {
-        let h = FakeHeaders::with(&[("x-a", "from-client"), ("x-b", "b")]);
-        // rename x-a -> x-c; remove x-c (the renamed one); set x-b; add x-b.
+    fn order_is_rename_remove_set_add_whatever_the_config_order() {
         let edits =
             request_edits(r#"{"add":{"x-b":"added"},"set":{"x-b":"set"},"remove":["x-c"],"rename":{"x-a":"x-c"}}"#);
-        edits.apply(&h);
-        assert_eq!(h.list(), pairs(&[("x-b", "set"), ("x-b", "added")]));
-    }
-
-    #[test]
-    fn add_keeps_existing_values_and_adds_lists_in_order() {
-        let h = FakeHeaders::with(&[("vary", "accept")]);
-        request_edits(r#"{"add":{"vary":["origin","cookie"]}}"#).apply(&h);
-        assert_eq!(
-            h.list(),
-            pairs(&[("vary", "accept"), ("vary", "origin"), ("vary", "cookie")])
+        let expected = format!(
+            "{:?}",
+            vec![
+                HeaderEdit::Rename(vec![("x-a".into(), "x-c".into())]),
+                HeaderEdit::Remove("x-c".into()),
+                HeaderEdit::Set(("x-b".into(), "set".into())),
+                HeaderEdit::Append(("x-b".into(), "added".into())),
+            ]
         );
+        assert_eq!(shown(&edits), expected);
     }
 
     #[test]
-    fn set_replaces_every_value() {
-        let h = FakeHeaders::with(&[("x-a", "1"), ("x-a", "2")]);
-        request_edits(r#"{"set":{"x-a":"3"}}"#).apply(&h);
-        assert_eq!(h.list(), pairs(&[("x-a", "3")]));
+    fn renames_go_together_so_the_host_moves_them_at_once() {
+        let edits = request_edits(r#"{"rename":{"a":"b","b":"a"}}"#);
+        let expected = format!(
+            "{:?}",
+            vec![HeaderEdit::Rename(vec![
+                ("a".into(), "b".into()),
+                ("b".into(), "a".into())
+            ])]
+        );
+        assert_eq!(shown(&edits), expected);
+    }
+
+    #[test]
+    fn add_lists_append_in_order() {
+        let edits = request_edits(r#"{"add":{"vary":["origin","cookie"]}}"#);
+        let expected = format!(
+            "{:?}",
+            vec![
+                HeaderEdit::Append(("vary".into(), "origin".into())),
+                HeaderEdit::Append(("vary".into(), "cookie".into())),
+            ]
+        );
+        assert_eq!(shown(&edits), expected);
+    }
+
+    #[test]
+    fn one_host_call_per_direction_and_none_without_edits() {
+        let edits = request_edits(r#"{"set":{"x-a":"1","x-b":"2"},"remove":["x-c"]}"#);
+        let headers = CountingHeaders::default();
+        edits.apply(&edits.to_edits(), &headers).unwrap();
+        assert_eq!(headers.0.get(), 1);
+        let none = request_edits("{}");
+        none.apply(&none.to_edits(), &headers).unwrap();
+        assert_eq!(headers.0.get(), 1);
     }
 }

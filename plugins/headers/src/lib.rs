@@ -4,8 +4,9 @@
 //! Each direction's edits apply in a fixed order — rename, remove, set,
 //! add — so a config reads the same whatever order its tables are written
 //! in. The path prefix is rewritten before the request's header edits.
-//! Names and values are checked in `configure`; an edit the host still
-//! refuses is logged and the rest go ahead.
+//! Names and values are checked in `configure`, and each direction's
+//! edits go to the host in one call; should the host still refuse one, it
+//! applies none of them and the refusal is logged.
 //!
 //! See README.md for the config fields.
 
@@ -16,7 +17,7 @@ mod path_prefix;
 mod readme_examples;
 mod settings;
 
-use weir_sdk::{Action, Config, Interests, Plugin, Request, Response, export_plugin, log};
+use weir_sdk::{Action, Config, HeaderEdit, Interests, Plugin, Request, Response, export_plugin, log};
 
 use edits::Headers;
 use settings::Settings;
@@ -24,12 +25,19 @@ use settings::Settings;
 /// `headers` configured for one route.
 struct HeaderRewrite {
     settings: Settings,
+    /// Each direction's edits, built once: a request costs one host call
+    /// per direction.
+    request_edits: Vec<HeaderEdit>,
+    response_edits: Vec<HeaderEdit>,
 }
 
 impl Plugin for HeaderRewrite {
     fn configure(config: Config) -> Result<Self, String> {
+        let settings = Settings::from_json(config.as_json())?;
         Ok(HeaderRewrite {
-            settings: Settings::from_json(config.as_json())?,
+            request_edits: settings.request.to_edits(),
+            response_edits: settings.response.to_edits(),
+            settings,
         })
     }
 
@@ -48,15 +56,15 @@ impl Plugin for HeaderRewrite {
         {
             log::warn(&format!("path_prefix: host refused path {path:?}: {e:?}"));
         }
-        for refused in self.settings.request.apply(request) {
-            log::warn(&format!("request header {refused}"));
+        if let Err(refused) = self.settings.request.apply(&self.request_edits, request) {
+            log::warn(&format!("request headers: {refused}"));
         }
         Action::Continue
     }
 
     fn on_response(&self, response: &Response) {
-        for refused in self.settings.response.apply(response) {
-            log::warn(&format!("response header {refused}"));
+        if let Err(refused) = self.settings.response.apply(&self.response_edits, response) {
+            log::warn(&format!("response headers: {refused}"));
         }
     }
 }
@@ -65,17 +73,8 @@ impl Plugin for HeaderRewrite {
 macro_rules! impl_headers {
     ($($handle:ty),*) => {$(
         impl Headers for $handle {
-            fn values(&self, name: &str) -> Vec<String> {
-                self.header_all(name)
-            }
-            fn set(&self, name: &str, value: &str) -> Result<(), String> {
-                self.set_header(name, value).map_err(|e| format!("{e:?}"))
-            }
-            fn append(&self, name: &str, value: &str) -> Result<(), String> {
-                self.append_header(name, value).map_err(|e| format!("{e:?}"))
-            }
-            fn remove(&self, name: &str) {
-                self.remove_header(name)
+            fn edit(&self, edits: &[HeaderEdit]) -> Result<(), String> {
+                self.edit_headers(edits).map_err(|e| format!("{e:?}"))
             }
         }
     )*};

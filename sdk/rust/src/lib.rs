@@ -65,6 +65,8 @@ use bindings::weir::plugin::types;
 
 /// Why a host call or an edit failed.
 pub use types::Error;
+/// One change for `edit_headers`, which applies several in one host call.
+pub use types::HeaderEdit;
 /// Which phases a plugin takes part in and which bodies it needs.
 pub use types::Interests;
 /// The request as it passes along the chain; valid during the call only.
