@@ -30,7 +30,9 @@ mod settings;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use weir_sdk::{Action, Config, Error, Interests, Plugin, Reply, Request, Response, export_plugin, kv, log};
+use weir_sdk::{
+    Action, Config, Error, HeaderEdit, Interests, Plugin, Reply, Request, Response, export_plugin, kv, log,
+};
 
 use bucket::{Bucket, Outcome, State};
 use bucket_key::bucket_key;
@@ -134,15 +136,16 @@ impl Plugin for RateLimit {
         else {
             return;
         };
-        for (name, value) in [
+        // One host call for the four fields.
+        let edits = [
             ("ratelimit-limit", limit),
             ("ratelimit-remaining", remaining),
             ("ratelimit-reset", reset),
             ("ratelimit-policy", policy),
-        ] {
-            if let Err(e) = response.set_header(name, value) {
-                log::warn(&format!("could not set {name}: {e:?}"));
-            }
+        ]
+        .map(|(name, value)| HeaderEdit::Set((name.to_string(), value.to_string())));
+        if let Err(e) = response.edit_headers(&edits) {
+            log::warn(&format!("could not set the ratelimit fields: {e:?}"));
         }
     }
 }
