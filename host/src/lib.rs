@@ -5,7 +5,8 @@
 //! [`proxy`] (listeners, routing, upstreams, the chain of phases),
 //! [`plugins`] (the runtime that loads and calls plugins, and the host
 //! capabilities they import), [`admin`] (the admin API), [`gateway`] (putting it together and
-//! swapping in new versions) and [`watch`] (noticing changes).
+//! swapping in new versions), [`watch`] (noticing changes) and [`toolchain`]
+//! (plugin projects in each language: `weir plugin new` and `weir plugin build`).
 
 pub mod admin;
 pub mod config;
@@ -13,4 +14,5 @@ pub mod demo;
 pub mod gateway;
 pub mod plugins;
 pub mod proxy;
+pub mod toolchain;
 pub mod watch;

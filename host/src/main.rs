@@ -36,6 +36,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Create and build plugin projects.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Run a small echo server to stand in for an upstream.
     DemoUpstream {
         /// Address to listen on.
@@ -44,6 +47,33 @@ enum Command {
         /// Name reported in responses.
         #[arg(long, default_value = "demo")]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a plugin project from a template: a plugin that adds a
+    /// header, the contract, a build script and a README.
+    New {
+        /// The plugin's name (lowercase letters, digits, '-'); also the
+        /// project directory's name.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: weir::toolchain::Lang,
+        /// Where to create the project directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build the plugin project in DIR into a component (the language is
+    /// detected), check it against the contract, and optionally install it.
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Copy the component into this plugin directory as NAME.wasm.
+        #[arg(long)]
+        install: Option<PathBuf>,
     },
 }
 
@@ -88,6 +118,7 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            Command::Plugin(command) => plugin(command).await,
             Command::DemoUpstream { listen, name } => match weir::proxy::listener::bind(&listen).await {
                 Ok((listener, addr)) => {
                     eprintln!("demo upstream {name:?} listening on {addr}");
@@ -101,6 +132,35 @@ fn main() -> ExitCode {
             },
         }
     })
+}
+
+async fn plugin(command: PluginCommand) -> ExitCode {
+    match command {
+        PluginCommand::New { name, lang, dir } => match weir::toolchain::new_project(&name, lang, &dir) {
+            Ok(project) => {
+                println!("created {} plugin {name} in {}", lang.name(), project.display());
+                println!("build it with: weir plugin build {}", project.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("weir plugin new: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        PluginCommand::Build { dir, install } => match weir::toolchain::build(&dir, install.as_deref()).await {
+            Ok(built) => {
+                println!("built {} ({})", built.wasm.display(), built.lang.name());
+                if let Some(installed) = built.installed {
+                    println!("installed {}", installed.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("weir plugin build: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
 }
 
 async fn run(config: PathBuf) -> ExitCode {
