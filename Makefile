@@ -1,12 +1,13 @@
 # The two commands in the README:
 #   make quickstart   run the gateway in front of a demo upstream
 #   make test         run every test
-# Both install what they need first (the wasm32-wasip2 Rust target).
+# Both install what they need first (scripts/setup.sh: the wasm32-wasip2
+# Rust target, and the tools for plugins in JavaScript, Python and C).
 
 .PHONY: quickstart test setup
 
 setup:
-	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@scripts/setup.sh
 
 quickstart: setup
 	./examples/quickstart/run.sh

@@ -156,7 +156,9 @@ pub fn check_name(name: &str) -> Result<(), ToolchainError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-');
     if ok {
         Ok(())
@@ -171,7 +173,12 @@ pub fn check_name(name: &str) -> Result<(), ToolchainError> {
 pub fn new_project(name: &str, lang: Lang, dir: &Path) -> Result<PathBuf, ToolchainError> {
     check_name(name)?;
     let project = dir.join(name);
-    if project.exists() && std::fs::read_dir(&project).map_err(io_error(&project))?.next().is_some() {
+    if project.exists()
+        && std::fs::read_dir(&project)
+            .map_err(io_error(&project))?
+            .next()
+            .is_some()
+    {
         return Err(ToolchainError::Invalid(format!(
             "{} already exists and is not empty",
             project.display()
@@ -217,6 +224,8 @@ pub fn project_name(dir: &Path) -> Result<String, ToolchainError> {
 /// Build the project in `dir` into `dir/build/NAME.wasm`, check it against
 /// the contract, and copy it into `install` (a plugin directory) if given.
 pub async fn build(dir: &Path, install: Option<&Path>) -> Result<Built, ToolchainError> {
+    // Absolute, so tools run inside the project see the same paths.
+    let dir = &dir.canonicalize().map_err(io_error(dir))?;
     let lang = detect(dir)?;
     let name = project_name(dir)?;
     // The contract the gateway speaks wins over the project's copy.
@@ -235,7 +244,10 @@ pub async fn build(dir: &Path, install: Option<&Path>) -> Result<Built, Toolchai
     })
     .await
     .map_err(|e| ToolchainError::Failed(format!("the build panicked: {e}")))??;
-    validate(&wasm, &name).await?;
+    // The compile lands in the default compile cache, where a gateway
+    // loading the plugin finds it.
+    let cache = crate::plugins::engine::CompileCache::default_dir();
+    validate(&wasm, &name, cache.as_deref()).await?;
     let installed = match install {
         Some(plugin_dir) => Some(install_into(&wasm, plugin_dir, &name)?),
         None => None,
@@ -244,16 +256,21 @@ pub async fn build(dir: &Path, install: Option<&Path>) -> Result<Built, Toolchai
 }
 
 /// Compile and link `wasm` the way the gateway would, so a component that
-/// does not fit the contract is caught at build time.
-pub async fn validate(wasm: &Path, name: &str) -> Result<(), ToolchainError> {
+/// does not fit the contract is caught at build time. The compiled code is
+/// kept in `cache_dir` (none: a throwaway cache, so it always compiles).
+pub async fn validate(wasm: &Path, name: &str, cache_dir: Option<&Path>) -> Result<(), ToolchainError> {
     let scratch = tempfile::tempdir().map_err(io_error(Path::new("temporary directory")))?;
     let plugins = scratch.path().join("plugins");
     std::fs::create_dir_all(&plugins).map_err(io_error(&plugins))?;
     std::fs::copy(wasm, plugins.join(format!("{name}.wasm"))).map_err(io_error(wasm))?;
     let config_file = scratch.path().join("weir.toml");
+    let cache = cache_dir.map_or_else(|| scratch.path().join("cache"), Path::to_path_buf);
     write_file(
         &config_file,
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[plugins]\ndir = \"plugins\"\ncache_dir = \"cache\"\n",
+        format!(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\n[plugins]\ndir = \"plugins\"\ncache_dir = {:?}\n",
+            cache.display().to_string()
+        ),
     )?;
     let config = crate::config::Config::load(&config_file).map_err(|e| ToolchainError::Failed(e.to_string()))?;
     let runtime = crate::plugins::PluginRuntime::new(&config).map_err(|e| ToolchainError::Failed(format!("{e:#}")))?;

@@ -1,20 +1,125 @@
-//! python plugins (not built yet).
+//! Python plugins: an `app.py` module built into a component by
+//! `componentize-py` (pinned to one version, since its bindings and the
+//! CPython it embeds change between releases).
+//!
+//! componentize-py looks for the resources of an exported interface in a
+//! top-level module named after the interface, so the `handler` resource of
+//! `filter` must be `filter.Handler`. The project keeps everything in
+//! `app.py`; the build adds a small `filter` module that re-exports
+//! `app.Handler` (a project's own `filter.py`, if it has one, wins).
+//!
+//! componentize-py snapshots the interpreter after importing `app`, and the
+//! component has no file system at run time: every module the plugin uses
+//! must be imported at the top of `app.py` (or something it imports).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use super::ToolchainError;
+use super::{Lang, ToolchainError, io_error, run, write_file};
 
-/// Whether `dir` holds a python plugin project.
-pub fn detect(_dir: &Path) -> bool {
-    false
+/// The componentize-py release plugins are built with.
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
+const INSTALL: &str = "pip install componentize-py==0.25.1";
+
+const TEMPLATE_APP: &str = include_str!("../../../sdk/python/template/app.py");
+const TEMPLATE_README: &str = include_str!("../../../sdk/python/template/README.md");
+
+/// The `filter` module the build adds beside the project.
+const FILTER_SHIM: &str = r#"# Written by `weir plugin build`: componentize-py takes the exported `filter`
+# interface's `handler` resource from `filter.Handler`.
+import app as _app
+
+try:
+    Handler = _app.Handler
+except AttributeError:
+    raise ImportError(
+        "app.py must define `class Handler(filter.Handler)`, the plugin's "
+        "implementation of the `handler` resource (see `weir plugin new --lang python`)"
+    ) from None
+
+# A method left out would only show when the gateway calls `configure`.
+_missing = sorted(getattr(Handler, "__abstractmethods__", ()))
+if _missing:
+    raise ImportError(
+        "app.Handler does not define " + ", ".join(_missing)
+        + ": every method of the `handler` resource is needed, even those `interests` turns off"
+    )
+"#;
+
+/// A Python project has an `app.py` (and is not a Rust or JS project).
+pub fn detect(dir: &Path) -> bool {
+    dir.join("app.py").is_file() && !dir.join("Cargo.toml").is_file() && !dir.join("package.json").is_file()
 }
 
-/// Write the template project.
-pub fn scaffold(_name: &str, _dir: &Path) -> Result<(), ToolchainError> {
-    Err(ToolchainError::Invalid("python plugins are not supported yet".into()))
+/// Write the template: `app.py`, `README.md` and `.gitignore`.
+pub fn scaffold(name: &str, dir: &Path) -> Result<(), ToolchainError> {
+    write_file(&dir.join("app.py"), TEMPLATE_APP.replace("PLUGIN_NAME", name))?;
+    write_file(&dir.join("README.md"), TEMPLATE_README.replace("PLUGIN_NAME", name))?;
+    write_file(&dir.join(".gitignore"), "/build\n/bindings\n__pycache__/\n")
 }
 
-/// Build the component.
-pub fn build(_dir: &Path, _out: &Path) -> Result<(), ToolchainError> {
-    Err(ToolchainError::Invalid("python plugins are not supported yet".into()))
+/// `componentize-py -d wit -w plugin componentize app -o OUT`, run in the
+/// project with the `filter` shim on the module path.
+pub fn build(dir: &Path, out: &Path) -> Result<(), ToolchainError> {
+    check_version()?;
+    let dir = dir.canonicalize().map_err(io_error(dir))?;
+    let out = absolute(out)?;
+    let shim = tempfile::tempdir().map_err(io_error(Path::new("temporary directory")))?;
+    write_file(&shim.path().join("filter.py"), FILTER_SHIM)?;
+    let mut command = Command::new("componentize-py");
+    command
+        .current_dir(&dir)
+        .arg("-d")
+        .arg(dir.join("wit"))
+        .args(["-w", "plugin", "componentize", "-p"])
+        .arg(&dir)
+        .arg("-p")
+        .arg(shim.path())
+        .arg("app")
+        .arg("-o")
+        .arg(&out)
+        // Python errors are what matters; componentize-py's own backtrace is noise.
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0");
+    run(command, Lang::Python, INSTALL)?;
+    if !out.is_file() {
+        return Err(ToolchainError::Failed(format!(
+            "componentize-py wrote no component at {}",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `componentize-py --version` must report the pinned version.
+fn check_version() -> Result<(), ToolchainError> {
+    let mut command = Command::new("componentize-py");
+    command.arg("--version");
+    let reported = run(command, Lang::Python, INSTALL)?;
+    let found = reported.split_whitespace().last().unwrap_or("").to_string();
+    if found == COMPONENTIZE_PY_VERSION {
+        return Ok(());
+    }
+    Err(ToolchainError::Missing {
+        lang: Lang::Python.name(),
+        tool: format!(
+            "componentize-py {COMPONENTIZE_PY_VERSION} ({} is installed)",
+            if found.is_empty() { "an unknown version" } else { &found }
+        ),
+        install: INSTALL.into(),
+    })
+}
+
+/// `path` made absolute (its parent must exist).
+fn absolute(path: &Path) -> Result<PathBuf, ToolchainError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = parent.canonicalize().map_err(io_error(parent))?;
+    Ok(match path.file_name() {
+        Some(name) => parent.join(name),
+        None => parent,
+    })
 }
