@@ -55,6 +55,19 @@ fn config(upstream: std::net::SocketAddr, routes: &[(String, String)], secret: b
     config
 }
 
+/// A gateway in `dir` (its plugins already in `dir/plugins`) in front of
+/// an echo upstream.
+async fn start_gateway(dir: tempfile::TempDir, routes: &[(String, String)], secret: bool) -> TestGateway {
+    let upstream = echo_upstream("echo").await;
+    let running = start_in(dir.path(), &config(upstream, routes, secret))
+        .await
+        .unwrap_or_else(|e| panic!("gateway failed to start:\n{e}"));
+    TestGateway {
+        dir,
+        running: Some(running),
+    }
+}
+
 async fn build_into(project: &Path, plugins: &Path) {
     let built = weir::toolchain::build(project, Some(plugins))
         .await
@@ -73,14 +86,7 @@ async fn the_signature_example_behaves_alike_in_every_language() {
         let plugin_config = format!("{{ secret = \"signing-key\", consumer = \"{name}-client\" }}");
         routes.push((name.to_string(), plugin_config));
     }
-    let upstream = echo_upstream("echo").await;
-    let running = start_in(dir.path(), &config(upstream, &routes, true))
-        .await
-        .unwrap_or_else(|e| panic!("gateway failed to start:\n{e}"));
-    let gw = TestGateway {
-        dir,
-        running: Some(running),
-    };
+    let gw = start_gateway(dir, &routes, true).await;
     let client = client();
     let body = r#"{"item":1}"#;
     for lang in LANGS {
@@ -140,14 +146,7 @@ async fn new_projects_build_and_load_in_every_language() {
         build_into(&project, &plugins).await;
         routes.push((name, "{}".to_string()));
     }
-    let upstream = echo_upstream("echo").await;
-    let running = start_in(dir.path(), &config(upstream, &routes, false))
-        .await
-        .unwrap_or_else(|e| panic!("gateway failed to start:\n{e}"));
-    let gw = TestGateway {
-        dir,
-        running: Some(running),
-    };
+    let gw = start_gateway(dir, &routes, false).await;
     for (name, _) in &routes {
         let seen = echoed(client().get(gw.url(&format!("/{name}/x"))).send().await.unwrap()).await;
         assert_eq!(seen["headers"][format!("x-{name}")], "on", "{name}: {seen}");

@@ -91,12 +91,6 @@ pub fn build(dir: &Path, out: &Path) -> Result<(), ToolchainError> {
     let mut node = Command::new("node");
     node.current_dir(&dir).arg(&script).arg(&out);
     run(node, Lang::Js, NODE_INSTALL)?;
-    if !out.is_file() {
-        return Err(ToolchainError::Failed(format!(
-            "the build script wrote no component at {}",
-            out.display()
-        )));
-    }
     Ok(())
 }
 

@@ -244,6 +244,13 @@ pub async fn build(dir: &Path, install: Option<&Path>) -> Result<Built, Toolchai
     })
     .await
     .map_err(|e| ToolchainError::Failed(format!("the build panicked: {e}")))??;
+    if !wasm.is_file() {
+        return Err(ToolchainError::Failed(format!(
+            "the {} build finished but wrote no component at {}",
+            lang.name(),
+            wasm.display()
+        )));
+    }
     // The compile lands in the default compile cache, where a gateway
     // loading the plugin finds it.
     let cache = crate::plugins::engine::CompileCache::default_dir();

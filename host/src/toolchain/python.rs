@@ -83,12 +83,6 @@ pub fn build(dir: &Path, out: &Path) -> Result<(), ToolchainError> {
         .env("RUST_BACKTRACE", "0")
         .env("RUST_LIB_BACKTRACE", "0");
     run(command, Lang::Python, INSTALL)?;
-    if !out.is_file() {
-        return Err(ToolchainError::Failed(format!(
-            "componentize-py wrote no component at {}",
-            out.display()
-        )));
-    }
     Ok(())
 }
 
