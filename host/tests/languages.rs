@@ -175,3 +175,38 @@ fn a_missing_toolchain_is_named_with_its_install_command() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_gateway_picks_up_what_plugin_build_installs() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    // C builds in about a second: the quickest language to watch arrive.
+    let project = weir::toolchain::new_project("late", Lang::C, &dir.path().join("projects")).unwrap();
+    build_into(&project, &plugins).await;
+    let gw = start_gateway(dir, &[("late".to_string(), "{}".to_string())], false).await;
+    let seen = echoed(client().get(gw.url("/late/x")).send().await.unwrap()).await;
+    assert_eq!(seen["headers"]["x-late"], "on", "{seen}");
+
+    // A new version of the source, built and installed while the gateway runs.
+    let source = project.join("src").join("filter.c");
+    let text = std::fs::read_to_string(&source).unwrap();
+    assert!(
+        text.contains(r#"plugin_string_set(&value, "on");"#),
+        "the template sets the header to on"
+    );
+    std::fs::write(
+        &source,
+        text.replace(
+            r#"plugin_string_set(&value, "on");"#,
+            r#"plugin_string_set(&value, "v2");"#,
+        ),
+    )
+    .unwrap();
+    build_into(&project, &plugins).await;
+    wait_for("the new build to serve", std::time::Duration::from_secs(20), || async {
+        let seen = echoed(client().get(gw.url("/late/x")).send().await.ok()?).await;
+        (seen["headers"]["x-late"] == "v2").then_some(())
+    })
+    .await;
+    gw.stop().await;
+}
