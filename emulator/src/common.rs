@@ -103,6 +103,27 @@ pub(crate) struct Chat {
     pub stop: Vec<String>,
 }
 
+impl Chat {
+    /// Messages with `role` and `content`, and tools declared as
+    /// `{"function": {"name": ...}}`: the shape OpenAI and Ollama share.
+    pub fn read_openai_style<'a>(&mut self, messages: impl IntoIterator<Item = &'a Value>, body: &Value) {
+        for m in messages {
+            let text = m.get("content").map(content_text).unwrap_or_default();
+            if m.get("role").and_then(Value::as_str) == Some("user") {
+                self.last_user = text.clone();
+            }
+            self.texts.push(text);
+        }
+        if let Some(tools) = body.get("tools").and_then(Value::as_array) {
+            self.tools = tools
+                .iter()
+                .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect();
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Finish {
     Stop,

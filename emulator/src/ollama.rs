@@ -54,20 +54,7 @@ pub(crate) fn handle(req: &Req) -> (Answer, Faults) {
             .map(|n| n as u64),
         ..Chat::default()
     };
-    for m in &messages {
-        let text = m.get("content").map(common::content_text).unwrap_or_default();
-        if m.get("role").and_then(Value::as_str) == Some("user") {
-            chat.last_user = text.clone();
-        }
-        chat.texts.push(text);
-    }
-    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
-        chat.tools = tools
-            .iter()
-            .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
-            .map(str::to_string)
-            .collect();
-    }
+    chat.read_openai_style(&messages, &body);
     if let Some(stops) = body.pointer("/options/stop").and_then(Value::as_array) {
         chat.stop = stops.iter().filter_map(Value::as_str).map(str::to_string).collect();
     }

@@ -210,20 +210,7 @@ pub(crate) fn handle(req: &Req, flavor: Flavor) -> (Answer, Faults) {
         .unwrap_or(false);
 
     let mut chat = Chat { ..Chat::default() };
-    for m in messages {
-        let text = m.get("content").map(common::content_text).unwrap_or_default();
-        if m.get("role").and_then(Value::as_str) == Some("user") {
-            chat.last_user = text.clone();
-        }
-        chat.texts.push(text);
-    }
-    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
-        chat.tools = tools
-            .iter()
-            .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
-            .map(str::to_string)
-            .collect();
-    }
+    chat.read_openai_style(messages, &body);
     chat.max_tokens = body
         .get("max_completion_tokens")
         .and_then(Value::as_u64)
