@@ -10,7 +10,7 @@
 //! contract's TypeScript declarations are refreshed in
 //! `types/weir-plugin.d.ts` on every build, as `wit/plugin.wit` is.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use super::{Lang, ToolchainError, io_error, run, write_file};
@@ -64,9 +64,7 @@ pub fn scaffold(name: &str, dir: &Path) -> Result<(), ToolchainError> {
 /// with the build script.
 pub fn build(dir: &Path, out: &Path) -> Result<(), ToolchainError> {
     check_node()?;
-    let dir = absolute(dir)?;
-    let out = absolute(out)?;
-    let manifest = read_manifest(&dir)?;
+    let manifest = read_manifest(dir)?;
     let declared = declared_packages(&manifest);
     if !declared.iter().any(|p| p == COMPONENTIZE_JS) {
         return Err(ToolchainError::Invalid(format!(
@@ -76,10 +74,10 @@ pub fn build(dir: &Path, out: &Path) -> Result<(), ToolchainError> {
             dir.join("package.json").display()
         )));
     }
-    if declared.iter().any(|p| !installed(&dir, p)) {
-        npm_install(&dir)?;
+    if declared.iter().any(|p| !installed(dir, p)) {
+        npm_install(dir)?;
     }
-    if !installed(&dir, COMPONENTIZE_JS) {
+    if !installed(dir, COMPONENTIZE_JS) {
         return Err(ToolchainError::Failed(format!(
             "npm install left {COMPONENTIZE_JS} missing from {}",
             dir.join("node_modules").display()
@@ -89,7 +87,7 @@ pub fn build(dir: &Path, out: &Path) -> Result<(), ToolchainError> {
     let script = dir.join("build").join("weir-build.mjs");
     write_file(&script, BUILD_SCRIPT)?;
     let mut node = Command::new("node");
-    node.current_dir(&dir).arg(&script).arg(&out);
+    node.current_dir(dir).arg(&script).arg(out);
     run(node, Lang::Js, NODE_INSTALL)?;
     Ok(())
 }
@@ -148,8 +146,4 @@ fn installed(dir: &Path, package: &str) -> bool {
     let mut path = dir.join("node_modules");
     path.extend(package.split('/'));
     path.join("package.json").is_file()
-}
-
-fn absolute(path: &Path) -> Result<PathBuf, ToolchainError> {
-    std::path::absolute(path).map_err(io_error(path))
 }

@@ -5,7 +5,8 @@
 //!
 //! Each language lives in its own module with the same three functions:
 //! `detect` (is this directory a project in that language), `scaffold`
-//! (write the template) and `build` (produce the component). Missing tools
+//! (write the template) and `build` (produce the component; it is given
+//! the project directory and the output path already made absolute). Missing tools
 //! are reported by name with the command that installs them.
 
 pub mod c;
@@ -206,10 +207,9 @@ pub struct Built {
     pub installed: Option<PathBuf>,
 }
 
-/// The plugin's name: the project directory's name.
-pub fn project_name(dir: &Path) -> Result<String, ToolchainError> {
-    let canonical = dir.canonicalize().map_err(io_error(dir))?;
-    let name = canonical
+/// The plugin's name: the name of the project directory `dir` (absolute).
+fn project_name(dir: &Path) -> Result<String, ToolchainError> {
+    let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();

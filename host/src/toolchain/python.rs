@@ -12,7 +12,7 @@
 //! component has no file system at run time: every module the plugin uses
 //! must be imported at the top of `app.py` (or something it imports).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use super::{Lang, ToolchainError, io_error, run, write_file};
@@ -63,22 +63,20 @@ pub fn scaffold(name: &str, dir: &Path) -> Result<(), ToolchainError> {
 /// project with the `filter` shim on the module path.
 pub fn build(dir: &Path, out: &Path) -> Result<(), ToolchainError> {
     check_version()?;
-    let dir = dir.canonicalize().map_err(io_error(dir))?;
-    let out = absolute(out)?;
     let shim = tempfile::tempdir().map_err(io_error(Path::new("temporary directory")))?;
     write_file(&shim.path().join("filter.py"), FILTER_SHIM)?;
     let mut command = Command::new("componentize-py");
     command
-        .current_dir(&dir)
+        .current_dir(dir)
         .arg("-d")
         .arg(dir.join("wit"))
         .args(["-w", "plugin", "componentize", "-p"])
-        .arg(&dir)
+        .arg(dir)
         .arg("-p")
         .arg(shim.path())
         .arg("app")
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         // Python errors are what matters; componentize-py's own backtrace is noise.
         .env("RUST_BACKTRACE", "0")
         .env("RUST_LIB_BACKTRACE", "0");
@@ -102,18 +100,5 @@ fn check_version() -> Result<(), ToolchainError> {
             if found.is_empty() { "an unknown version" } else { &found }
         ),
         install: INSTALL.into(),
-    })
-}
-
-/// `path` made absolute (its parent must exist).
-fn absolute(path: &Path) -> Result<PathBuf, ToolchainError> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let parent = parent.canonicalize().map_err(io_error(parent))?;
-    Ok(match path.file_name() {
-        Some(name) => parent.join(name),
-        None => parent,
     })
 }
