@@ -35,16 +35,16 @@ impl HeaderEdits {
         }
         edits
     }
+}
 
-    /// Apply every edit in one host call. Names and values were checked at
-    /// configure, so the host refusing them is unexpected: the error is
-    /// returned for the log.
-    pub fn apply(&self, edits: &[HeaderEdit], headers: &impl Headers) -> Result<(), String> {
-        if edits.is_empty() {
-            return Ok(());
-        }
-        headers.edit(edits)
+/// Apply `edits` in one host call (none when there are none). Names and
+/// values were checked at configure, so the host refusing them is
+/// unexpected: the error is returned for the log.
+pub fn apply(edits: &[HeaderEdit], headers: &impl Headers) -> Result<(), String> {
+    if edits.is_empty() {
+        return Ok(());
     }
+    headers.edit(edits)
 }
 
 #[cfg(test)]
@@ -121,10 +121,10 @@ mod tests {
     fn one_host_call_per_direction_and_none_without_edits() {
         let edits = request_edits(r#"{"set":{"x-a":"1","x-b":"2"},"remove":["x-c"]}"#);
         let headers = CountingHeaders::default();
-        edits.apply(&edits.to_edits(), &headers).unwrap();
+        apply(&edits.to_edits(), &headers).unwrap();
         assert_eq!(headers.0.get(), 1);
         let none = request_edits("{}");
-        none.apply(&none.to_edits(), &headers).unwrap();
+        apply(&none.to_edits(), &headers).unwrap();
         assert_eq!(headers.0.get(), 1);
     }
 }

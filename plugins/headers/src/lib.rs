@@ -56,14 +56,14 @@ impl Plugin for HeaderRewrite {
         {
             log::warn(&format!("path_prefix: host refused path {path:?}: {e:?}"));
         }
-        if let Err(refused) = self.settings.request.apply(&self.request_edits, request) {
+        if let Err(refused) = edits::apply(&self.request_edits, request) {
             log::warn(&format!("request headers: {refused}"));
         }
         Action::Continue
     }
 
     fn on_response(&self, response: &Response) {
-        if let Err(refused) = self.settings.response.apply(&self.response_edits, response) {
+        if let Err(refused) = edits::apply(&self.response_edits, response) {
             log::warn(&format!("response headers: {refused}"));
         }
     }
