@@ -64,7 +64,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> Setup {
         std::fs::copy(&built.wasm, plugins.join(format!("{name}-fresh.wasm"))).expect("copy");
         for (plugin, mode) in [(name.to_string(), "pooled"), (format!("{name}-fresh"), "fresh")] {
             config.push_str(&format!(
-                "[plugin.{plugin}]\nsecrets = [\"signing-key\"]\nmemory_mb = 256\ninstance = \"{mode}\"\n\
+                "[plugin.{plugin}]\nsecrets = [\"signing-key\"]\ninstance = \"{mode}\"\n\
                  [[routes]]\nname = \"{plugin}\"\npath_prefix = \"/{plugin}\"\nupstream = \"up\"\n\
                  plugins = [{{ name = \"{plugin}\", config = {{ secret = \"signing-key\", consumer = \"bench\" }} }}]\n"
             ));

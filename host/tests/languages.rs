@@ -30,7 +30,6 @@ fn sign(method: &str, path: &str, body: &str) -> String {
 }
 
 /// A gateway config with one route per plugin name, `/NAME...` to `NAME`.
-/// Interpreted languages carry their runtime in linear memory: a larger cap.
 fn config(upstream: std::net::SocketAddr, routes: &[(String, String)], secret: bool) -> String {
     // The compile cache `weir plugin build` filled: each plugin compiles once.
     let cache = weir::plugins::engine::CompileCache::default_dir().expect("a home directory");
@@ -43,7 +42,7 @@ fn config(upstream: std::net::SocketAddr, routes: &[(String, String)], secret: b
         config.push_str(&format!("[secrets.signing-key]\nvalue = \"{KEY}\"\n"));
     }
     for (name, plugin_config) in routes {
-        config.push_str(&format!("[plugin.{name}]\nmemory_mb = 256\n"));
+        config.push_str(&format!("[plugin.{name}]\n"));
         if secret {
             config.push_str("secrets = [\"signing-key\"]\n");
         }
