@@ -60,6 +60,26 @@ pub mod bindings {
     });
 }
 
+#[doc(hidden)]
+pub mod shim_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "weir:plugin/shim@0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "__export_weir_shim",
+        default_bindings_module: "weir_sdk::shim_bindings",
+        with: {
+            "weir:plugin/types@0.1.0": crate::bindings::weir::plugin::types,
+            "weir:plugin/log@0.1.0": crate::bindings::weir::plugin::log,
+            "weir:plugin/kv@0.1.0": crate::bindings::weir::plugin::kv,
+            "weir:plugin/secrets@0.1.0": crate::bindings::weir::plugin::secrets,
+            "weir:plugin/outbound-http@0.1.0": crate::bindings::weir::plugin::outbound_http,
+        },
+    });
+}
+
+pub mod ai;
+
 use bindings::exports::weir::plugin::filter;
 use bindings::weir::plugin::types;
 
