@@ -78,6 +78,15 @@ impl Plugin for ApiKeyAuth {
     }
 }
 
+/// The credentials after `scheme` in an `authorization`-style value
+/// (`Bearer KEY`); the scheme is case-insensitive. `None` if the value has
+/// another scheme or nothing after it.
+fn after_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = value.split_once(' ')?;
+    let key = rest.trim();
+    (given.eq_ignore_ascii_case(scheme) && !key.is_empty()).then_some(key)
+}
+
 impl ApiKeyAuth {
     /// The key from the header, else from the query parameter; empty counts
     /// as missing.
@@ -90,7 +99,10 @@ impl ApiKeyAuth {
             request.header(&self.settings.header)
         };
         if let Some(value) = header.filter(|v| !v.is_empty()) {
-            return Some(value.into_bytes());
+            return match &self.settings.scheme {
+                Some(scheme) => after_scheme(&value, scheme).map(|key| key.as_bytes().to_vec()),
+                None => Some(value.into_bytes()),
+            };
         }
         let param = self.settings.query_param.as_deref()?;
         query::find_param(&request.path(), param)
@@ -148,3 +160,18 @@ fn unavailable() -> Reply {
 }
 
 export_plugin!(ApiKeyAuth);
+
+#[cfg(test)]
+mod tests {
+    use super::after_scheme;
+
+    #[test]
+    fn the_key_is_what_follows_the_scheme() {
+        assert_eq!(after_scheme("Bearer k-1", "Bearer"), Some("k-1"));
+        assert_eq!(after_scheme("bearer  k-1 ", "Bearer"), Some("k-1"));
+        assert_eq!(after_scheme("Basic k-1", "Bearer"), None);
+        assert_eq!(after_scheme("Bearer", "Bearer"), None);
+        assert_eq!(after_scheme("Bearer ", "Bearer"), None);
+        assert_eq!(after_scheme("k-1", "Bearer"), None);
+    }
+}

@@ -29,6 +29,10 @@ pub struct Settings {
     /// Realm named in the `www-authenticate` challenge.
     #[serde(default = "default_realm")]
     pub realm: String,
+    /// An authentication scheme the header's value starts with (`Bearer`):
+    /// the key is what follows it. With `header = "authorization"` this
+    /// accepts what OpenAI client libraries send.
+    pub scheme: Option<String>,
 }
 
 fn default_header() -> String {
@@ -74,6 +78,14 @@ impl Settings {
             && (param.is_empty() || param.contains(['&', '=', '#', '?']))
         {
             return Err(format!("query_param: {param:?} is not a query parameter name"));
+        }
+        if let Some(scheme) = &self.scheme
+            && (scheme.is_empty()
+                || !scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~+/".contains(c)))
+        {
+            return Err(format!("scheme: {scheme:?} is not an authentication scheme name"));
         }
         // The realm goes into a quoted-string; keep it to plain visible text.
         if self.realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
