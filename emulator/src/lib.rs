@@ -72,6 +72,7 @@ pub struct Emulator {
 struct Inner {
     received: Mutex<Vec<Received>>,
     seq: AtomicU64,
+    standing_faults: Mutex<Option<String>>,
 }
 
 impl Emulator {
@@ -87,6 +88,13 @@ impl Emulator {
     /// How many provider requests were received.
     pub fn count(&self) -> usize {
         self.inner.received.lock().unwrap().len()
+    }
+
+    /// Inject these faults (the `x-emulator-fault` syntax) into every
+    /// request that carries none of its own, until set to `None`: an
+    /// emulator standing in for a provider that is down or rate limited.
+    pub fn set_faults(&self, spec: Option<&str>) {
+        *self.inner.standing_faults.lock().unwrap() = spec.map(str::to_string);
     }
 
     /// Forget the received requests.
@@ -219,11 +227,18 @@ async fn handle(request: Request<Incoming>, state: Emulator) -> Response<Body> {
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     });
+    let mut headers = parts.headers;
+    if !headers.contains_key("x-emulator-fault")
+        && let Some(spec) = state.inner.standing_faults.lock().unwrap().as_deref()
+        && let Ok(value) = http::HeaderValue::from_str(spec)
+    {
+        headers.insert("x-emulator-fault", value);
+    }
     let req = Req {
         method: parts.method,
         path,
         query,
-        headers: parts.headers,
+        headers,
         body,
         seq: state.next_seq(),
     };
