@@ -15,6 +15,7 @@
 
 pub mod openai;
 pub mod stream;
+pub mod testing;
 
 use std::cell::RefCell;
 
@@ -76,6 +77,22 @@ impl ApiError {
     /// A 502 for a provider answer that could not be understood.
     pub fn bad_upstream(message: &str) -> Self {
         Self::for_status(502, message)
+    }
+}
+
+/// How much of an unreadable provider body an error message quotes.
+const EXCERPT_CHARS: usize = 300;
+
+/// The start of a provider's body as text, for an error message about a
+/// body that is not in the provider's format (an HTML error page, plain
+/// text from a proxy): lossy UTF-8, trimmed, cut after a few hundred
+/// characters with `…`.
+pub fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 
@@ -193,10 +210,16 @@ impl<P: Provider> exports::GuestAdapter for Adapter<P> {
 /// Export a [`Provider`] type as the component's `provider` implementation.
 ///
 /// Call it once, at the crate root of a `cdylib` crate.
+///
+/// The exports exist only when building for WebAssembly: a native build
+/// (`cargo test` of a crate that is also an `rlib`) type-checks the
+/// provider but links no component exports, whose names native linkers
+/// refuse.
 #[macro_export]
 macro_rules! export_provider {
     ($provider:ty) => {
         #[doc(hidden)]
+        #[allow(dead_code)]
         struct __WeirProviderExports;
 
         impl $crate::shim_bindings::exports::weir::plugin::provider::Guest for __WeirProviderExports {
@@ -204,6 +227,25 @@ macro_rules! export_provider {
             type StreamTranslator = $crate::ai::Stream<<$provider as $crate::ai::Provider>::Stream>;
         }
 
+        #[cfg(target_arch = "wasm32")]
         $crate::shim_bindings::__export_weir_shim!(__WeirProviderExports with_types_in $crate::shim_bindings);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_excerpt_is_short_text() {
+        assert_eq!(
+            body_excerpt(b"  <html>bad gateway</html>\n"),
+            "<html>bad gateway</html>"
+        );
+        assert_eq!(body_excerpt(b"ok \xff"), "ok \u{fffd}");
+        let long = "é".repeat(1000);
+        let excerpt = body_excerpt(long.as_bytes());
+        assert_eq!(excerpt.chars().count(), EXCERPT_CHARS + 1);
+        assert!(excerpt.ends_with('…'));
+    }
 }

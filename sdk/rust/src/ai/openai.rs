@@ -476,6 +476,9 @@ impl ChatRequest {
 
 /// Builds the chunks of one streamed answer with the same id, time and
 /// model in each.
+///
+/// Its chunks add to choice 0; [`ChunkWriter::for_choice`] gives a writer
+/// for another choice, for answers with several (`n` > 1).
 #[derive(Debug, Clone)]
 pub struct ChunkWriter {
     /// The completion id.
@@ -484,6 +487,8 @@ pub struct ChunkWriter {
     pub created: u64,
     /// The model reported.
     pub model: String,
+    /// The choice the chunks add to.
+    choice: u32,
 }
 
 impl ChunkWriter {
@@ -493,14 +498,25 @@ impl ChunkWriter {
             id: id.into(),
             created,
             model: model.into(),
+            choice: 0,
         }
     }
 
-    /// A chunk adding `delta` to choice 0, with a finish reason if given.
+    /// The same writer for choice `index`: its chunks (role, text, tool
+    /// calls, finish) add to that choice instead.
+    pub fn for_choice(&self, index: u32) -> ChunkWriter {
+        ChunkWriter {
+            choice: index,
+            ..self.clone()
+        }
+    }
+
+    /// A chunk adding `delta` to this writer's choice (0 unless made with
+    /// [`ChunkWriter::for_choice`]), with a finish reason if given.
     pub fn delta(&self, delta: Delta, finish_reason: Option<&str>) -> String {
         self.chunk(
             vec![ChunkChoice {
-                index: 0,
+                index: self.choice,
                 delta,
                 finish_reason: finish_reason.map(str::to_string),
                 logprobs: None,
@@ -570,7 +586,7 @@ impl ChunkWriter {
         )
     }
 
-    /// The last chunk of choice 0: an empty delta and the finish reason.
+    /// The choice's last chunk: an empty delta and the finish reason.
     pub fn finish(&self, finish_reason: &str) -> String {
         self.delta(Delta::default(), Some(finish_reason))
     }
@@ -671,5 +687,9 @@ mod tests {
         let usage: Value = serde_json::from_str(&writer.usage(Usage::new(3, 4))).unwrap();
         assert_eq!(usage["choices"], serde_json::json!([]));
         assert_eq!(usage["usage"]["total_tokens"], 7);
+        let second: Value = serde_json::from_str(&writer.for_choice(1).text("hi")).unwrap();
+        assert_eq!(second["choices"][0]["index"], 1);
+        assert_eq!(second["choices"][0]["delta"]["content"], "hi");
+        assert_eq!(role["choices"][0]["index"], 0);
     }
 }

@@ -1,0 +1,4 @@
+//! The plugin's behaviour, tested natively through its plain functions.
+
+mod configure;
+mod requests;
