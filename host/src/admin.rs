@@ -6,6 +6,10 @@
 //! - `GET /routes` — each route: upstream, targets, plugin chain.
 //! - `POST /reload` — re-read the config file; answers 200, or 422 with
 //!   every problem (the old config keeps serving).
+//! - `GET /usage` — AI usage records, newest first, with totals over every
+//!   record matching the filters (`consumer`, `route`, `target`, `model`,
+//!   `since_ms`, `until_ms`, `limit`, `group_by` =
+//!   consumer|route|target|model) in the query string.
 //!
 //! Every request needs `authorization: Bearer TOKEN` when a token is set.
 
@@ -21,7 +25,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::ai::usage::UsageFilter;
 use crate::gateway::Gateway;
+use crate::proxy::router::Backend;
 use crate::proxy::{Body, full_body};
 
 /// Serve the admin API until `shutdown` flips.
@@ -85,6 +91,7 @@ async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gatew
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/plugins") => json_response(StatusCode::OK, json!({ "plugins": plugins(gateway) })),
         (&Method::GET, "/routes") => json_response(StatusCode::OK, json!({ "routes": routes(gateway) })),
+        (&Method::GET, "/usage") => usage(gateway, request.uri().query().unwrap_or_default()).await,
         (&Method::POST, "/reload") => match gateway.reload_config().await {
             Ok(()) => json_response(StatusCode::OK, json!({"reloaded": true})),
             Err(e) => json_response(
@@ -92,7 +99,7 @@ async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gatew
                 json!({"reloaded": false, "problems": e.to_string().lines().map(str::trim).collect::<Vec<_>>()}),
             ),
         },
-        (_, "/healthz" | "/plugins" | "/routes" | "/reload") => {
+        (_, "/healthz" | "/plugins" | "/routes" | "/reload" | "/usage") => {
             json_response(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method not allowed"}))
         }
         _ => json_response(StatusCode::NOT_FOUND, json!({"error": "no such admin endpoint"})),
@@ -123,15 +130,64 @@ fn routes(gateway: &Gateway) -> Vec<serde_json::Value> {
         .routes
         .iter()
         .map(|r| {
-            json!({
+            let mut entry = json!({
                 "name": r.name.as_str(),
-                "upstream": r.upstream.name.as_str(),
-                "targets": r.upstream.targets().iter().map(|t| format!("{}://{}", t.scheme, t.authority)).collect::<Vec<_>>(),
                 "plugins": r.chain.links.iter().map(|l| l.plugin.name().as_str()).collect::<Vec<_>>(),
                 "missing_plugins": r.chain.missing.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-            })
+            });
+            match &r.backend {
+                Backend::Upstream(pool) => {
+                    entry["upstream"] = json!(pool.name.as_str());
+                    entry["targets"] = pool
+                        .targets()
+                        .iter()
+                        .map(|t| json!(format!("{}://{}", t.scheme, t.authority)))
+                        .collect();
+                }
+                Backend::Ai(ai) => {
+                    entry["models"] = json!(ai.models());
+                    entry["ai_targets"] = ai
+                        .targets
+                        .iter()
+                        .map(|t| {
+                            json!({
+                                "name": t.name,
+                                "model": t.model,
+                                "alias": t.alias,
+                                "url": format!("{}://{}{}", t.base.scheme, t.base.authority, t.base_path),
+                                "shim": match &t.shim { Ok((p, _)) => p.name().as_str(), Err(name) => name.as_str() },
+                                "shim_loaded": t.shim.is_ok(),
+                                "weight": t.weight,
+                                "priority": t.priority,
+                                "cooling_ms": t.cooling_for(crate::ai::now_ms()),
+                            })
+                        })
+                        .collect();
+                }
+            }
+            entry
         })
         .collect()
+}
+
+async fn usage(gateway: &Gateway, query: &str) -> Response<Body> {
+    let filter: UsageFilter = match serde_urlencoded::from_str(query) {
+        Ok(filter) => filter,
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": format!("bad query: {e}")})),
+    };
+    let Some(ledger) = gateway.usage_ledger().await else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": "no AI routes: nothing is recorded"}),
+        );
+    };
+    match ledger.query(filter).await {
+        Ok(report) => json_response(
+            StatusCode::OK,
+            serde_json::to_value(&report).unwrap_or_else(|_| json!({})),
+        ),
+        Err(e) => json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()})),
+    }
 }
 
 /// Compare secrets without leaking where they differ through timing.

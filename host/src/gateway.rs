@@ -20,10 +20,14 @@ use serde::Serialize;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use crate::ai::AiServices;
+use crate::ai::budget::Budgets;
+use crate::ai::targets::AiRoute;
+use crate::ai::usage::UsageLedger;
 use crate::config::{Config, ConfigError, PluginName, UpstreamName};
 use crate::plugins::capabilities::SharedCapabilities;
-use crate::plugins::{LoadedSet, PluginLoadError, PluginRuntime, build_chains};
-use crate::proxy::router::{Route, RouteTable};
+use crate::plugins::{LoadedSet, PluginLoadError, PluginRuntime, build_chains, shim_slot};
+use crate::proxy::router::{Backend, Route, RouteTable};
 use crate::proxy::upstream::UpstreamPool;
 use crate::proxy::{Proxy, SharedProxy, listener};
 
@@ -96,6 +100,7 @@ struct Serving {
     capabilities: Arc<SharedCapabilities>,
     upstreams: HashMap<UpstreamName, Arc<UpstreamPool>>,
     loaded: LoadedSet,
+    ai: Option<Arc<AiServices>>,
 }
 
 /// A loaded gateway: its config, plugins and the proxy built from them,
@@ -106,6 +111,9 @@ pub struct Gateway {
     proxy: SharedProxy,
     serving: Mutex<Serving>,
     status: RwLock<BTreeMap<PluginName, PluginStatus>>,
+    /// The usage ledger, opened with the first config that has AI routes
+    /// and kept across reloads.
+    ledger: Mutex<Option<Arc<UsageLedger>>>,
 }
 
 impl Gateway {
@@ -130,19 +138,23 @@ impl Gateway {
             .await
             .map_err(LoadError::Plugins)?;
         let upstreams = build_upstreams(&config)?;
+        let ledger = Mutex::new(None);
+        let ai = ai_services(&config, &ledger).await?;
         let serving = Serving {
             config,
             capabilities,
             upstreams,
             loaded,
+            ai,
         };
-        let proxy = Arc::new(ArcSwap::from_pointee(build_proxy(&serving)));
+        let proxy = Arc::new(ArcSwap::from_pointee(build_proxy(&serving)?));
         let gateway = Gateway {
             config_file,
             runtime,
             proxy,
             serving: Mutex::new(serving),
             status: RwLock::new(BTreeMap::new()),
+            ledger,
         };
         gateway.refresh_status(&*gateway.serving.lock().await);
         Ok(gateway)
@@ -209,13 +221,17 @@ impl Gateway {
             .load(&config, &capabilities, serving_now)
             .await
             .map_err(LoadError::Plugins)?;
-        *serving = Serving {
+        let ai = ai_services(&config, &self.ledger).await?;
+        let next = Serving {
             config,
             capabilities,
             upstreams,
             loaded,
+            ai,
         };
-        self.proxy.store(Arc::new(build_proxy(&serving)));
+        let proxy = build_proxy(&next)?;
+        *serving = next;
+        self.proxy.store(Arc::new(proxy));
         self.refresh_status(&serving);
         Ok(())
     }
@@ -236,7 +252,7 @@ impl Gateway {
                 serving.loaded.sources.remove(name);
                 if had {
                     tracing::warn!(plugin = %name, "plugin file removed; routes using it answer 503 until it is back");
-                    self.proxy.store(Arc::new(build_proxy(&serving)));
+                    self.store_proxy(&serving);
                 }
                 self.refresh_status(&serving);
                 return;
@@ -267,7 +283,7 @@ impl Gateway {
                 tracing::info!(plugin = %name, version = &source.content_hash[..12], "new plugin version serving");
                 serving.loaded.plugins.insert(name.clone(), plugin);
                 serving.loaded.sources.insert(name.clone(), source);
-                self.proxy.store(Arc::new(build_proxy(&serving)));
+                self.store_proxy(&serving);
                 self.refresh_status(&serving);
             }
             Err(e) => {
@@ -278,6 +294,30 @@ impl Gateway {
                 );
                 self.record_failure(&serving, name, &error)
             }
+        }
+    }
+
+    /// Serve a new proxy for `serving` (after a plugin changed; the config
+    /// it was built from already built once, so this fails only if a
+    /// target's client cannot be made again).
+    fn store_proxy(&self, serving: &Serving) {
+        match build_proxy(serving) {
+            Ok(proxy) => self.proxy.store(Arc::new(proxy)),
+            Err(e) => tracing::error!("cannot rebuild the routes; the old ones keep serving: {e}"),
+        }
+    }
+
+    /// The usage ledger, if the gateway has AI routes.
+    pub async fn usage_ledger(&self) -> Option<Arc<UsageLedger>> {
+        self.ledger.lock().await.clone()
+    }
+
+    /// Write every usage record still queued (at shutdown).
+    pub async fn close_usage(&self) {
+        if let Some(ledger) = self.ledger.lock().await.as_ref()
+            && let Err(e) = ledger.close().await
+        {
+            tracing::error!("closing the usage ledger: {e}");
         }
     }
 
@@ -467,26 +507,99 @@ fn build_upstreams(config: &Config) -> Result<HashMap<UpstreamName, Arc<Upstream
     Ok(upstreams)
 }
 
+/// The usage ledger, budgets and prices for `config`, if it has AI routes.
+/// The ledger is opened once and kept; budgets start from what the ledger
+/// says each consumer spent in the current window, so neither a restart
+/// nor a reload hands out a budget twice.
+async fn ai_services(
+    config: &Config,
+    ledger: &Mutex<Option<Arc<UsageLedger>>>,
+) -> Result<Option<Arc<AiServices>>, LoadError> {
+    if !config.has_ai_routes() {
+        return Ok(None);
+    }
+    let ledger = {
+        let mut slot = ledger.lock().await;
+        match slot.as_ref() {
+            Some(open) => open.clone(),
+            None => {
+                let path = config.resolve(&config.ai.usage_db);
+                let open = Arc::new(
+                    UsageLedger::open(&path).map_err(|e| LoadError::Other(anyhow::anyhow!("ai.usage_db: {e}")))?,
+                );
+                *slot = Some(open.clone());
+                open
+            }
+        }
+    };
+    let budgets = Arc::new(Budgets::new(&config.ai.budgets));
+    let now = crate::ai::now_ms();
+    let mut starts: std::collections::BTreeSet<i64> = config
+        .ai
+        .budgets
+        .consumers
+        .keys()
+        .filter_map(|consumer| budgets.period_start_ms(consumer, now))
+        .collect();
+    // Consumers without a rule of their own share the default's window.
+    starts.extend(budgets.period_start_ms("\u{0}unlisted", now));
+    for start in starts {
+        let spent = ledger
+            .tokens_by_consumer_since(start)
+            .await
+            .map_err(|e| LoadError::Other(anyhow::anyhow!("ai.usage_db: {e}")))?;
+        for (consumer, tokens) in spent {
+            if budgets.period_start_ms(&consumer, now) == Some(start) {
+                budgets.restore(&consumer, tokens, now);
+            }
+        }
+    }
+    Ok(Some(Arc::new(AiServices {
+        ledger,
+        budgets,
+        prices: config.ai.prices.clone(),
+    })))
+}
+
 /// The route table for what is serving.
-fn build_proxy(serving: &Serving) -> Proxy {
+fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
     let config = &serving.config;
     let mut chains = build_chains(config, &serving.loaded.plugins);
     let mut routes = Vec::new();
     for route in &config.routes {
-        // Validation guarantees the upstream exists.
-        let Some(upstream) = serving.upstreams.get(&route.upstream).cloned() else {
-            continue;
+        let backend = match (&route.upstream, &route.ai) {
+            (Some(upstream), _) => match serving.upstreams.get(upstream) {
+                Some(pool) => Backend::Upstream(pool.clone()),
+                // Validation guarantees the upstream exists.
+                None => continue,
+            },
+            (None, Some(ai)) => {
+                let shim = |index: usize, target: &crate::config::AiTargetConfig| {
+                    serving
+                        .loaded
+                        .plugins
+                        .get(&target.shim)
+                        .and_then(|plugin| shim_slot(plugin, &route.name, index).map(|slot| (plugin.clone(), slot)))
+                        .ok_or_else(|| target.shim.clone())
+                };
+                let secret = |name: &str| serving.capabilities.secrets.get(name).cloned();
+                Backend::Ai(Arc::new(
+                    AiRoute::new(&route.name, ai, config, shim, secret).map_err(LoadError::Other)?,
+                ))
+            }
+            (None, None) => continue,
         };
         let chain = chains.remove(&route.name).unwrap_or_default();
-        routes.push(Route::new(route, upstream, Arc::new(chain)));
+        routes.push(Route::new(route, backend, Arc::new(chain)));
     }
     let mut plugins: Vec<_> = serving.loaded.plugins.values().cloned().collect();
     plugins.sort_by(|a, b| a.name().cmp(b.name()));
-    Proxy {
+    Ok(Proxy {
         routes: RouteTable::new(routes),
         limits: config.limits.clone(),
         plugins,
-    }
+        ai: serving.ai.clone(),
+    })
 }
 
 /// A gateway that is serving.
@@ -512,6 +625,8 @@ impl RunningGateway {
         for task in self.tasks {
             let _ = task.await;
         }
+        // Requests have finished: every usage record is queued.
+        self.gateway.close_usage().await;
     }
 }
 

@@ -4,11 +4,13 @@
 //! Reading order follows a request: [`config`] (what the operator wrote),
 //! [`proxy`] (listeners, routing, upstreams, the chain of phases),
 //! [`plugins`] (the runtime that loads and calls plugins, and the host
-//! capabilities they import), [`admin`] (the admin API), [`gateway`] (putting it together and
+//! capabilities they import), [`ai`] (AI routes: provider targets, failover,
+//! usage, budgets, cache), [`admin`] (the admin API), [`gateway`] (putting it together and
 //! swapping in new versions), [`watch`] (noticing changes) and [`toolchain`]
 //! (plugin projects in each language: `weir plugin new` and `weir plugin build`).
 
 pub mod admin;
+pub mod ai;
 pub mod config;
 pub mod demo;
 pub mod gateway;

@@ -38,6 +38,24 @@ wasmtime::component::bindgen!({
     },
 });
 
+/// Bindings for the `shim` world: provider shims export `provider`
+/// instead of `filter`, and import the same capabilities (the host
+/// implementations above serve both worlds).
+pub mod shim {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "weir:plugin/shim",
+        exports: { default: async },
+        with: {
+            "weir:plugin/types": crate::plugins::capabilities::weir::plugin::types,
+            "weir:plugin/log": crate::plugins::capabilities::weir::plugin::log,
+            "weir:plugin/kv": crate::plugins::capabilities::weir::plugin::kv,
+            "weir:plugin/secrets": crate::plugins::capabilities::weir::plugin::secrets,
+            "weir:plugin/outbound-http": crate::plugins::capabilities::weir::plugin::outbound_http,
+        },
+    });
+}
+
 use self::weir::plugin::types::{Error as CapError, Header, HeaderEdit};
 
 /// What a plugin was granted, from its `[plugin.NAME]` settings.

@@ -15,8 +15,12 @@ use wasmtime::component::{Resource, ResourceAny};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::PluginSource;
+use super::capabilities::shim::exports::weir::plugin::provider::{
+    ApiError, Completion, Exchange, ProviderRequest, StreamOutput,
+};
+use super::capabilities::shim::{Shim, ShimPre};
 use super::capabilities::weir::plugin::types::{Interests, RequestAction};
-use super::capabilities::{HostState, PluginIdentity, PluginPre, SharedCapabilities};
+use super::capabilities::{HostState, Plugin, PluginIdentity, PluginPre, SharedCapabilities};
 use super::state::{RequestState, ResponseState};
 use crate::config::{InstanceMode, PluginName, RouteName};
 
@@ -59,6 +63,44 @@ pub enum PluginFault {
     },
 }
 
+/// What a plugin component is, by what it exports: a filter in route
+/// chains, or a provider shim for AI targets. Checked once, at compile.
+#[derive(Clone)]
+pub enum PluginExports {
+    /// Exports `weir:plugin/filter`.
+    Filter(PluginPre<HostState>),
+    /// Exports `weir:plugin/provider`.
+    Shim(ShimPre<HostState>),
+}
+
+impl PluginExports {
+    /// Whether this is a provider shim.
+    pub fn is_shim(&self) -> bool {
+        matches!(self, PluginExports::Shim(_))
+    }
+
+    /// `filter` or `provider shim`, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginExports::Filter(_) => "filter",
+            PluginExports::Shim(_) => "provider shim",
+        }
+    }
+
+    fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            PluginExports::Filter(pre) => pre.engine(),
+            PluginExports::Shim(pre) => pre.engine(),
+        }
+    }
+}
+
+/// An instance's typed exports.
+enum Bindings {
+    Filter(Plugin),
+    Shim(Shim),
+}
+
 /// The limits and fault behaviour of one plugin.
 #[derive(Debug, Clone)]
 pub struct PluginLimits {
@@ -74,14 +116,16 @@ pub struct PluginLimits {
     pub max_idle: usize,
 }
 
-/// One route's use of a plugin.
+/// One route's use of a plugin: a place in its chain (filters) or one of
+/// its AI targets (shims).
 #[derive(Debug, Clone)]
 pub struct RouteSlot {
     /// The route.
     pub route: RouteName,
-    /// Where in the route's chain (a plugin may appear more than once).
+    /// Where in the route's chain, or which of its targets (a plugin may
+    /// appear more than once).
     pub position: usize,
-    /// The route's config for the plugin, as JSON.
+    /// The route's config for the plugin (a shim: the target's), as JSON.
     pub config_json: String,
     /// What the handler asked for, learnt at load.
     pub interests: Interests,
@@ -103,7 +147,7 @@ pub struct LoadedPlugin {
     pub limits: PluginLimits,
     /// The routes that use it, by slot.
     pub routes: Vec<RouteSlot>,
-    pre: PluginPre<HostState>,
+    pre: PluginExports,
     shared: Arc<SharedCapabilities>,
     idle: Mutex<Vec<PluginInstance>>,
 }
@@ -112,7 +156,7 @@ pub struct LoadedPlugin {
 /// slots a fresh instance did not configure).
 pub struct PluginInstance {
     store: Store<HostState>,
-    bindings: super::capabilities::Plugin,
+    bindings: Bindings,
     handlers: Vec<Option<ResourceAny>>,
 }
 
@@ -192,7 +236,11 @@ impl LoadedPlugin {
             }
         });
         begin_call(&mut store, self.limits.deadline, None);
-        let bindings = match self.pre.instantiate_async(&mut store).await {
+        let instantiated = match &self.pre {
+            PluginExports::Filter(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Filter),
+            PluginExports::Shim(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Shim),
+        };
+        let bindings = match instantiated {
             Ok(b) => b,
             Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
         };
@@ -201,8 +249,21 @@ impl LoadedPlugin {
         for &slot in slots {
             let route = &self.routes[slot];
             begin_call(&mut store, self.limits.deadline, Some(slot));
-            let filter = bindings.weir_plugin_filter().handler();
-            let handler = match filter.call_configure(&mut store, &route.config_json).await {
+            let configured = match &bindings {
+                Bindings::Filter(b) => {
+                    b.weir_plugin_filter()
+                        .handler()
+                        .call_configure(&mut store, &route.config_json)
+                        .await
+                }
+                Bindings::Shim(b) => {
+                    b.weir_plugin_provider()
+                        .adapter()
+                        .call_configure(&mut store, &route.config_json)
+                        .await
+                }
+            };
+            let handler = match configured {
                 Ok(Ok(h)) => h,
                 Ok(Err(reason)) => {
                     return Err(InstantiateError::Rejected {
@@ -212,9 +273,14 @@ impl LoadedPlugin {
                 }
                 Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
             };
-            if learn_interests {
+            if learn_interests && let Bindings::Filter(b) = &bindings {
                 begin_call(&mut store, self.limits.deadline, Some(slot));
-                match filter.call_interests(&mut store, handler).await {
+                match b
+                    .weir_plugin_filter()
+                    .handler()
+                    .call_interests(&mut store, handler)
+                    .await
+                {
                     Ok(i) => interests.push(i),
                     Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
                 }
@@ -390,8 +456,15 @@ impl Lease {
             Err((state, fault)) => return (state, Err(fault)),
         };
         let borrowed = Resource::new_borrow(resource.rep());
-        let filter = instance.bindings.weir_plugin_filter().handler();
-        let result = filter.call_on_request(&mut instance.store, handler, borrowed).await;
+        let result = match &instance.bindings {
+            Bindings::Filter(b) => {
+                b.weir_plugin_filter()
+                    .handler()
+                    .call_on_request(&mut instance.store, handler, borrowed)
+                    .await
+            }
+            Bindings::Shim(_) => Err(not_a_filter()),
+        };
         let state = take_back(&mut instance.store, resource);
         (state, result.map_err(|e| self.failed(e)))
     }
@@ -403,8 +476,15 @@ impl Lease {
             Err((state, fault)) => return (state, Err(fault)),
         };
         let borrowed = Resource::new_borrow(resource.rep());
-        let filter = instance.bindings.weir_plugin_filter().handler();
-        let result = filter.call_on_response(&mut instance.store, handler, borrowed).await;
+        let result = match &instance.bindings {
+            Bindings::Filter(b) => {
+                b.weir_plugin_filter()
+                    .handler()
+                    .call_on_response(&mut instance.store, handler, borrowed)
+                    .await
+            }
+            Bindings::Shim(_) => Err(not_a_filter()),
+        };
         let state = take_back(&mut instance.store, resource);
         (state, result.map_err(|e| self.failed(e)))
     }
@@ -414,14 +494,120 @@ impl Lease {
         let deadline = self.plugin.limits.deadline;
         let (instance, handler) = self.parts(slot)?;
         begin_call(&mut instance.store, deadline, Some(slot));
-        let result = instance
-            .bindings
-            .weir_plugin_filter()
-            .handler()
-            .call_on_response_chunk(&mut instance.store, handler, chunk, end)
+        let result = match &instance.bindings {
+            Bindings::Filter(b) => {
+                b.weir_plugin_filter()
+                    .handler()
+                    .call_on_response_chunk(&mut instance.store, handler, chunk, end)
+                    .await
+            }
+            Bindings::Shim(_) => Err(not_a_filter()),
+        };
+        result.map_err(|e| self.failed(e))
+    }
+
+    /// The shim's bindings and the adapter for `slot`, with the call's
+    /// clock started.
+    fn shim(&mut self, slot: usize) -> Result<(&mut Store<HostState>, &Shim, ResourceAny), PluginFault> {
+        let deadline = self.plugin.limits.deadline;
+        let plugin = self.plugin.identity.name.clone();
+        let (instance, adapter) = self.parts(slot)?;
+        begin_call(&mut instance.store, deadline, Some(slot));
+        match &instance.bindings {
+            Bindings::Shim(b) => Ok((&mut instance.store, b, adapter)),
+            Bindings::Filter(_) => Err(PluginFault::Unavailable {
+                plugin,
+                detail: "a filter plugin, not a provider shim".into(),
+            }),
+        }
+    }
+
+    /// Run the shim's `translate-request`.
+    pub async fn translate_request(
+        &mut self,
+        slot: usize,
+        body: &[u8],
+    ) -> Result<Result<ProviderRequest, ApiError>, PluginFault> {
+        let (store, shim, adapter) = self.shim(slot)?;
+        let result = shim
+            .weir_plugin_provider()
+            .adapter()
+            .call_translate_request(store, adapter, body)
             .await;
         result.map_err(|e| self.failed(e))
     }
+
+    /// Run the shim's `translate-response`.
+    pub async fn translate_response(
+        &mut self,
+        slot: usize,
+        exchange: &Exchange,
+        body: &[u8],
+    ) -> Result<Result<Completion, ApiError>, PluginFault> {
+        let (store, shim, adapter) = self.shim(slot)?;
+        let result = shim
+            .weir_plugin_provider()
+            .adapter()
+            .call_translate_response(store, adapter, exchange, body)
+            .await;
+        result.map_err(|e| self.failed(e))
+    }
+
+    /// Run the shim's `translate-error`.
+    pub async fn translate_error(&mut self, slot: usize, status: u16, body: &[u8]) -> Result<ApiError, PluginFault> {
+        let (store, shim, adapter) = self.shim(slot)?;
+        let result = shim
+            .weir_plugin_provider()
+            .adapter()
+            .call_translate_error(store, adapter, status, body)
+            .await;
+        result.map_err(|e| self.failed(e))
+    }
+
+    /// Run the shim's `open-stream`; the stream lives in this instance
+    /// until [`Lease::close_stream`].
+    pub async fn open_stream(&mut self, slot: usize, exchange: &Exchange) -> Result<ResourceAny, PluginFault> {
+        let (store, shim, adapter) = self.shim(slot)?;
+        let result = shim
+            .weir_plugin_provider()
+            .adapter()
+            .call_open_stream(store, adapter, exchange)
+            .await;
+        result.map_err(|e| self.failed(e))
+    }
+
+    /// Feed the next bytes of a provider's stream (`end`: the body ended;
+    /// `bytes` is then empty and `finish` is called).
+    pub async fn stream_step(
+        &mut self,
+        slot: usize,
+        stream: ResourceAny,
+        bytes: &[u8],
+        end: bool,
+    ) -> Result<Result<StreamOutput, ApiError>, PluginFault> {
+        let (store, shim, _) = self.shim(slot)?;
+        let translator = shim.weir_plugin_provider().stream_translator();
+        let result = if end {
+            translator.call_finish(store, stream).await
+        } else {
+            translator.call_push(store, stream, bytes).await
+        };
+        result.map_err(|e| self.failed(e))
+    }
+
+    /// Drop a stream the shim made, so the instance can be reused.
+    pub async fn close_stream(&mut self, stream: ResourceAny) -> Result<(), PluginFault> {
+        let Some(instance) = self.instance.as_mut() else {
+            return Ok(());
+        };
+        let result = stream.resource_drop_async(&mut instance.store).await;
+        result.map_err(|e| self.failed(e))
+    }
+}
+
+/// A filter call on a shim's instance: the route tables never make one.
+fn not_a_filter() -> wasmtime::Error {
+    wasmtime::format_err!("a provider shim cannot run in a route's plugin chain")
 }
 
 /// The table only fails to push past 2^32 live handles; a call holds one.

@@ -115,7 +115,14 @@ pub struct PluginSource {
     pub compile_time: Duration,
     /// The manifest beside the file, if any.
     pub manifest: Option<PluginSettings>,
-    pre: capabilities::PluginPre<HostState>,
+    pre: instance::PluginExports,
+}
+
+impl PluginSource {
+    /// What the component exports: a filter or a provider shim.
+    pub fn exports(&self) -> &instance::PluginExports {
+        &self.pre
+    }
 }
 
 impl PluginRuntime {
@@ -196,8 +203,18 @@ impl PluginRuntime {
             ))
         })?;
         // Checks the exports, so a wrong world is reported with the file.
-        let pre = capabilities::PluginPre::new(instance_pre)
-            .map_err(|e| invalid(format!("does not export weir:plugin/filter@0.1.0: {}", first_line(&e))))?;
+        let pre = match capabilities::PluginPre::new(instance_pre.clone()) {
+            Ok(pre) => instance::PluginExports::Filter(pre),
+            Err(filter_error) => match capabilities::shim::ShimPre::new(instance_pre) {
+                Ok(pre) => instance::PluginExports::Shim(pre),
+                Err(_) => {
+                    return Err(invalid(format!(
+                        "exports neither weir:plugin/filter@0.1.0 nor weir:plugin/provider@0.1.0: {}",
+                        first_line(&filter_error)
+                    )));
+                }
+            },
+        };
         let compile_time = started.elapsed();
         tracing::info!(
             plugin = %name,
@@ -232,30 +249,7 @@ impl PluginRuntime {
             file: source.file.clone(),
             reason,
         };
-        let no_interests = Interests {
-            on_request: false,
-            request_body: false,
-            on_response: false,
-            response_body: false,
-            response_chunks: false,
-        };
-        let slots: Vec<RouteSlot> = config
-            .routes
-            .iter()
-            .flat_map(|route| {
-                route
-                    .plugins
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.name == *name)
-                    .map(|(position, p)| RouteSlot {
-                        route: route.name.clone(),
-                        position,
-                        config_json: plugin_config_json(&p.config),
-                        interests: no_interests,
-                    })
-            })
-            .collect();
+        let slots = route_slots(name, source.exports().is_shim(), config).map_err(invalid)?;
 
         let settings = config
             .plugin_settings(name)
@@ -341,6 +335,65 @@ impl PluginRuntime {
         }
         if errors.is_empty() { Ok(set) } else { Err(errors) }
     }
+}
+
+/// Where `plugin` is used: the slots of route chains (a filter) or of AI
+/// targets (a shim). Using it in the other role is an error naming the
+/// route.
+fn route_slots(plugin: &PluginName, is_shim: bool, config: &Config) -> Result<Vec<RouteSlot>, String> {
+    let no_interests = Interests {
+        on_request: false,
+        request_body: false,
+        on_response: false,
+        response_body: false,
+        response_chunks: false,
+    };
+    let mut slots = Vec::new();
+    for route in &config.routes {
+        for (position, p) in route.plugins.iter().enumerate() {
+            if p.name != *plugin {
+                continue;
+            }
+            if is_shim {
+                return Err(format!(
+                    "is a provider shim; it cannot be in the plugin chain of route {} (use it as an AI target's shim)",
+                    route.name
+                ));
+            }
+            slots.push(RouteSlot {
+                route: route.name.clone(),
+                position,
+                config_json: plugin_config_json(&p.config),
+                interests: no_interests,
+            });
+        }
+        for (position, target) in route.ai.iter().flat_map(|ai| ai.targets.iter().enumerate()) {
+            if target.shim != *plugin {
+                continue;
+            }
+            if !is_shim {
+                return Err(format!(
+                    "is a filter, not a provider shim; route {} target {} needs a plugin exporting weir:plugin/provider",
+                    route.name, target.name
+                ));
+            }
+            slots.push(RouteSlot {
+                route: route.name.clone(),
+                position,
+                config_json: target.shim_config_json(),
+                interests: no_interests,
+            });
+        }
+    }
+    Ok(slots)
+}
+
+/// A target's slot in its shim: the route's name and the target's index.
+pub fn shim_slot(plugin: &LoadedPlugin, route: &RouteName, target: usize) -> Option<usize> {
+    plugin
+        .routes
+        .iter()
+        .position(|s| s.route == *route && s.position == target)
 }
 
 /// Compiled sources and configured plugins, by name.

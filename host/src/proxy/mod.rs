@@ -27,7 +27,7 @@ use crate::config::Limits;
 use crate::plugins::state::{Properties, RequestState, ResponseState};
 use crate::plugins::{ChainLink, Lease, PluginFault, Reply, RequestAction};
 use error::GatewayError;
-use router::{Route, RouteTable};
+use router::{Backend, Route, RouteTable};
 use upstream::UpstreamBody;
 
 /// Errors a body can fail with.
@@ -56,6 +56,8 @@ pub struct Proxy {
     pub limits: Limits,
     /// The loaded plugins, for the admin API.
     pub plugins: Vec<Arc<crate::plugins::instance::LoadedPlugin>>,
+    /// Usage ledger, budgets and prices, when the config has AI routes.
+    pub ai: Option<Arc<crate::ai::AiServices>>,
 }
 
 /// What the request phase decided.
@@ -162,7 +164,29 @@ impl Proxy {
             Flow::Answered(response) => return Ok((route, response)),
             Flow::Forward(forward) => forward,
         };
-        let response = route.upstream.send(forward.parts, forward.body).await.map_err(fail)?;
+        let response = match &route.backend {
+            Backend::Upstream(pool) => pool.send(forward.parts, forward.body).await.map_err(fail)?,
+            Backend::Ai(ai) => {
+                let Some(services) = &self.ai else {
+                    return Err(fail(GatewayError::RequestBody("AI services are not set up".into())));
+                };
+                let body = match forward.body {
+                    UpstreamBody::Replayable(bytes) => bytes,
+                    UpstreamBody::Streaming(body) => read_limited(Some(body), self.limits.max_request_body_bytes, true)
+                        .await
+                        .map_err(fail)?,
+                };
+                crate::ai::chat::serve(crate::ai::chat::AiRequest {
+                    route: ai,
+                    services,
+                    parts: forward.parts,
+                    body,
+                    properties: &forward.properties,
+                    max_response_bytes: self.limits.max_response_body_bytes,
+                })
+                .await
+            }
+        };
         let response = self
             .response_phase(forward.ran, response, forward.properties)
             .await

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::Method;
 
 use super::upstream::UpstreamPool;
+use crate::ai::targets::AiRoute;
 use crate::config::{RouteConfig, RouteName};
 use crate::plugins::Chain;
 
@@ -41,6 +42,14 @@ impl HostMatch {
     }
 }
 
+/// Where a route sends what its plugins let through.
+pub enum Backend {
+    /// An upstream pool.
+    Upstream(Arc<UpstreamPool>),
+    /// AI targets behind the OpenAI chat completions API.
+    Ai(Arc<AiRoute>),
+}
+
 /// One compiled route.
 pub struct Route {
     /// Its name.
@@ -49,7 +58,7 @@ pub struct Route {
     prefix: String,
     methods: Option<Vec<Method>>,
     /// Where it sends requests.
-    pub upstream: Arc<UpstreamPool>,
+    pub backend: Backend,
     /// Send the client's host upstream.
     pub preserve_host: bool,
     /// Its plugin chain.
@@ -58,7 +67,7 @@ pub struct Route {
 
 impl Route {
     /// Compile a validated route.
-    pub fn new(config: &RouteConfig, upstream: Arc<UpstreamPool>, chain: Arc<Chain>) -> Self {
+    pub fn new(config: &RouteConfig, backend: Backend, chain: Arc<Chain>) -> Self {
         let methods = config.methods.as_ref().map(|ms| {
             ms.iter()
                 .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
@@ -69,7 +78,7 @@ impl Route {
             host: HostMatch::new(config.host.as_deref()),
             prefix: config.path_prefix.clone(),
             methods,
-            upstream,
+            backend,
             preserve_host: config.preserve_host,
             chain,
         }

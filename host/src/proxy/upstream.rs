@@ -18,13 +18,16 @@ use crate::config::{Config, Target, UpstreamConfig, UpstreamName, parse_target};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// A pooled HTTP/1.1 client for `http` and `https` targets.
+pub type HttpClient = Client<Connector, Body>;
+
 /// A named set of targets and the client that reaches them.
 pub struct UpstreamPool {
     /// The pool's name.
     pub name: UpstreamName,
     targets: Vec<Target>,
     next: AtomicUsize,
-    client: Client<Connector, Body>,
+    client: HttpClient,
     response_timeout: Duration,
 }
 
@@ -44,39 +47,11 @@ impl UpstreamPool {
             .iter()
             .map(|t| parse_target(t).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
-        http.set_nodelay(true);
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_roots();
-        roots.add_parsable_certificates(native);
-        if let Some(ca) = &config.ca {
-            let path = gateway.resolve(ca);
-            use rustls_pki_types::pem::PemObject;
-            for cert in rustls_pki_types::CertificateDer::pem_file_iter(&path)
-                .map_err(|e| anyhow::anyhow!("upstreams.{name}.ca: {}: {e}", path.display()))?
-            {
-                let cert = cert.map_err(|e| anyhow::anyhow!("upstreams.{name}.ca: {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| anyhow::anyhow!("upstreams.{name}.ca: {}: {e}", path.display()))?;
-            }
-        }
-        let tls =
-            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let client = http_client(
+            Duration::from_millis(config.connect_timeout_ms),
+            config.ca.as_ref().map(|ca| gateway.resolve(ca)).as_deref(),
+            &format!("upstreams.{name}.ca"),
+        )?;
         Ok(UpstreamPool {
             name: name.clone(),
             targets,
@@ -171,6 +146,44 @@ impl UpstreamPool {
     }
 }
 
+/// The client every upstream and AI target uses: keep-alive pool, TCP
+/// connect timeout, `http` and `https` (system roots plus `ca`, if given;
+/// `at` names the setting in messages).
+pub fn http_client(connect_timeout: Duration, ca: Option<&std::path::Path>, at: &str) -> anyhow::Result<HttpClient> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_roots();
+    roots.add_parsable_certificates(native);
+    if let Some(path) = ca {
+        use rustls_pki_types::pem::PemObject;
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| anyhow::anyhow!("{at}: {}: {e}", path.display()))?
+        {
+            let cert = cert.map_err(|e| anyhow::anyhow!("{at}: {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("{at}: {}: {e}", path.display()))?;
+        }
+    }
+    let tls =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector))
+}
+
 fn rustls_native_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {
@@ -181,7 +194,7 @@ fn rustls_native_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
 
 /// The error and its causes on one line: hyper's top-level messages alone
 /// ("client error (Connect)") do not say what happened.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -11,6 +11,14 @@ use super::{Lang, ToolchainError, run, write_file};
 
 const SDK_LIB: &str = include_str!("../../../sdk/rust/src/lib.rs");
 
+/// The SDK's other source files, by path under `src/`.
+const SDK_MODULES: &[(&str, &str)] = &[
+    ("ai/mod.rs", include_str!("../../../sdk/rust/src/ai/mod.rs")),
+    ("ai/openai.rs", include_str!("../../../sdk/rust/src/ai/openai.rs")),
+    ("ai/stream.rs", include_str!("../../../sdk/rust/src/ai/stream.rs")),
+    ("ai/testing.rs", include_str!("../../../sdk/rust/src/ai/testing.rs")),
+];
+
 const SDK_MANIFEST: &str = r#"[package]
 name = "weir-sdk"
 description = "Write Weir gateway plugins in Rust"
@@ -22,6 +30,7 @@ publish = false
 wit-bindgen = "0.46"
 serde = { version = "1", features = ["derive"] }
 serde_json = "1"
+serde_path_to_error = "0.1"
 "#;
 
 const TEMPLATE_LIB: &str = r#"//! PLUGIN_NAME: a Weir plugin. It adds `x-PLUGIN_NAME: on` to every request
@@ -116,7 +125,11 @@ pub fn vendor_sdk(dir: &Path) -> Result<(), ToolchainError> {
     let sdk = dir.join("weir-sdk");
     write_file(&sdk.join("Cargo.toml"), SDK_MANIFEST)?;
     let lib = SDK_LIB.replace(r#"path: "../../wit""#, r#"path: "../wit""#);
-    write_file(&sdk.join("src").join("lib.rs"), lib)
+    write_file(&sdk.join("src").join("lib.rs"), lib)?;
+    for (path, text) in SDK_MODULES {
+        write_file(&sdk.join("src").join(path), *text)?;
+    }
+    Ok(())
 }
 
 /// `cargo build --release --target wasm32-wasip2`, then copy the component.

@@ -1,0 +1,681 @@
+//! Serving one request on an AI route: `GET .../models` and
+//! `POST .../chat/completions`, with cache, budgets, failover across the
+//! route's targets, and usage accounting.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+use super::budget::Reservation;
+use super::cache::{CachedAnswer, replay_chunks};
+use super::relay::Relay;
+use super::targets::{AiRoute, AiTarget};
+use super::usage::UsageRecord;
+use super::{AiServices, now_ms};
+use crate::plugins::PluginFault;
+use crate::plugins::capabilities::shim::exports::weir::plugin::provider::{
+    ApiError, Completion, Exchange, KeyPlacement, ProviderRequest, Usage,
+};
+use crate::plugins::state::Properties;
+use crate::proxy::upstream::error_chain;
+use crate::proxy::{Body, full_body};
+
+/// Largest provider error body read for its message.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// What one request on an AI route needs.
+pub struct AiRequest<'a> {
+    /// The route.
+    pub route: &'a AiRoute,
+    /// Ledger, budgets, prices.
+    pub services: &'a Arc<AiServices>,
+    /// The request as the route's plugins left it.
+    pub parts: http::request::Parts,
+    /// Its body, read whole.
+    pub body: Bytes,
+    /// Its properties (`consumer`).
+    pub properties: &'a Properties,
+    /// Largest provider answer read whole.
+    pub max_response_bytes: usize,
+}
+
+/// Answer a request on an AI route. Every failure is an OpenAI-shaped
+/// error response.
+pub async fn serve(request: AiRequest<'_>) -> Response<Body> {
+    let path = request.parts.uri.path().trim_end_matches('/');
+    if path.ends_with("/models") || path == "/models" {
+        if request.parts.method != Method::GET && request.parts.method != Method::HEAD {
+            return method_not_allowed("GET");
+        }
+        return models(request.route);
+    }
+    if !path.ends_with("/chat/completions") {
+        let message =
+            format!("no AI endpoint at {path}: this route serves POST .../chat/completions and GET .../models");
+        return error_response(&ApiError {
+            code: Some("not_found".into()),
+            ..api_error(404, "invalid_request_error", &message)
+        });
+    }
+    if request.parts.method != Method::POST {
+        return method_not_allowed("POST");
+    }
+    chat(request).await
+}
+
+/// `GET .../models`: the model names the route offers.
+fn models(route: &AiRoute) -> Response<Body> {
+    let data: Vec<Value> = route
+        .models()
+        .into_iter()
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "weir"}))
+        .collect();
+    json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+}
+
+/// The fields of a chat request the host reads itself.
+struct ChatHead {
+    model: String,
+    stream: bool,
+    include_usage: bool,
+    max_tokens: Option<u64>,
+}
+
+fn chat_head(request: &Value) -> Result<ChatHead, ApiError> {
+    let Some(object) = request.as_object() else {
+        return Err(api_error(
+            400,
+            "invalid_request_error",
+            "the request body must be a JSON object",
+        ));
+    };
+    let model = match object.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        _ => {
+            return Err(ApiError {
+                param: Some("model".into()),
+                ..api_error(
+                    400,
+                    "invalid_request_error",
+                    "model is required (a string naming the model)",
+                )
+            });
+        }
+    };
+    let stream = match object.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError {
+                param: Some("stream".into()),
+                ..api_error(400, "invalid_request_error", "stream must be a boolean")
+            });
+        }
+    };
+    let include_usage = object
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|field| object.get(*field).and_then(Value::as_u64));
+    Ok(ChatHead {
+        model,
+        stream,
+        include_usage,
+        max_tokens,
+    })
+}
+
+async fn chat(request: AiRequest<'_>) -> Response<Body> {
+    let started = Instant::now();
+    let arrived_ms = now_ms();
+    let route = request.route;
+    let parsed: Value = match serde_json::from_slice(&request.body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error_response(&api_error(
+                400,
+                "invalid_request_error",
+                &format!("the request body is not JSON: {e}"),
+            ));
+        }
+    };
+    let head = match chat_head(&parsed) {
+        Ok(head) => head,
+        Err(error) => return error_response(&error),
+    };
+    let plan = route.plan(&head.model, arrived_ms);
+    if plan.is_empty() {
+        let message = format!(
+            "the model {:?} is not served here; models: {}",
+            head.model,
+            route.models().join(", ")
+        );
+        return error_response(&ApiError {
+            code: Some("model_not_found".into()),
+            param: Some("model".into()),
+            ..api_error(404, "invalid_request_error", &message)
+        });
+    }
+    let consumer = request.properties.get("consumer").map(str::to_string);
+    let id = completion_id();
+    let record = UsageRecord {
+        time_ms: arrived_ms,
+        request_id: id.clone(),
+        consumer: consumer.clone(),
+        route: route.name.to_string(),
+        target: String::new(),
+        model: head.model.clone(),
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        cost: 0.0,
+        latency_ms: 0,
+        ttft_ms: None,
+        status: 0,
+        streamed: head.stream,
+        cached: false,
+    };
+
+    let cache_key = route
+        .cache
+        .as_ref()
+        .and_then(|cache| cache.key(route.name.as_str(), consumer.as_deref(), &parsed));
+    if let (Some(cache), Some(key)) = (&route.cache, &cache_key)
+        && let Some(answer) = cache.get(key)
+    {
+        let accounting = Accounting::new(request.services.clone(), record, None, 0, started);
+        return cached_answer(&answer, &id, arrived_ms, &head, accounting);
+    }
+
+    // Reserve what the request may use: its prompt (about four bytes a
+    // token) and its output limit.
+    let output = head.max_tokens.unwrap_or(u64::from(route.default_max_tokens));
+    let estimate = (request.body.len() as u64).div_ceil(4) + output;
+    let reservation = match request
+        .services
+        .budgets
+        .reserve(consumer.as_deref(), estimate, arrived_ms)
+    {
+        Ok(reservation) => reservation,
+        Err(exceeded) => {
+            let mut response = error_response(&ApiError {
+                code: Some("budget_exceeded".into()),
+                ..api_error(429, "rate_limit_error", &exceeded.to_string())
+            });
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(exceeded.retry_after_secs.max(1)));
+            return response;
+        }
+    };
+    let mut accounting = Accounting::new(request.services.clone(), record, Some(reservation), estimate, started);
+
+    let exchange = Exchange {
+        id: id.clone(),
+        created: (arrived_ms / 1000).max(0) as u64,
+        include_usage: head.include_usage,
+    };
+    let mut failures: Vec<String> = Vec::new();
+    let mut last: Option<ApiError> = None;
+    for target in &plan {
+        accounting.record.target = target.name.clone();
+        accounting.record.model = target.model.clone();
+        match attempt(
+            target,
+            &request.body,
+            head.stream,
+            &exchange,
+            request.max_response_bytes,
+        )
+        .await
+        {
+            Ok(Answer::Whole(completion)) => {
+                let usage = completion.usage;
+                if let (Some(cache), Some(key)) = (&route.cache, cache_key.clone())
+                    && let Ok(value) = serde_json::from_slice::<Value>(&completion.body)
+                {
+                    cache.put(
+                        key,
+                        CachedAnswer {
+                            completion: value,
+                            target: target.name.clone(),
+                        },
+                    );
+                }
+                accounting.complete(usage.as_ref(), 200);
+                let mut response = Response::new(full_body(completion.body));
+                set_json(&mut response);
+                tag(&mut response, target, route.cache.as_ref().map(|_| "miss"));
+                return response;
+            }
+            Ok(Answer::Stream(relay)) => {
+                let store = match (&route.cache, cache_key.clone()) {
+                    (Some(cache), Some(key)) => {
+                        let cache = cache.clone();
+                        let target = target.name.clone();
+                        Some(
+                            Box::new(move |completion: Value| cache.put(key, CachedAnswer { completion, target }))
+                                as Box<dyn FnOnce(Value) + Send>,
+                        )
+                    }
+                    _ => None,
+                };
+                let mut response = Response::new(relay.into_body(accounting, store));
+                set_event_stream(&mut response);
+                tag(&mut response, target, route.cache.as_ref().map(|_| "miss"));
+                return response;
+            }
+            Err(Outcome::Refused(error)) => {
+                accounting.complete(None, error.status);
+                return error_response(&error);
+            }
+            Err(Outcome::Retry(failure)) => {
+                tracing::warn!(route = %route.name, target = %target.name, "AI target failed, trying the next: {}", failure.message);
+                failures.push(format!("{}: {}", target.name, failure.message));
+                last = Some(failure);
+            }
+        }
+    }
+
+    // Every target failed before anything reached the client.
+    let mut error = last.unwrap_or_else(|| api_error(502, "api_error", "no target could be tried"));
+    if failures.len() > 1 {
+        error.message = format!("every target failed: {}", failures.join("; "));
+    }
+    accounting.complete(None, error.status);
+    let mut response = error_response(&error);
+    if error.status == 429 {
+        let now = now_ms();
+        let wait = plan.iter().filter_map(|t| t.cooling_for(now)).min().unwrap_or(1_000);
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from((wait as u64).div_ceil(1000).max(1)),
+        );
+    }
+    response
+}
+
+/// A cached answer, whole or replayed as a stream, under a new id.
+fn cached_answer(
+    answer: &CachedAnswer,
+    id: &str,
+    arrived_ms: i64,
+    head: &ChatHead,
+    accounting: Accounting,
+) -> Response<Body> {
+    let mut completion = answer.completion.clone();
+    completion["id"] = json!(id);
+    completion["created"] = json!((arrived_ms / 1000).max(0));
+    let mut accounting = accounting;
+    accounting.record.target = answer.target.clone();
+    accounting.record.cached = true;
+    accounting.complete(None, 200);
+    let mut response = if head.stream {
+        let mut events = String::new();
+        for chunk in replay_chunks(&completion, head.include_usage) {
+            events.push_str("data: ");
+            events.push_str(&chunk);
+            events.push_str("\n\n");
+        }
+        events.push_str("data: [DONE]\n\n");
+        let mut response = Response::new(full_body(events));
+        set_event_stream(&mut response);
+        response
+    } else {
+        let mut response = Response::new(full_body(completion.to_string()));
+        set_json(&mut response);
+        response
+    };
+    let headers = response.headers_mut();
+    headers.insert("x-weir-cache", HeaderValue::from_static("hit"));
+    if let Ok(target) = HeaderValue::from_str(&answer.target) {
+        headers.insert("x-weir-target", target);
+    }
+    response
+}
+
+enum Answer {
+    Whole(Completion),
+    Stream(Box<Relay>),
+}
+
+enum Outcome {
+    /// The target failed in a way another target may not: try the next.
+    Retry(ApiError),
+    /// The request itself was refused: answer the client.
+    Refused(ApiError),
+}
+
+/// Whether a provider error is the target's trouble (try another) rather
+/// than the request's.
+fn retryable(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+/// One try of one target: translate, send, and translate the answer or
+/// prime its stream. Nothing reaches the client here.
+async fn attempt(
+    target: &Arc<AiTarget>,
+    body: &Bytes,
+    stream: bool,
+    exchange: &Exchange,
+    max_response_bytes: usize,
+) -> Result<Answer, Outcome> {
+    let retry = |status: u16, message: String| Outcome::Retry(api_error(status, "api_error", &message));
+    let fault = |fault: PluginFault| retry(500, format!("the provider shim failed: {fault}"));
+    let (plugin, slot) = match &target.shim {
+        Ok((plugin, slot)) => (plugin, *slot),
+        Err(name) => {
+            return Err(retry(
+                503,
+                format!("the provider shim {name} is not loaded (its file is missing)"),
+            ));
+        }
+    };
+    let mut lease = plugin.lease(slot).await.map_err(fault)?;
+    let provider_request = match lease.translate_request(slot, body).await.map_err(fault)? {
+        Ok(r) => r,
+        Err(error) => return Err(Outcome::Refused(error)),
+    };
+    let http_request = build_request(target, provider_request).map_err(|e| retry(500, e))?;
+    let response = match tokio::time::timeout(target.response_timeout, target.client.request(http_request)).await {
+        Err(_) => {
+            return Err(retry(
+                504,
+                format!("no answer within {} ms", target.response_timeout.as_millis()),
+            ));
+        }
+        Ok(Err(e)) => return Err(retry(502, format!("cannot reach the provider: {}", error_chain(&e)))),
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status().as_u16();
+    if !response.status().is_success() {
+        if status == 429 {
+            let wait_secs = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1);
+            target.cool_down(now_ms().saturating_add((wait_secs.min(3600) * 1000) as i64));
+        }
+        let bytes = read_body(response.into_body(), MAX_ERROR_BODY, target)
+            .await
+            .unwrap_or_default();
+        let error = lease.translate_error(slot, status, &bytes).await.map_err(fault)?;
+        return Err(if retryable(status) {
+            Outcome::Retry(error)
+        } else {
+            Outcome::Refused(error)
+        });
+    }
+    let upstream = response.into_body().map_err(crate::proxy::box_error).boxed_unsync();
+    if !stream {
+        let bytes = read_body(upstream, max_response_bytes, target)
+            .await
+            .map_err(|e| retry(502, e))?;
+        return match lease.translate_response(slot, exchange, &bytes).await.map_err(fault)? {
+            Ok(completion) => Ok(Answer::Whole(completion)),
+            Err(error) if retryable(error.status) => Err(Outcome::Retry(error)),
+            Err(error) => Err(Outcome::Refused(error)),
+        };
+    }
+    let translator = lease.open_stream(slot, exchange).await.map_err(fault)?;
+    let mut relay = Relay::new(lease, slot, translator, upstream, target.response_timeout);
+    match relay.prime().await {
+        Ok(()) => Ok(Answer::Stream(Box::new(relay))),
+        Err(error) if retryable(error.status) => Err(Outcome::Retry(error)),
+        Err(error) => Err(Outcome::Refused(error)),
+    }
+}
+
+/// The HTTP request for a target: its base URL plus the shim's path, the
+/// shim's headers, and the key where the shim said.
+fn build_request(target: &AiTarget, request: ProviderRequest) -> Result<Request<Body>, String> {
+    let shim_said =
+        |what: &str, detail: &dyn std::fmt::Display| format!("the provider shim gave an invalid {what}: {detail}");
+    if !request.path.starts_with('/') {
+        return Err(shim_said("path", &request.path));
+    }
+    let mut path = format!("{}{}", target.base_path, request.path);
+    let mut builder =
+        Request::builder().method(Method::from_bytes(request.method.as_bytes()).map_err(|e| shim_said("method", &e))?);
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &request.headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| shim_said("header name", &e))?;
+        let value = HeaderValue::from_str(value).map_err(|e| shim_said("header value", &e))?;
+        headers.append(name, value);
+    }
+    if let Some(key) = &target.key {
+        match &request.key {
+            KeyPlacement::None => {}
+            KeyPlacement::Header((name, prefix)) => {
+                let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| shim_said("key header", &e))?;
+                let mut value = HeaderValue::from_str(&format!("{prefix}{key}"))
+                    .map_err(|_| format!("the key of target {} is not a valid header value", target.name))?;
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+            KeyPlacement::Query(name) => {
+                let pair: String = form_urlencoded::Serializer::new(String::new())
+                    .append_pair(name, key)
+                    .finish();
+                path.push(if path.contains('?') { '&' } else { '?' });
+                path.push_str(&pair);
+            }
+        }
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(request.body.len()));
+    let uri = http::Uri::builder()
+        .scheme(target.base.scheme.clone())
+        .authority(target.base.authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|e| shim_said("path", &e))?;
+    builder = builder.uri(uri);
+    let mut http_request = builder.body(full_body(request.body)).map_err(|e| e.to_string())?;
+    *http_request.headers_mut() = headers;
+    Ok(http_request)
+}
+
+/// Read a provider body whole, refusing more than `limit` bytes or a gap
+/// longer than the target's timeout.
+async fn read_body<B>(body: B, limit: usize, target: &AiTarget) -> Result<Bytes, String>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut body = body;
+    let mut buffer = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(target.response_timeout, body.frame()).await {
+            Err(_) => {
+                return Err(format!(
+                    "the provider's body stalled for {} ms",
+                    target.response_timeout.as_millis()
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(format!("reading the provider's body: {e}")),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > limit {
+                return Err(format!("the provider's answer is larger than {limit} bytes"));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+/// Settles a request's reservation and records its usage, once: when the
+/// answer is complete, broken, or dropped (the client went away).
+pub(super) struct Accounting {
+    services: Arc<AiServices>,
+    pub(super) record: UsageRecord,
+    reservation: Option<Reservation>,
+    estimate: u64,
+    started: Instant,
+    produced: bool,
+}
+
+impl Accounting {
+    fn new(
+        services: Arc<AiServices>,
+        record: UsageRecord,
+        reservation: Option<Reservation>,
+        estimate: u64,
+        started: Instant,
+    ) -> Self {
+        Accounting {
+            services,
+            record,
+            reservation,
+            estimate,
+            started,
+            produced: false,
+        }
+    }
+
+    /// The first chunk went to the client.
+    pub(super) fn first_token(&mut self) {
+        if self.record.ttft_ms.is_none() {
+            self.record.ttft_ms = Some(self.started.elapsed().as_millis() as u64);
+        }
+        self.produced = true;
+    }
+
+    /// The answer is complete (or refused) with this status.
+    pub(super) fn complete(mut self, usage: Option<&Usage>, status: u16) {
+        if status < 300 {
+            self.produced = true;
+        }
+        self.settle(usage, status);
+    }
+
+    /// A stream broke after it started.
+    pub(super) fn broken(mut self, usage: Option<&Usage>, status: u16) {
+        self.settle(usage, status);
+    }
+
+    fn settle(&mut self, usage: Option<&Usage>, status: u16) {
+        // Settled once: `complete` or `broken`, then the drop finds it done.
+        if self.record.status != 0 {
+            return;
+        }
+        let (prompt, completion) =
+            usage.map_or((0, 0), |u| (u64::from(u.prompt_tokens), u64::from(u.completion_tokens)));
+        let now = now_ms();
+        if let Some(reservation) = self.reservation.take() {
+            match usage {
+                Some(_) => reservation.settle(prompt + completion, now),
+                // Tokens were spent but not reported: charge the estimate.
+                None if self.produced => reservation.settle(self.estimate, now),
+                // Nothing reached a provider's model: release it.
+                None => drop(reservation),
+            }
+        }
+        self.record.status = status;
+        self.record.prompt_tokens = prompt;
+        self.record.completion_tokens = completion;
+        self.record.cost = self.services.cost(&self.record.model, prompt, completion);
+        self.record.latency_ms = self.started.elapsed().as_millis() as u64;
+        self.services.ledger.record(self.record.clone());
+    }
+}
+
+impl Drop for Accounting {
+    fn drop(&mut self) {
+        // 499: the client closed the connection before the answer ended.
+        self.settle(None, 499);
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A completion id unique in this process and unlikely to repeat across
+/// restarts.
+fn completion_id() -> String {
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    format!("chatcmpl-weir{:x}{:06x}", now_ms(), n & 0xff_ffff)
+}
+
+/// An error with `status`, `kind` and `message`.
+pub(super) fn api_error(status: u16, kind: &str, message: &str) -> ApiError {
+    ApiError {
+        status,
+        kind: kind.to_string(),
+        message: message.to_string(),
+        param: None,
+        code: None,
+    }
+}
+
+/// `{"error": {...}}`, OpenAI's error shape.
+pub(super) fn error_json(error: &ApiError) -> Value {
+    json!({"error": {
+        "message": error.message,
+        "type": error.kind,
+        "param": error.param,
+        "code": error.code,
+    }})
+}
+
+/// An error as the client sees it.
+pub fn error_response(error: &ApiError) -> Response<Body> {
+    let status = StatusCode::from_u16(error.status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    json_response(status, &error_json(error))
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = error_response(&api_error(
+        405,
+        "invalid_request_error",
+        &format!("this endpoint takes {allow}"),
+    ));
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut response = Response::new(full_body(value.to_string()));
+    *response.status_mut() = status;
+    set_json(&mut response);
+    response
+}
+
+fn set_json(response: &mut Response<Body>) {
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+}
+
+fn set_event_stream(response: &mut Response<Body>) {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+}
+
+/// Say which target answered, and whether the cache was asked.
+fn tag(response: &mut Response<Body>, target: &AiTarget, cache: Option<&'static str>) {
+    let headers = response.headers_mut();
+    if let Ok(name) = HeaderValue::from_str(&target.name) {
+        headers.insert("x-weir-target", name);
+    }
+    if let Some(status) = cache {
+        headers.insert("x-weir-cache", HeaderValue::from_static(status));
+    }
+}

@@ -1,0 +1,242 @@
+//! An AI route's targets and the order they are tried in.
+//!
+//! Targets serving the requested model are tried by priority (lower
+//! first); within one priority the first target is chosen by weight (a
+//! deterministic weighted rotation, so traffic splits by weight exactly
+//! over every cycle) and the others follow in rotation order. A target
+//! that answered 429 is cooling down until its `retry-after` passes and
+//! goes to the back of the order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::config::{AiRouteConfig, AiTargetConfig, Config, PluginName, RouteName, Target, parse_base_url};
+use crate::plugins::instance::LoadedPlugin;
+use crate::proxy::upstream::{HttpClient, http_client};
+
+use super::cache::AnswerCache;
+
+/// One provider endpoint of an AI route.
+pub struct AiTarget {
+    /// Its name in the config.
+    pub name: String,
+    /// The model name clients ask for.
+    pub alias: String,
+    /// The provider's model name.
+    pub model: String,
+    /// The shim and the target's slot in it; `Err` names a shim that is
+    /// not loaded (its file was removed).
+    pub shim: Result<(Arc<LoadedPlugin>, usize), PluginName>,
+    /// Scheme and authority of the base URL.
+    pub base: Target,
+    /// The base URL's path, without trailing `/`.
+    pub base_path: String,
+    /// The provider key, from the target's secret.
+    pub key: Option<String>,
+    /// Share of traffic within its priority.
+    pub weight: u32,
+    /// Lower is tried first.
+    pub priority: u32,
+    /// The pooled client.
+    pub client: HttpClient,
+    /// For the response head, and between streamed chunks.
+    pub response_timeout: Duration,
+    /// Unix ms until which the target asked us to wait (429).
+    cooldown_until_ms: AtomicI64,
+}
+
+impl AiTarget {
+    /// Remember a 429's `retry-after`.
+    pub fn cool_down(&self, until_ms: i64) {
+        self.cooldown_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+    }
+
+    /// Milliseconds left of a cool-down, if any.
+    pub fn cooling_for(&self, now_ms: i64) -> Option<i64> {
+        let until = self.cooldown_until_ms.load(Ordering::Relaxed);
+        (until > now_ms).then_some(until - now_ms)
+    }
+}
+
+/// An AI route's targets, cache and settings.
+pub struct AiRoute {
+    /// The route.
+    pub name: RouteName,
+    /// Its targets, in config order.
+    pub targets: Vec<Arc<AiTarget>>,
+    /// Output tokens reserved when the client sets no limit.
+    pub default_max_tokens: u32,
+    /// Most targets tried per request.
+    pub max_attempts: Option<usize>,
+    /// The answer cache, if on.
+    pub cache: Option<AnswerCache>,
+    rotation: AtomicUsize,
+}
+
+impl AiRoute {
+    /// Build a validated AI route. `shim` finds a target's loaded shim and
+    /// its slot; `secret` a secret's value.
+    pub fn new(
+        route: &RouteName,
+        ai: &AiRouteConfig,
+        config: &Config,
+        shim: impl Fn(usize, &AiTargetConfig) -> Result<(Arc<LoadedPlugin>, usize), PluginName>,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<AiRoute> {
+        let mut targets = Vec::with_capacity(ai.targets.len());
+        for (index, t) in ai.targets.iter().enumerate() {
+            let at = format!("routes.{route}.ai.targets[{index}]");
+            let (base, base_path) = parse_base_url(&t.base_url).map_err(|e| anyhow::anyhow!("{at}.base_url: {e}"))?;
+            let client = http_client(
+                Duration::from_millis(t.connect_timeout_ms),
+                t.ca.as_ref().map(|ca| config.resolve(ca)).as_deref(),
+                &format!("{at}.ca"),
+            )?;
+            let key = match &t.key_secret {
+                Some(name) => {
+                    Some(secret(name).ok_or_else(|| anyhow::anyhow!("{at}.key_secret: unknown secret {name:?}"))?)
+                }
+                None => None,
+            };
+            targets.push(Arc::new(AiTarget {
+                name: t.name.clone(),
+                alias: t.alias().to_string(),
+                model: t.model.clone(),
+                shim: shim(index, t),
+                base,
+                base_path,
+                key,
+                weight: t.weight.max(1),
+                priority: t.priority,
+                client,
+                response_timeout: Duration::from_millis(t.response_timeout_ms),
+                cooldown_until_ms: AtomicI64::new(0),
+            }));
+        }
+        Ok(AiRoute {
+            name: route.clone(),
+            targets,
+            default_max_tokens: ai.default_max_tokens,
+            max_attempts: ai.max_attempts,
+            cache: ai.cache.as_ref().map(AnswerCache::new),
+            rotation: AtomicUsize::new(0),
+        })
+    }
+
+    /// The model names clients may ask for, each once, in config order.
+    pub fn models(&self) -> Vec<&str> {
+        let mut models: Vec<&str> = Vec::new();
+        for t in &self.targets {
+            if !models.contains(&t.alias.as_str()) {
+                models.push(&t.alias);
+            }
+        }
+        models
+    }
+
+    /// The targets to try for `model`, in order (empty: no target serves
+    /// it).
+    pub fn plan(&self, model: &str, now_ms: i64) -> Vec<Arc<AiTarget>> {
+        let turn = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let serving: Vec<&Arc<AiTarget>> = self.targets.iter().filter(|t| t.alias == model).collect();
+        let mut priorities: Vec<u32> = serving.iter().map(|t| t.priority).collect();
+        priorities.sort_unstable();
+        priorities.dedup();
+        let mut plan: Vec<Arc<AiTarget>> = Vec::with_capacity(serving.len());
+        for priority in priorities {
+            let group: Vec<&Arc<AiTarget>> = serving.iter().copied().filter(|t| t.priority == priority).collect();
+            plan.extend(weighted_order(&group, turn).into_iter().cloned());
+        }
+        // Targets asking us to wait go last, kept as a last resort.
+        let (ready, cooling): (Vec<_>, Vec<_>) = plan.into_iter().partition(|t| t.cooling_for(now_ms).is_none());
+        let mut plan = ready;
+        plan.extend(cooling);
+        if let Some(most) = self.max_attempts {
+            plan.truncate(most);
+        }
+        plan
+    }
+}
+
+/// `group` ordered for turn `turn`: the first chosen so that over
+/// `sum(weights)` turns each target leads `weight` times, the rest after
+/// it in config order, wrapping.
+fn weighted_order<'a>(group: &[&'a Arc<AiTarget>], turn: usize) -> Vec<&'a Arc<AiTarget>> {
+    let total: usize = group.iter().map(|t| t.weight as usize).sum();
+    if total == 0 {
+        return group.to_vec();
+    }
+    let mut point = turn % total;
+    let mut first = 0;
+    for (i, t) in group.iter().enumerate() {
+        if point < t.weight as usize {
+            first = i;
+            break;
+        }
+        point -= t.weight as usize;
+    }
+    (0..group.len()).map(|i| group[(first + i) % group.len()]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(targets: &[(&str, &str, u32, u32)]) -> AiRoute {
+        let toml = format!(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\n[[routes]]\nname = \"ai\"\n[routes.ai]\n{}",
+            targets
+                .iter()
+                .map(|(name, alias, weight, priority)| format!(
+                    "[[routes.ai.targets]]\nname = \"{name}\"\nshim = \"s\"\nbase_url = \"http://127.0.0.1:1\"\nmodel = \"m-{name}\"\nalias = \"{alias}\"\nweight = {weight}\npriority = {priority}\n"
+                ))
+                .collect::<String>()
+        );
+        let config = Config::parse(&toml, std::path::Path::new("t.toml"), std::path::Path::new(".")).unwrap();
+        let ai = config.routes[0].ai.clone().unwrap();
+        AiRoute::new(
+            &config.routes[0].name,
+            &ai,
+            &config,
+            |_, t| Err(t.shim.clone()),
+            |_| None,
+        )
+        .unwrap()
+    }
+
+    fn names(plan: &[Arc<AiTarget>]) -> Vec<&str> {
+        plan.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    #[test]
+    fn weights_split_the_lead_within_a_priority_and_priorities_go_in_order() {
+        let route = route(&[
+            ("a", "m", 3, 0),
+            ("b", "m", 1, 0),
+            ("c", "m", 1, 1),
+            ("x", "other", 1, 0),
+        ]);
+        let mut leads = std::collections::HashMap::new();
+        for _ in 0..400 {
+            let plan = route.plan("m", 0);
+            assert_eq!(plan.len(), 3);
+            assert_eq!(plan[2].name, "c", "the lower priority comes last");
+            *leads.entry(plan[0].name.clone()).or_insert(0) += 1;
+        }
+        assert_eq!(leads["a"], 300);
+        assert_eq!(leads["b"], 100);
+        assert_eq!(names(&route.plan("other", 0)), ["x"]);
+        assert!(route.plan("nothing", 0).is_empty());
+        assert_eq!(route.models(), ["m", "other"]);
+    }
+
+    #[test]
+    fn a_cooling_target_goes_last_until_its_time_passes() {
+        let route = route(&[("a", "m", 1, 0), ("b", "m", 1, 1)]);
+        route.targets[0].cool_down(1_000);
+        assert_eq!(names(&route.plan("m", 500)), ["b", "a"]);
+        assert_eq!(route.targets[0].cooling_for(500), Some(500));
+        assert_eq!(names(&route.plan("m", 1_000)), ["a", "b"]);
+    }
+}

@@ -1,0 +1,716 @@
+//! The AI gateway end to end: the real gateway, the provider shims built
+//! from `plugins/`, and the provider emulator standing in for Anthropic,
+//! Gemini, OpenAI and Ollama.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{TestGateway, client};
+use serde_json::{Value, json};
+use weir_emulator::Emulator;
+
+/// Every shim, under its plugin name.
+const SHIMS: &[(&str, &str)] = &[
+    ("ai-openai", "ai-openai"),
+    ("ai-anthropic", "ai-anthropic"),
+    ("ai-gemini", "ai-gemini"),
+    ("ai-ollama", "ai-ollama"),
+    ("api-key-auth", "api-key-auth"),
+];
+
+async fn emulator() -> (Emulator, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind emulator");
+    let addr = listener.local_addr().expect("addr");
+    let state = Emulator::new();
+    tokio::spawn(weir_emulator::serve(listener, state.clone()));
+    (state, addr)
+}
+
+/// One target per provider, each under its own model name, all on one
+/// emulator.
+fn target(name: &str, shim: &str, addr: SocketAddr, model: &str, alias: &str, extra: &str) -> String {
+    let timeout = if extra.contains("response_timeout_ms") {
+        ""
+    } else {
+        "response_timeout_ms = 5000"
+    };
+    format!(
+        r#"
+[[routes.ai.targets]]
+name = "{name}"
+shim = "{shim}"
+base_url = "http://{addr}"
+model = "{model}"
+alias = "{alias}"
+key_secret = "provider-key"
+{timeout}
+{extra}
+"#
+    )
+}
+
+fn config(targets: &str, ai_extra: &str, route_extra: &str) -> String {
+    format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+
+[admin]
+address = "127.0.0.1:0"
+
+[ai]
+usage_db = "usage.db"
+{ai_extra}
+
+[secrets.provider-key]
+value = "sk-provider-secret"
+
+[[routes]]
+name = "ai"
+path_prefix = "/v1"
+
+[[routes.plugins]]
+name = "api-key-auth"
+config = {{ keys = {{ alice = "alice-key", bob = "bob-key" }} }}
+
+[routes.ai]
+{route_extra}
+{targets}
+"#
+    )
+}
+
+fn all_providers(addr: SocketAddr) -> String {
+    [
+        target("openai", "ai-openai", addr, "gpt-test", "openai", ""),
+        target("anthropic", "ai-anthropic", addr, "claude-test", "anthropic", ""),
+        target("gemini", "ai-gemini", addr, "gemini-test", "gemini", ""),
+        target("ollama", "ai-ollama", addr, "llama-test", "ollama", ""),
+    ]
+    .concat()
+}
+
+async fn chat(gw: &TestGateway, who: &str, body: Value) -> reqwest::Response {
+    client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-api-key", format!("{who}-key"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// The `data:` payloads of an event stream.
+fn events(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The text a stream of chunks adds up to.
+fn streamed_text(events: &[String]) -> String {
+    events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn user(text: &str) -> Value {
+    json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}])
+}
+
+#[tokio::test]
+async fn every_provider_answers_whole_and_streamed_in_openai_shape() {
+    let (emu, addr) = emulator().await;
+    let gw = TestGateway::start(&config(&all_providers(addr), "", ""), SHIMS).await;
+    for model in ["openai", "anthropic", "gemini", "ollama"] {
+        let response = chat(&gw, "alice", json!({"model": model, "messages": user("hello there")})).await;
+        assert_eq!(response.status(), 200, "{model}");
+        assert_eq!(response.headers()["x-weir-target"], model);
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["object"], "chat.completion", "{model}: {body}");
+        assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-"), "{model}: {body}");
+        assert_eq!(body["choices"][0]["message"]["role"], "assistant", "{model}: {body}");
+        assert_eq!(
+            body["choices"][0]["message"]["content"], "Echo: hello there",
+            "{model}: {body}"
+        );
+        assert_eq!(body["choices"][0]["finish_reason"], "stop", "{model}: {body}");
+        // Prompt: "Be brief." and "hello there" are four words.
+        assert_eq!(body["usage"]["prompt_tokens"], 4, "{model}: {body}");
+        assert_eq!(body["usage"]["completion_tokens"], 3, "{model}: {body}");
+
+        let response = chat(
+            &gw,
+            "alice",
+            json!({"model": model, "messages": user("stream me please"), "stream": true, "stream_options": {"include_usage": true}}),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{model}");
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let text = response.text().await.expect("body");
+        let events = events(&text);
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{model}: {text}");
+        assert_eq!(streamed_text(&events), "Echo: stream me please", "{model}: {text}");
+        let usage: Value = serde_json::from_str(&events[events.len() - 2]).expect("usage chunk");
+        assert_eq!(usage["usage"]["completion_tokens"], 4, "{model}: {text}");
+    }
+    // The provider key went to the emulator, in each provider's own place,
+    // and never to the client.
+    let requests = emu.requests();
+    let key_of = |provider: &str| {
+        let r = requests.iter().find(|r| r.provider == provider).expect("request seen");
+        ["authorization", "x-api-key", "x-goog-api-key"]
+            .iter()
+            .find_map(|h| r.header(h).map(str::to_string))
+    };
+    assert_eq!(key_of("openai").as_deref(), Some("Bearer sk-provider-secret"));
+    assert_eq!(key_of("anthropic").as_deref(), Some("sk-provider-secret"));
+    assert_eq!(key_of("gemini").as_deref(), Some("sk-provider-secret"));
+    assert!(
+        requests.iter().all(|r| !r.body.contains("alice-key")),
+        "the client's key leaked upstream"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn tool_calls_round_trip_through_every_provider() {
+    let (_emu, addr) = emulator().await;
+    let gw = TestGateway::start(&config(&all_providers(addr), "", ""), SHIMS).await;
+    let tools = json!([{"type": "function", "function": {"name": "lookup", "description": "Look up", "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]);
+    for model in ["openai", "anthropic", "gemini", "ollama"] {
+        let response = chat(
+            &gw,
+            "alice",
+            json!({"model": model, "messages": user("please call lookup weather in Oslo"), "tools": tools}),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{model}");
+        let body: Value = response.json().await.expect("json");
+        let call = &body["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(body["choices"][0]["finish_reason"], "tool_calls", "{model}: {body}");
+        assert_eq!(call["function"]["name"], "lookup", "{model}: {body}");
+        let arguments: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(arguments["query"], "weather in Oslo", "{model}: {body}");
+
+        // Streamed: the pieces add up to the same call.
+        let response = chat(
+            &gw,
+            "alice",
+            json!({"model": model, "messages": user("please call lookup weather in Oslo"), "tools": tools, "stream": true}),
+        )
+        .await;
+        let text = response.text().await.unwrap();
+        let mut name = String::new();
+        let mut args = String::new();
+        let mut finish = None;
+        for event in events(&text).iter().filter(|e| *e != "[DONE]") {
+            let chunk: Value = serde_json::from_str(event).unwrap();
+            let choice = &chunk["choices"][0];
+            if let Some(calls) = choice["delta"]["tool_calls"].as_array() {
+                name.push_str(calls[0]["function"]["name"].as_str().unwrap_or_default());
+                args.push_str(calls[0]["function"]["arguments"].as_str().unwrap_or_default());
+            }
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                finish = Some(reason.to_string());
+            }
+        }
+        assert_eq!(name, "lookup", "{model}: {text}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&args).unwrap()["query"],
+            "weather in Oslo",
+            "{model}: {text}"
+        );
+        assert_eq!(finish.as_deref(), Some("tool_calls"), "{model}: {text}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn models_are_listed_and_an_unknown_model_or_field_is_refused_clearly() {
+    let (_emu, addr) = emulator().await;
+    let gw = TestGateway::start(&config(&all_providers(addr), "", ""), SHIMS).await;
+    let models: Value = client()
+        .get(gw.url("/v1/models"))
+        .header("x-api-key", "alice-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["openai", "anthropic", "gemini", "ollama"]);
+
+    let response = chat(&gw, "alice", json!({"model": "nope", "messages": user("hi")})).await;
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "model_not_found");
+
+    // Anthropic has no logit_bias: refused naming it, not dropped.
+    let response = chat(
+        &gw,
+        "alice",
+        json!({"model": "anthropic", "messages": user("hi"), "logit_bias": {"1": 5}}),
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("logit_bias"),
+        "{body}"
+    );
+
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-api-key", "alice-key")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // Without a key the auth plugin answers before any provider is asked.
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    gw.stop().await;
+}
+
+/// Two targets for one model: a faulty first (priority 0) and a healthy
+/// second (priority 1).
+async fn failover_gateway(first: &str) -> (TestGateway, Emulator, Emulator) {
+    let (bad, bad_addr) = emulator().await;
+    let (good, good_addr) = emulator().await;
+    bad.set_faults(Some(first));
+    let targets = [
+        target("first", "ai-anthropic", bad_addr, "claude-test", "chat", "priority = 0"),
+        target("second", "ai-gemini", good_addr, "gemini-test", "chat", "priority = 1"),
+    ]
+    .concat();
+    let gw = TestGateway::start(&config(&targets, "", ""), SHIMS).await;
+    (gw, bad, good)
+}
+
+#[tokio::test]
+async fn a_target_answering_429_or_500_is_failed_over_whole_and_streamed() {
+    for fault in ["429:30", "500"] {
+        let (gw, bad, good) = failover_gateway(fault).await;
+        let response = chat(&gw, "alice", json!({"model": "chat", "messages": user("hi")})).await;
+        assert_eq!(response.status(), 200, "{fault}");
+        assert_eq!(response.headers()["x-weir-target"], "second", "{fault}");
+        let response = chat(
+            &gw,
+            "alice",
+            json!({"model": "chat", "messages": user("hi"), "stream": true}),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{fault}");
+        let text = response.text().await.unwrap();
+        assert_eq!(streamed_text(&events(&text)), "Echo: hi", "{fault}: {text}");
+        assert!(
+            bad.count() >= 1 && good.count() == 2,
+            "{fault}: bad {} good {}",
+            bad.count(),
+            good.count()
+        );
+        if fault.starts_with("429") {
+            // Retry-after is honoured: the cooling target goes last, so the
+            // healthy one is asked first and the bad one is not asked again.
+            assert_eq!(bad.count(), 1, "the rate-limited target was asked again");
+        }
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_target_refusing_connections_is_failed_over() {
+    let (good, good_addr) = emulator().await;
+    let dead = common::dead_address().await;
+    let targets = [
+        target("dead", "ai-openai", dead, "gpt-test", "chat", "priority = 0"),
+        target("alive", "ai-ollama", good_addr, "llama-test", "chat", "priority = 1"),
+    ]
+    .concat();
+    let gw = TestGateway::start(&config(&targets, "", ""), SHIMS).await;
+    let response = chat(&gw, "alice", json!({"model": "chat", "messages": user("hi")})).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-weir-target"], "alive");
+    assert_eq!(good.count(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn when_every_target_fails_the_client_gets_an_openai_error_naming_them() {
+    let (bad, bad_addr) = emulator().await;
+    bad.set_faults(Some("500"));
+    let dead = common::dead_address().await;
+    let targets = [
+        target("one", "ai-anthropic", bad_addr, "claude-test", "chat", ""),
+        target("two", "ai-openai", dead, "gpt-test", "chat", ""),
+    ]
+    .concat();
+    let gw = TestGateway::start(&config(&targets, "", ""), SHIMS).await;
+    let response = chat(&gw, "alice", json!({"model": "chat", "messages": user("hi")})).await;
+    assert!(response.status().is_server_error(), "{}", response.status());
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("one") && message.contains("two"), "{message}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_cut_midway_ends_with_an_error_event_not_a_clean_finish() {
+    for shim in ["ai-anthropic", "ai-openai", "ai-gemini", "ai-ollama"] {
+        let (emu, addr) = emulator().await;
+        emu.set_faults(Some("cut:3"));
+        let targets = target("only", shim, addr, "m-test", "chat", "");
+        let gw = TestGateway::start(&config(&targets, "", ""), SHIMS).await;
+        let response = chat(
+            &gw,
+            "alice",
+            json!({"model": "chat", "messages": user("a long answer with many words in it"), "stream": true}),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{shim}");
+        let text = response.text().await.unwrap();
+        let events = events(&text);
+        assert_ne!(events.last().map(String::as_str), Some("[DONE]"), "{shim}: {text}");
+        let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+        assert!(last["error"]["message"].is_string(), "{shim}: {text}");
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn split_and_crlf_provider_streams_arrive_whole() {
+    for shim in ["ai-anthropic", "ai-openai", "ai-gemini", "ai-ollama"] {
+        let (emu, addr) = emulator().await;
+        emu.set_faults(Some("split,crlf"));
+        let gw = TestGateway::start(
+            &config(&target("only", shim, addr, "m-test", "chat", ""), "", ""),
+            SHIMS,
+        )
+        .await;
+        let response = chat(
+            &gw,
+            "alice",
+            json!({"model": "chat", "messages": user("split into tiny pieces ü €"), "stream": true}),
+        )
+        .await;
+        let text = response.text().await.unwrap();
+        assert_eq!(
+            streamed_text(&events(&text)),
+            "Echo: split into tiny pieces ü €",
+            "{shim}: {text}"
+        );
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn usage_is_recorded_with_cost_and_survives_a_restart() {
+    let (_emu, addr) = emulator().await;
+    let prices = "[ai.prices.claude-test]\ninput_per_million = 3.0\noutput_per_million = 15.0\n";
+    let cfg = config(
+        &target("anthropic", "ai-anthropic", addr, "claude-test", "chat", ""),
+        prices,
+        "",
+    );
+    let gw = TestGateway::start(&cfg, SHIMS).await;
+    chat(
+        &gw,
+        "alice",
+        json!({"model": "chat", "messages": user("one two three")}),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    chat(
+        &gw,
+        "bob",
+        json!({"model": "chat", "messages": user("four"), "stream": true}),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let usage = |gw: &TestGateway, query: &str| {
+        let url = gw.admin_url(&format!("/usage{query}"));
+        async move { client().get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let report = usage(&gw, "").await;
+    assert_eq!(report["totals"]["requests"], 2, "{report}");
+    // alice: prompt 2 + 3 words, answer "Echo: one two three" 4 words.
+    let alice = usage(&gw, "?consumer=alice").await;
+    let row = &alice["rows"][0];
+    assert_eq!(row["prompt_tokens"], 5, "{alice}");
+    assert_eq!(row["completion_tokens"], 4, "{alice}");
+    assert_eq!(row["target"], "anthropic");
+    assert_eq!(row["model"], "claude-test");
+    assert_eq!(row["route"], "ai");
+    let cost = row["cost"].as_f64().unwrap();
+    assert!((cost - (5.0 * 3.0 + 4.0 * 15.0) / 1e6).abs() < 1e-12, "{cost}");
+    let bob = usage(&gw, "?consumer=bob").await;
+    assert_eq!(bob["rows"][0]["streamed"], true);
+    assert!(bob["rows"][0]["ttft_ms"].is_u64(), "{bob}");
+
+    // A clean restart keeps every row.
+    let dir = gw.dir.path().to_path_buf();
+    let TestGateway { dir: tempdir, running } = gw;
+    running.unwrap().shutdown().await;
+    let running = common::start_in(&dir, &cfg).await.expect("restart");
+    let gw = TestGateway {
+        dir: tempdir,
+        running: Some(running),
+    };
+    let report = usage(&gw, "?group_by=consumer").await;
+    assert_eq!(report["totals"]["requests"], 2, "{report}");
+    assert_eq!(report["groups"].as_array().unwrap().len(), 2, "{report}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_streams_never_overshoot_a_budget_by_more_than_one_reservation() {
+    let (emu, addr) = emulator().await;
+    // Each request reserves about 37 tokens (its ~108-byte body at four
+    // bytes a token, plus 10 output tokens) and uses 7 (3 prompt words, 4
+    // answer words). Admitting on spent tokens alone would let all 24
+    // concurrent requests in (168 tokens); reservations keep the total
+    // within the budget.
+    let budget = "[ai.budgets.consumers.alice]\ntokens = 100\nperiod = \"day\"\n";
+    let cfg = config(
+        &target("anthropic", "ai-anthropic", addr, "claude-test", "chat", ""),
+        budget,
+        "",
+    );
+    let gw = TestGateway::start(&cfg, SHIMS).await;
+    emu.set_faults(Some("slow:200"));
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let url = gw.url("/v1/chat/completions");
+        tasks.push(tokio::spawn(async move {
+            let response = client()
+                .post(url)
+                .header("x-api-key", "alice-key")
+                .json(&json!({"model": "chat", "messages": [{"role": "user", "content": format!("budget test {i}")}], "stream": true, "max_tokens": 10}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (status, text)
+        }));
+    }
+    let mut admitted = 0;
+    let mut refused = 0;
+    for task in tasks {
+        let (status, text) = task.await.unwrap();
+        match status {
+            200 => admitted += 1,
+            429 => {
+                assert!(text.contains("budget"), "{text}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {text}"),
+        }
+    }
+    assert!(admitted > 0 && refused > 0, "admitted {admitted}, refused {refused}");
+    let report: Value = client()
+        .get(gw.admin_url("/usage?consumer=alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let spent =
+        report["totals"]["prompt_tokens"].as_u64().unwrap() + report["totals"]["completion_tokens"].as_u64().unwrap();
+    assert_eq!(report["totals"]["requests"], admitted, "{report}");
+    assert!(spent <= 100, "spent {spent} of a 100-token budget");
+    // Bob has no budget.
+    let response = chat(
+        &gw,
+        "bob",
+        json!({"model": "chat", "messages": user("hi"), "max_tokens": 10}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_cache_hit_is_served_without_asking_the_provider_whole_and_streamed() {
+    let (emu, addr) = emulator().await;
+    let cfg = config(
+        &target("anthropic", "ai-anthropic", addr, "claude-test", "chat", ""),
+        "",
+        "cache = { ttl_secs = 60 }",
+    );
+    let gw = TestGateway::start(&cfg, SHIMS).await;
+    let body = json!({"model": "chat", "messages": user("cache me"), "temperature": 0});
+    let first = chat(&gw, "alice", body.clone()).await;
+    assert_eq!(first.headers()["x-weir-cache"], "miss");
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(emu.count(), 1);
+
+    let second = chat(&gw, "alice", body.clone()).await;
+    assert_eq!(second.headers()["x-weir-cache"], "hit");
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(second["choices"], first["choices"]);
+    assert_ne!(second["id"], first["id"]);
+    assert_eq!(emu.count(), 1, "a hit went to the provider");
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let third = chat(&gw, "alice", streamed.clone()).await;
+    assert_eq!(third.headers()["x-weir-cache"], "hit");
+    let text = third.text().await.unwrap();
+    assert_eq!(streamed_text(&events(&text)), "Echo: cache me");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    assert_eq!(emu.count(), 1);
+
+    // Scoped by consumer; and a streamed miss fills the cache too.
+    let bob = chat(&gw, "bob", streamed.clone()).await;
+    assert_eq!(bob.headers()["x-weir-cache"], "miss");
+    bob.text().await.unwrap();
+    assert_eq!(emu.count(), 2);
+    let bob_again = chat(&gw, "bob", body.clone()).await;
+    assert_eq!(bob_again.headers()["x-weir-cache"], "hit");
+    assert_eq!(emu.count(), 2);
+
+    // A temperature above 0 is not cached.
+    let warm = json!({"model": "chat", "messages": user("cache me"), "temperature": 0.8});
+    chat(&gw, "alice", warm.clone()).await.text().await.unwrap();
+    chat(&gw, "alice", warm).await.text().await.unwrap();
+    assert_eq!(emu.count(), 4);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_first_byte_past_the_timeout_fails_over() {
+    let (slow, slow_addr) = emulator().await;
+    let (good, good_addr) = emulator().await;
+    slow.set_faults(Some("slow:3000"));
+    let targets = [
+        target(
+            "slow",
+            "ai-openai",
+            slow_addr,
+            "gpt-test",
+            "chat",
+            "priority = 0\nresponse_timeout_ms = 300",
+        ),
+        target("fast", "ai-openai", good_addr, "gpt-test", "chat", "priority = 1"),
+    ]
+    .concat();
+    let gw = TestGateway::start(&config(&targets, "", ""), SHIMS).await;
+    let response = chat(&gw, "alice", json!({"model": "chat", "messages": user("hi")})).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-weir-target"], "fast");
+    assert_eq!(good.count(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn template_endpoints_take_good_variables_and_refuse_bad_ones_with_400() {
+    let (emu, addr) = emulator().await;
+    let targets = target("anthropic", "ai-anthropic", addr, "claude-test", "chat", "");
+    let cfg = config(&targets, "", "").replace(
+        "[routes.ai]",
+        r#"[[routes.plugins]]
+name = "prompt-template"
+
+[[routes.plugins.config.templates]]
+name = "summarize"
+version = 1
+model = "chat"
+messages = [{ role = "user", content = "Old: {{text}}" }]
+variables = { text = { type = "string" } }
+
+[[routes.plugins.config.templates]]
+name = "summarize"
+version = 2
+model = "chat"
+messages = [{ role = "system", content = "Answer in {{words}} words." }, { role = "user", content = "Summarize: {{text}}" }]
+variables = { text = { type = "string" }, words = { type = "integer", default = 5 } }
+parameters = { temperature = 0, max_tokens = 50 }
+
+[routes.ai]"#,
+    )
+    .replace("path_prefix = \"/v1\"", "path_prefix = \"/\"");
+    let mut shims = SHIMS.to_vec();
+    shims.push(("prompt-template", "prompt-template"));
+    let gw = TestGateway::start(&cfg, &shims).await;
+    let post = |path: &str, body: Value| {
+        client()
+            .post(gw.url(path))
+            .header("x-api-key", "alice-key")
+            .json(&body)
+            .send()
+    };
+
+    // The newest version, a value that looks like structure staying text.
+    let tricky = "a \"quote\", {{words}} and {\"role\": \"system\"}";
+    let response = post("/prompts/summarize", json!({"text": tricky, "words": 3}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        format!("Echo: Summarize: {tricky}")
+    );
+    let sent = emu.requests().last().unwrap().json();
+    assert_eq!(sent["system"], "Answer in 3 words.");
+    assert_eq!(sent["messages"].as_array().unwrap().len(), 1, "{sent}");
+    assert_eq!(sent["max_tokens"], 50);
+
+    // A pinned version, streamed.
+    let response = post("/prompts/summarize/v1?stream=true", json!({"text": "x"}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert_eq!(streamed_text(&events(&text)), "Echo: Old: x");
+
+    // Bad variables: 400 naming them, and nothing reaches the provider.
+    let before = emu.count();
+    for (body, named) in [
+        (json!({}), "text"),
+        (json!({"text": 5}), "text"),
+        (json!({"text": "x", "words": "three"}), "words"),
+        (json!({"text": "x", "colour": "red"}), "colour"),
+    ] {
+        let response = post("/prompts/summarize", body.clone()).await.unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["param"], named, "{body}: {error}");
+        assert!(error["error"]["message"].as_str().unwrap().contains(named), "{error}");
+    }
+    let response = post("/prompts/nothing-here", json!({})).await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(emu.count(), before);
+
+    // The route still serves chat completions directly.
+    let response = chat(&gw, "alice", json!({"model": "chat", "messages": user("direct")})).await;
+    assert_eq!(response.status(), 200);
+    gw.stop().await;
+}
