@@ -8,6 +8,8 @@
 #                       per project, pinned in its package.json
 #   Python plugins      componentize-py from PyPI, pinned (sdk/python/setup.sh)
 #   C plugins           clang, lld, wasi-libc and clang's wasm32 runtime (Debian)
+#   AI gateway tests    the OpenAI Python library, pinned (the example's
+#                       client.py runs against Weir unchanged)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,3 +38,9 @@ fi
 if [[ -x sdk/python/setup.sh ]]; then
     sdk/python/setup.sh
 fi
+
+OPENAI_PY=2.8.1
+python3 -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_PY')" 2>/dev/null || {
+    log "installing the OpenAI Python library $OPENAI_PY"
+    python3 -m pip install -q "openai==$OPENAI_PY"
+}
