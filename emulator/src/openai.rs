@@ -395,10 +395,23 @@ pub(crate) fn handle(req: &Req, flavor: Flavor) -> (Answer, Faults) {
 }
 
 fn check_auth(req: &Req, flavor: Flavor) -> Option<Answer> {
-    let bearer = req
+    let key = req
         .header("authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .is_some_and(|k| !k.trim().is_empty());
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let bearer = key.is_some_and(|k| !k.trim().is_empty());
+    // Keys starting `sk-bad` are refused, quoted back as OpenAI does.
+    if let Some(bad) = key.filter(|k| k.starts_with("sk-bad")) {
+        return Some(error(
+            flavor,
+            StatusCode::UNAUTHORIZED,
+            &format!(
+                "Incorrect API key provided: {bad}. You can find your API key at https://platform.openai.com/account/api-keys."
+            ),
+            "invalid_request_error",
+            None,
+            Some("invalid_api_key"),
+        ));
+    }
     match flavor {
         Flavor::OpenAi if !bearer => Some(error(
             flavor,

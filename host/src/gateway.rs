@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::ai::AiServices;
 use crate::ai::budget::Budgets;
+use crate::ai::cache::AnswerCache;
 use crate::ai::targets::AiRoute;
 use crate::ai::usage::UsageLedger;
 use crate::config::{Config, ConfigError, PluginName, UpstreamName};
@@ -101,6 +102,8 @@ struct Serving {
     upstreams: HashMap<UpstreamName, Arc<UpstreamPool>>,
     loaded: LoadedSet,
     ai: Option<Arc<AiServices>>,
+    /// Each AI route's answer cache, made with the config.
+    caches: HashMap<crate::config::RouteName, AnswerCache>,
 }
 
 /// A loaded gateway: its config, plugins and the proxy built from them,
@@ -141,6 +144,7 @@ impl Gateway {
         let ledger = Mutex::new(None);
         let ai = ai_services(&config, &ledger).await?;
         let serving = Serving {
+            caches: answer_caches(&config),
             config,
             capabilities,
             upstreams,
@@ -223,6 +227,7 @@ impl Gateway {
             .map_err(LoadError::Plugins)?;
         let ai = ai_services(&config, &self.ledger).await?;
         let next = Serving {
+            caches: answer_caches(&config),
             config,
             capabilities,
             upstreams,
@@ -561,6 +566,18 @@ async fn ai_services(
     })))
 }
 
+/// An answer cache for each AI route that asks for one.
+fn answer_caches(config: &Config) -> HashMap<crate::config::RouteName, AnswerCache> {
+    config
+        .routes
+        .iter()
+        .filter_map(|r| {
+            let cache = r.ai.as_ref()?.cache.as_ref()?;
+            Some((r.name.clone(), AnswerCache::new(cache)))
+        })
+        .collect()
+}
+
 /// The route table for what is serving.
 fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
     let config = &serving.config;
@@ -584,7 +601,15 @@ fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
                 };
                 let secret = |name: &str| serving.capabilities.secrets.get(name).cloned();
                 Backend::Ai(Arc::new(
-                    AiRoute::new(&route.name, ai, config, shim, secret).map_err(LoadError::Other)?,
+                    AiRoute::new(
+                        &route.name,
+                        ai,
+                        config,
+                        shim,
+                        secret,
+                        serving.caches.get(&route.name).cloned(),
+                    )
+                    .map_err(LoadError::Other)?,
                 ))
             }
             (None, None) => continue,

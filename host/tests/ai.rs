@@ -714,3 +714,30 @@ parameters = { temperature = 0, max_tokens = 50 }
     assert_eq!(response.status(), 200);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_rejected_provider_key_is_answered_not_failed_over_and_never_quoted_back() {
+    let (first, first_addr) = emulator().await;
+    let (second, second_addr) = emulator().await;
+    let targets = [
+        target("first", "ai-openai", first_addr, "gpt-test", "chat", "priority = 0")
+            .replace("key_secret = \"provider-key\"", "key_secret = \"bad-key\""),
+        target("second", "ai-openai", second_addr, "gpt-test", "chat", "priority = 1"),
+    ]
+    .concat();
+    let cfg = config(&targets, "", "").replace(
+        "[secrets.provider-key]",
+        "[secrets.bad-key]\nvalue = \"sk-bad-0123456789\"\n\n[secrets.provider-key]",
+    );
+    let gw = TestGateway::start(&cfg, SHIMS).await;
+    let response = chat(&gw, "alice", json!({"model": "chat", "messages": user("hi")})).await;
+    assert_eq!(response.status(), 401);
+    let text = response.text().await.unwrap();
+    assert!(
+        !text.contains("sk-bad-0123456789"),
+        "the provider key reached the client: {text}"
+    );
+    assert!(text.contains("[redacted]"), "{text}");
+    assert_eq!((first.count(), second.count()), (1, 0), "a 401 is not failed over");
+    gw.stop().await;
+}

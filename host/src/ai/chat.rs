@@ -409,7 +409,9 @@ async fn attempt(
         let bytes = read_body(response.into_body(), MAX_ERROR_BODY, target)
             .await
             .unwrap_or_default();
-        let error = lease.translate_error(slot, status, &bytes).await.map_err(fault)?;
+        let mut error = lease.translate_error(slot, status, &bytes).await.map_err(fault)?;
+        // Providers quote a rejected key back; it never reaches the client.
+        redact_key(&mut error, target);
         return Err(if retryable(status) {
             Outcome::Retry(error)
         } else {
@@ -433,6 +435,13 @@ async fn attempt(
         Ok(()) => Ok(Answer::Stream(Box::new(relay))),
         Err(error) if retryable(error.status) => Err(Outcome::Retry(error)),
         Err(error) => Err(Outcome::Refused(error)),
+    }
+}
+
+/// Take the target's key out of an error's text.
+fn redact_key(error: &mut ApiError, target: &AiTarget) {
+    if let Some(key) = target.key.as_deref().filter(|k| k.len() >= 4) {
+        error.message = error.message.replace(key, "[redacted]");
     }
 }
 

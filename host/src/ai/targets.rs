@@ -76,13 +76,15 @@ pub struct AiRoute {
 
 impl AiRoute {
     /// Build a validated AI route. `shim` finds a target's loaded shim and
-    /// its slot; `secret` a secret's value.
+    /// its slot; `secret` a secret's value; `cache` is the route's answer
+    /// cache (kept while the config is, across plugin reloads).
     pub fn new(
         route: &RouteName,
         ai: &AiRouteConfig,
         config: &Config,
         shim: impl Fn(usize, &AiTargetConfig) -> Result<(Arc<LoadedPlugin>, usize), PluginName>,
         secret: impl Fn(&str) -> Option<String>,
+        cache: Option<AnswerCache>,
     ) -> anyhow::Result<AiRoute> {
         let mut targets = Vec::with_capacity(ai.targets.len());
         for (index, t) in ai.targets.iter().enumerate() {
@@ -119,7 +121,7 @@ impl AiRoute {
             targets,
             default_max_tokens: ai.default_max_tokens,
             max_attempts: ai.max_attempts,
-            cache: ai.cache.as_ref().map(AnswerCache::new),
+            cache,
             rotation: AtomicUsize::new(0),
         })
     }
@@ -201,6 +203,7 @@ mod tests {
             &config,
             |_, t| Err(t.shim.clone()),
             |_| None,
+            None,
         )
         .unwrap()
     }
