@@ -72,12 +72,7 @@ mod tests {
     /// Every target config shown in README.md (its `json` blocks).
     #[test]
     fn readme_configs_are_valid() {
-        let readme = include_str!("../README.md");
-        let configs: Vec<&str> = readme
-            .split("```json\n")
-            .skip(1)
-            .map(|block| block.split("```").next().unwrap_or_default())
-            .collect();
+        let configs = weir_sdk::ai::testing::json_blocks(include_str!("../README.md"));
         assert!(configs.len() >= 2, "expected config examples in README.md");
         for json in configs {
             if let Err(e) = Target::from_json(json) {

@@ -30,6 +30,16 @@ pub fn translate_in_pieces<S: ProviderStream>(
     Ok(merged)
 }
 
+/// The bodies of the ```` ```json ```` blocks of a Markdown page, to check
+/// that the target configs a shim's README shows are accepted.
+pub fn json_blocks(markdown: &str) -> Vec<&str> {
+    markdown
+        .split("```json\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap_or_default())
+        .collect()
+}
+
 fn merge(into: &mut StreamOutput, output: StreamOutput) {
     into.chunks.extend(output.chunks);
     if output.usage.is_some() {
@@ -43,6 +53,12 @@ mod tests {
     use super::*;
     use crate::ai::TokenUsage;
     use crate::ai::stream::LineDecoder;
+
+    #[test]
+    fn json_blocks_are_found_and_others_skipped() {
+        let page = "text\n```json\n{\"a\": 1}\n```\n```toml\nx = 1\n```\n```json\n{}\n```\n";
+        assert_eq!(json_blocks(page), ["{\"a\": 1}\n", "{}\n"]);
+    }
 
     /// Each line becomes a chunk; the line `end` says done, with usage.
     #[derive(Default)]
