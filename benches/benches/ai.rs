@@ -1,0 +1,608 @@
+//! What the AI gateway costs: translating a chat request inside a provider
+//! shim, translating one streamed event, and the time to first token a
+//! client sees through Weir against the provider emulator directly.
+//!
+//! The shim benches call warm instances of the real shims through
+//! [`Lease`], as `host/src/ai/chat.rs` and `relay.rs` do; each times only
+//! the call, with its input built before the clock starts and its output
+//! dropped after it stops. The time-to-first-token benches use sockets: the
+//! emulator and a started gateway on `127.0.0.1:0`, and one keep-alive
+//! HTTP/1.1 connection per destination. After them the bench prints the
+//! medians of 200 interleaved requests to each destination and their
+//! differences: what Weir adds to the time to first token.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use weir::gateway::{Gateway, RunningGateway};
+use weir::plugins::Lease;
+use weir::plugins::capabilities::shim::exports::weir::plugin::provider::Exchange;
+use weir::plugins::instance::LoadedPlugin;
+use weir::proxy::full_body;
+use weir::proxy::router::Backend;
+use weir_emulator::Emulator;
+
+fn built_plugin(crate_name: &str) -> PathBuf {
+    PathBuf::from(env!("WEIR_BUILT_PLUGINS")).join(format!("{}.wasm", crate_name.replace('-', "_")))
+}
+
+/// The four shims, each the only target of its alias.
+const SHIMS: [&str; 4] = ["ai-openai", "ai-anthropic", "ai-gemini", "ai-ollama"];
+
+/// A gateway with one AI route at `/v1` whose targets are the four shims,
+/// all pointing at `provider` under the aliases `openai`, `anthropic`,
+/// `gemini` and `ollama`.
+struct Loaded {
+    _dir: tempfile::TempDir,
+    gateway: Gateway,
+}
+
+fn load(rt: &tokio::runtime::Runtime, provider: SocketAddr) -> Loaded {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("plugins")).expect("mkdir");
+    for shim in SHIMS {
+        std::fs::copy(
+            built_plugin(shim),
+            dir.path().join("plugins").join(format!("{shim}.wasm")),
+        )
+        .unwrap_or_else(|e| panic!("{shim} not built ({e}); run `cargo build` first"));
+    }
+    let targets: String = SHIMS
+        .iter()
+        .map(|shim| {
+            let alias = shim.trim_start_matches("ai-");
+            format!(
+                r#"
+                [[routes.ai.targets]]
+                name = "{alias}"
+                shim = "{shim}"
+                base_url = "http://{provider}"
+                model = "{alias}-bench-model"
+                alias = "{alias}"
+                key_secret = "provider-key"
+                "#
+            )
+        })
+        .collect();
+    // A compile cache that outlives the run: compiling four shims takes
+    // seconds, and loading is not what is measured.
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("weir-bench-compile-cache");
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [plugins]
+        dir = "plugins"
+        cache_dir = {cache:?}
+        [ai]
+        usage_db = "usage.db"
+        [secrets.provider-key]
+        value = "sk-bench"
+        [[routes]]
+        name = "ai"
+        path_prefix = "/v1"
+        [routes.ai]
+        {targets}
+        "#
+    );
+    let file = dir.path().join("weir.toml");
+    std::fs::write(&file, config).expect("write config");
+    let gateway = rt.block_on(Gateway::load_file(&file)).unwrap_or_else(|e| panic!("{e}"));
+    Loaded { _dir: dir, gateway }
+}
+
+/// The shim serving `alias` and the target's slot in it.
+fn shim_for(gateway: &Gateway, alias: &str) -> (Arc<LoadedPlugin>, usize) {
+    let proxy = gateway.proxy().load_full();
+    let request = Request::post("/v1/chat/completions")
+        .body(full_body(Bytes::new()))
+        .expect("request");
+    let route = proxy.route_for(&request).expect("route");
+    let Backend::Ai(ai) = &route.backend else {
+        panic!("/v1 is not an AI route");
+    };
+    let target = ai.targets.iter().find(|t| t.alias == alias).expect("target");
+    target
+        .shim
+        .clone()
+        .unwrap_or_else(|name| panic!("shim {name} not loaded"))
+}
+
+/// A ~2 KB OpenAI chat request: a system prompt, a five-turn conversation
+/// and one tool definition.
+fn chat_request() -> Value {
+    json!({
+        "model": "anthropic",
+        "messages": [
+            {"role": "system", "content": "You are the on-call assistant for the platform team. Answer in plain English, \
+                in short paragraphs, and cite the runbook section you rely on. If you are unsure, say so and suggest \
+                who to ask. Never invent metrics or timestamps; use the search_runbooks tool when a question needs a \
+                runbook you have not seen in this conversation. Keep answers under two hundred words unless asked \
+                for detail, and end with the next concrete step the engineer should take."},
+            {"role": "user", "content": "The checkout service started returning 502s about ten minutes ago. \
+                What should I look at first?"},
+            {"role": "assistant", "content": "Start with the load balancer's upstream health: a burst of 502s \
+                usually means the checkout pods are failing their readiness probes or being restarted. Check the \
+                deployment's recent rollouts and the pod restart counts (runbook: Checkout, section 2.1)."},
+            {"role": "user", "content": "There was a rollout 12 minutes ago, and three of eight pods restarted \
+                with OOMKilled. Memory limits were not changed in that release."},
+            {"role": "assistant", "content": "Then the new build likely uses more memory under load. Roll back to \
+                the previous release first to stop the errors, then compare heap profiles of the two builds in \
+                staging (runbook: Checkout, section 4.3, Rollback)."},
+            {"role": "user", "content": "Rolled back and the errors stopped. How do we write this up?"}
+        ],
+        "tools": [{
+            "type": "function",
+            "function": {
+                "name": "search_runbooks",
+                "description": "Search the team's runbooks and return the best matching sections with their titles.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "query": {"type": "string", "description": "What to look for, in a few words."},
+                        "service": {"type": "string", "description": "Limit the search to one service's runbook."},
+                        "limit": {"type": "integer", "description": "Most sections to return.", "minimum": 1, "maximum": 10}
+                    },
+                    "required": ["query"]
+                }
+            }
+        }],
+        "tool_choice": "auto",
+        "temperature": 0.3,
+        "max_tokens": 512
+    })
+}
+
+/// Anthropic's whole answer to a chat.
+const ANTHROPIC_MESSAGE: &str = r#"{"id":"msg_013Zva2CMHLNnXjNJJKqJ2EF","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"Write a short incident report: what users saw (502s on checkout for about 12 minutes), the cause (a release that raised memory use until pods were OOMKilled), how it was mitigated (rollback), and follow-ups: a heap comparison in staging and a load test gate for memory before rollout."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":431,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":64,"service_tier":"standard"}}"#;
+
+fn exchange() -> Exchange {
+    Exchange {
+        id: "chatcmpl-bench".into(),
+        created: 1_764_000_000,
+        include_usage: false,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// An address for targets the shim benches never contact.
+fn nowhere() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9))
+}
+
+/// Time `iters` request translations on a warm instance.
+async fn timed_requests(lease: &mut Lease, slot: usize, body: &[u8], iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let started = Instant::now();
+        let result = lease.translate_request(slot, black_box(body)).await;
+        total += started.elapsed();
+        assert!(matches!(result, Ok(Ok(_))));
+        drop(result);
+    }
+    total
+}
+
+fn translate(c: &mut Criterion) {
+    let rt = runtime();
+    let loaded = load(&rt, nowhere());
+    let body = serde_json::to_vec(&chat_request()).expect("json");
+    eprintln!("translate: the OpenAI chat request is {} bytes", body.len());
+    let mut group = c.benchmark_group("translate");
+    // Anthropic is the target; the other shims give the same request's
+    // cost where little or nothing changes shape (OpenAI passes it on).
+    for alias in ["anthropic", "openai", "gemini", "ollama"] {
+        let (plugin, slot) = shim_for(&loaded.gateway, alias);
+        let mut lease = rt.block_on(plugin.lease(slot)).expect("lease");
+        let translated = match rt.block_on(lease.translate_request(slot, &body)) {
+            Ok(Ok(request)) => request,
+            _ => panic!("the {alias} shim refused the request"),
+        };
+        eprintln!(
+            "translate: {alias}'s request is {} bytes: {} {}",
+            translated.body.len(),
+            translated.method,
+            translated.path
+        );
+        group.bench_function(format!("openai_to_{alias}_2kb"), |b| {
+            b.iter_custom(|iters| rt.block_on(timed_requests(&mut lease, slot, &body, iters)))
+        });
+    }
+    let (plugin, slot) = shim_for(&loaded.gateway, "anthropic");
+    let mut lease = rt.block_on(plugin.lease(slot)).expect("lease");
+    let exchange = exchange();
+    group.bench_function("anthropic_response_to_openai", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let started = Instant::now();
+                    let result = lease
+                        .translate_response(slot, &exchange, black_box(ANTHROPIC_MESSAGE.as_bytes()))
+                        .await;
+                    total += started.elapsed();
+                    assert!(matches!(result, Ok(Ok(_))));
+                    drop(result);
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+}
+
+/// One provider's stream: the events up to the first text (pushed untimed
+/// after opening, as the first push of a stream also yields the role
+/// chunk) and one text event (pushed over and over).
+struct StreamCase {
+    bench: &'static str,
+    alias: &'static str,
+    prologue: &'static str,
+    event: &'static str,
+}
+
+const STREAMS: [StreamCase; 4] = [
+    StreamCase {
+        bench: "anthropic_chunk",
+        alias: "anthropic",
+        prologue: concat!(
+            "event: message_start\n",
+            r#"data: {"type":"message_start","message":{"id":"msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-5-20250929","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+            "\n\nevent: content_block_start\n",
+            r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            "\n\n",
+        ),
+        event: concat!(
+            "event: content_block_delta\n",
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" the rollback"}}"#,
+            "\n\n",
+        ),
+    },
+    StreamCase {
+        bench: "openai_chunk",
+        alias: "openai",
+        prologue: concat!(
+            r#"data: {"id":"chatcmpl-BDBeVdtbsmi4Oq6WlXcH8x8ffUTzh","object":"chat.completion.chunk","created":1742469375,"model":"gpt-4.1-2025-04-14","service_tier":"default","system_fingerprint":"fp_b376dfbbd5","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+            "\n\n",
+        ),
+        event: concat!(
+            r#"data: {"id":"chatcmpl-BDBeVdtbsmi4Oq6WlXcH8x8ffUTzh","object":"chat.completion.chunk","created":1742469375,"model":"gpt-4.1-2025-04-14","service_tier":"default","system_fingerprint":"fp_b376dfbbd5","choices":[{"index":0,"delta":{"content":" the rollback"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+            "\n\n",
+        ),
+    },
+    StreamCase {
+        bench: "gemini_chunk",
+        alias: "gemini",
+        prologue: concat!(
+            r#"data: {"candidates": [{"content": {"parts": [{"text": "Write"}],"role": "model"},"index": 0}],"usageMetadata": {"promptTokenCount": 12,"totalTokenCount": 12,"promptTokensDetails": [{"modality": "TEXT","tokenCount": 12}]},"modelVersion": "gemini-2.5-flash","responseId": "Ug3aaK-hNPi8qtsPrZzp0Qs"}"#,
+            "\n\n",
+        ),
+        event: concat!(
+            r#"data: {"candidates": [{"content": {"parts": [{"text": " the rollback"}],"role": "model"},"index": 0}],"usageMetadata": {"promptTokenCount": 12,"totalTokenCount": 12,"promptTokensDetails": [{"modality": "TEXT","tokenCount": 12}]},"modelVersion": "gemini-2.5-flash","responseId": "Ug3aaK-hNPi8qtsPrZzp0Qs"}"#,
+            "\n\n",
+        ),
+    },
+    StreamCase {
+        bench: "ollama_chunk",
+        alias: "ollama",
+        prologue: concat!(
+            r#"{"model":"llama3.2","created_at":"2023-08-04T08:52:19.335406455-07:00","message":{"role":"assistant","content":"Write"},"done":false}"#,
+            "\n",
+        ),
+        event: concat!(
+            r#"{"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","message":{"role":"assistant","content":" the rollback"},"done":false}"#,
+            "\n",
+        ),
+    },
+];
+
+/// Events fed to one stream before it is closed and another opened: a long
+/// answer, without letting a stream grow without bound.
+const EVENTS_PER_STREAM: u64 = 1000;
+
+/// Open a stream, feed it the prologue, then `events` copies of the
+/// event; the time of those pushes alone.
+async fn timed_stream(lease: &mut Lease, slot: usize, case: &StreamCase, events: u64) -> Duration {
+    let stream = lease.open_stream(slot, &exchange()).await.expect("open stream");
+    let out = lease.stream_step(slot, stream, case.prologue.as_bytes(), false).await;
+    assert!(matches!(out, Ok(Ok(_))), "{}: prologue refused", case.bench);
+    let mut total = Duration::ZERO;
+    for _ in 0..events {
+        let started = Instant::now();
+        let out = lease
+            .stream_step(slot, stream, black_box(case.event.as_bytes()), false)
+            .await;
+        total += started.elapsed();
+        match out {
+            Ok(Ok(out)) => assert_eq!(out.chunks.len(), 1, "{}: one chunk per event", case.bench),
+            _ => panic!("{}: push failed", case.bench),
+        }
+    }
+    lease.close_stream(stream).await.expect("close stream");
+    total
+}
+
+fn stream(c: &mut Criterion) {
+    let rt = runtime();
+    let loaded = load(&rt, nowhere());
+    let mut group = c.benchmark_group("stream");
+    for case in &STREAMS {
+        let (plugin, slot) = shim_for(&loaded.gateway, case.alias);
+        let mut lease = rt.block_on(plugin.lease(slot)).expect("lease");
+        eprintln!("stream/{}: one event is {} bytes", case.bench, case.event.len());
+        group.bench_function(case.bench, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    let mut left = iters;
+                    while left > 0 {
+                        let events = left.min(EVENTS_PER_STREAM);
+                        total += timed_stream(&mut lease, slot, case, events).await;
+                        left -= events;
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+/// One keep-alive HTTP/1.1 connection to `addr`.
+async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// The API a destination speaks.
+#[derive(Clone, Copy)]
+enum Api {
+    /// OpenAI chat completions: the emulator as OpenAI, and Weir.
+    OpenAi,
+    /// Anthropic's Messages API: the emulator as Anthropic.
+    Anthropic,
+}
+
+impl Api {
+    fn request(self, addr: SocketAddr, body: &Bytes) -> Request<Full<Bytes>> {
+        let builder = Request::post(match self {
+            Api::OpenAi => "/v1/chat/completions",
+            Api::Anthropic => "/v1/messages",
+        })
+        .header("host", addr.to_string())
+        .header("content-type", "application/json");
+        let builder = match self {
+            Api::OpenAi => builder.header("authorization", "Bearer sk-bench"),
+            Api::Anthropic => builder
+                .header("x-api-key", "sk-bench")
+                .header("anthropic-version", "2023-06-01"),
+        };
+        builder.body(Full::new(body.clone())).expect("request")
+    }
+
+    /// Whether one server-sent event carries text of the answer.
+    fn carries_text(self, event: &[u8]) -> bool {
+        let Some(data) = event
+            .split(|&b| b == b'\n')
+            .find_map(|line| line.strip_prefix(b"data: "))
+        else {
+            return false;
+        };
+        let Ok(data) = serde_json::from_slice::<Value>(data) else {
+            return false;
+        };
+        let text = match self {
+            Api::OpenAi => &data["choices"][0]["delta"]["content"],
+            Api::Anthropic => &data["delta"]["text"],
+        };
+        text.as_str().is_some_and(|text| !text.is_empty())
+    }
+}
+
+/// Where the time-to-first-token benches send their streamed request.
+struct Destination {
+    name: &'static str,
+    api: Api,
+    addr: SocketAddr,
+    body: Bytes,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Destination {
+    /// Send the streamed request and return the time until the first event
+    /// carrying text arrived; then read the rest of the stream (untimed),
+    /// so the connection is reused.
+    async fn time_to_first_token(&mut self) -> Duration {
+        let request = self.api.request(self.addr, &self.body);
+        if self.sender.ready().await.is_err() {
+            // Weir closes a connection idle past its header-read timeout,
+            // as it may while the other destinations are measured.
+            self.sender = connect(self.addr).await;
+            self.sender.ready().await.expect("connection ready");
+        }
+        let started = Instant::now();
+        let response = self.sender.send_request(request).await.expect("response");
+        assert_eq!(response.status(), 200, "{}", self.name);
+        let mut body = response.into_body();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut first_token = None;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.expect("body").into_data() else {
+                continue;
+            };
+            if first_token.is_some() {
+                continue;
+            }
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+                if self.api.carries_text(&pending[..end]) {
+                    first_token = Some(started.elapsed());
+                    break;
+                }
+                pending.drain(..end + 2);
+            }
+        }
+        first_token.unwrap_or_else(|| panic!("{}: no event carried text", self.name))
+    }
+}
+
+/// The client's streamed request for `model`: the 2 KB conversation.
+fn streamed_request(model: &str) -> Bytes {
+    let mut request = chat_request();
+    request["model"] = json!(model);
+    request["stream"] = json!(true);
+    Bytes::from(serde_json::to_vec(&request).expect("json"))
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn ttft(c: &mut Criterion) {
+    // Two workers, as the machine has two cores: the emulator's and the
+    // gateway's tasks run there; the client runs on this thread.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let emulator = Emulator::new();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind emulator");
+    let emulator_addr = listener.local_addr().expect("addr");
+    rt.spawn(weir_emulator::serve(listener, emulator.clone()));
+    let Loaded { _dir: dir, gateway } = load(&rt, emulator_addr);
+    let running: RunningGateway = rt.block_on(gateway.start()).expect("start gateway");
+    let weir_addr = running.listeners[0];
+
+    // What Weir sends Anthropic for the client's request, so the direct
+    // Anthropic case gets the very same request.
+    let to_anthropic = rt.block_on(async {
+        let (plugin, slot) = shim_for(running.gateway(), "anthropic");
+        let mut lease = plugin.lease(slot).await.expect("lease");
+        let translated = lease.translate_request(slot, &streamed_request("anthropic")).await;
+        match translated {
+            Ok(Ok(request)) => Bytes::from(request.body),
+            _ => panic!("the anthropic shim refused the streamed request"),
+        }
+    });
+    let mut destinations: Vec<Destination> = [
+        (
+            "direct_emulator",
+            Api::OpenAi,
+            emulator_addr,
+            streamed_request("gpt-bench"),
+        ),
+        ("through_weir", Api::OpenAi, weir_addr, streamed_request("openai")),
+        ("direct_emulator_anthropic", Api::Anthropic, emulator_addr, to_anthropic),
+        (
+            "through_weir_anthropic",
+            Api::OpenAi,
+            weir_addr,
+            streamed_request("anthropic"),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, api, addr, body)| Destination {
+        name,
+        api,
+        addr,
+        body,
+        sender: rt.block_on(connect(addr)),
+    })
+    .collect();
+    // Warm the connections, the gateway's pool to the emulator and the
+    // shims' instances.
+    rt.block_on(async {
+        for d in &mut destinations {
+            for _ in 0..20 {
+                d.time_to_first_token().await;
+            }
+        }
+    });
+
+    let mut group = c.benchmark_group("ttft");
+    // Sockets and scheduling are noisier than in-process calls.
+    group.measurement_time(Duration::from_secs(5));
+    for d in &mut destinations {
+        group.bench_function(d.name, |b| {
+            b.iter_custom(|iters| {
+                // The emulator keeps every request it saw.
+                emulator.clear();
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += d.time_to_first_token().await;
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+
+    // The figures to quote: medians of interleaved samples (the order
+    // rotating each round), so drift in the machine's load and the work a
+    // request leaves behind affect every destination alike.
+    let rounds = 200;
+    let n = destinations.len();
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); n];
+    emulator.clear();
+    rt.block_on(async {
+        for round in 0..rounds {
+            for k in 0..n {
+                let i = (round + k) % n;
+                samples[i].push(destinations[i].time_to_first_token().await);
+            }
+        }
+    });
+    let medians: Vec<Duration> = samples.into_iter().map(median).collect();
+    for (d, m) in destinations.iter().zip(&medians) {
+        eprintln!("ttft/{}: median {:.1} µs of {rounds}", d.name, micros(*m));
+    }
+    for (weir, direct) in [(1, 0), (3, 2)] {
+        eprintln!(
+            "ttft: {} − {} = {:.1} µs added by Weir (difference of medians, {rounds} interleaved requests each)",
+            destinations[weir].name,
+            destinations[direct].name,
+            micros(medians[weir]) - micros(medians[direct]),
+        );
+    }
+    drop(destinations);
+    rt.block_on(running.shutdown());
+    drop(dir);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = translate, stream, ttft
+}
+criterion_main!(benches);
