@@ -10,6 +10,6 @@ fn main() {
         .nth(4)
         .map(Path::to_path_buf)
         .expect("target directory");
-    let plugins = target_dir.join("wasm-plugins").join("wasm32-wasip2").join("release");
+    let plugins = target_dir.join("wasm-plugins").join("wasm32-wasip2").join("plugin");
     println!("cargo:rustc-env=WEIR_BUILT_PLUGINS={}", plugins.display());
 }

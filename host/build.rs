@@ -41,7 +41,7 @@ fn main() {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| root.join("target"));
     let wasm_target_dir = target_dir.join("wasm-plugins");
-    let wasm_out = wasm_target_dir.join("wasm32-wasip2").join("release");
+    let wasm_out = wasm_target_dir.join("wasm32-wasip2").join("plugin");
     println!("cargo:rustc-env=WEIR_BUILT_PLUGINS={}", wasm_out.display());
 
     if std::env::var_os("WEIR_SKIP_PLUGIN_BUILD").is_some_and(|v| v != "0") {
@@ -54,7 +54,14 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&wasm_target_dir);
     for p in &packages {
         command.args(["-p", p]);

@@ -71,7 +71,7 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
     log "building weir and the plugins (release)"
     cargo build --release -p weir
-    cargo build --release --target wasm32-wasip2 -p api-key-auth -p rate-limit -p headers \
+    cargo build --profile plugin --target wasm32-wasip2 -p api-key-auth -p rate-limit -p headers \
         -p guest-version-a -p guest-version-b
 fi
 [[ -x "$WEIR" ]] || die "$WEIR is missing (build failed, or SKIP_BUILD=1 without a build)"
@@ -88,7 +88,7 @@ tmp="$(mktemp -d /tmp/weir-load.XXXXXX)"
 chmod 755 "$tmp"
 mkdir -p "$tmp/plugins" "$tmp/cache" "$tmp/wrk" "$tmp/results"
 for plugin in api-key-auth rate-limit headers; do
-    cp "$target_dir/wasm32-wasip2/release/${plugin//-/_}.wasm" "$tmp/plugins/$plugin.wasm"
+    cp "$target_dir/wasm32-wasip2/plugin/${plugin//-/_}.wasm" "$tmp/plugins/$plugin.wasm"
 done
 
 # Every background process goes in here; the EXIT trap stops each by pid.
@@ -503,7 +503,7 @@ startup_max=$(printf '%s\n' "${startup_ms[@]}" | sort -n | tail -1)
 # polls until responses carry the new version: the file-watch debounce,
 # reading and compiling (from the cache after the first two), `configure`
 # and the swap itself.
-wasm_dir="$target_dir/wasm32-wasip2/release"
+wasm_dir="$target_dir/wasm32-wasip2/plugin"
 mkdir -p "$tmp/swap/plugins"
 cp "$wasm_dir/guest_version_a.wasm" "$tmp/swap/plugins/version.wasm"
 cat >"$tmp/swap/weir.toml" <<CONFIG

@@ -10,11 +10,11 @@ cd "$root"
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
 cargo build --release -p weir -p weir-emulator
 plugins=(api-key-auth prompt-template ai-anthropic ai-gemini ai-ollama)
-cargo build --release --target wasm32-wasip2 "${plugins[@]/#/-p}"
+cargo build --profile plugin --target wasm32-wasip2 "${plugins[@]/#/-p}"
 
 mkdir -p "$here/plugins"
 for plugin in "${plugins[@]}"; do
-    cp "target/wasm32-wasip2/release/${plugin//-/_}.wasm" "$here/plugins/$plugin.wasm"
+    cp "target/wasm32-wasip2/plugin/${plugin//-/_}.wasm" "$here/plugins/$plugin.wasm"
 done
 
 ./target/release/weir-emulator --listen 127.0.0.1:9100 &

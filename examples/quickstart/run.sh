@@ -8,11 +8,11 @@ cd "$root"
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
 cargo build --release -p weir
-cargo build --release --target wasm32-wasip2 -p api-key-auth -p rate-limit -p headers
+cargo build --profile plugin --target wasm32-wasip2 -p api-key-auth -p rate-limit -p headers
 
 mkdir -p "$here/plugins"
 for plugin in api-key-auth rate-limit headers; do
-    cp "target/wasm32-wasip2/release/${plugin//-/_}.wasm" "$here/plugins/$plugin.wasm"
+    cp "target/wasm32-wasip2/plugin/${plugin//-/_}.wasm" "$here/plugins/$plugin.wasm"
 done
 
 ./target/release/weir demo-upstream --listen 127.0.0.1:9000 &
