@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 use weir_sdk::ai::openai::{ChunkWriter, Usage};
 use weir_sdk::ai::stream::{SseDecoder, SseEvent};
 use weir_sdk::ai::{ApiError, Exchange, ProviderStream, StreamOutput};
@@ -18,7 +17,7 @@ use weir_sdk::ai::{ApiError, Exchange, ProviderStream, StreamOutput};
 use crate::PROVIDER;
 use crate::error;
 use crate::response::{self, Piece};
-use crate::wire::{ErrorBody, GenerateContentResponse};
+use crate::wire::GenerateContentResponse;
 
 /// One streamed answer being translated.
 pub struct GeminiStream {
@@ -65,12 +64,11 @@ impl GeminiStream {
     }
 
     fn event(&mut self, data: &str, out: &mut StreamOutput) -> Result<(), ApiError> {
-        let value: Value = serde_json::from_str(data).map_err(|e| unreadable(&e))?;
-        if value.get("error").is_some() {
-            let ErrorBody { error } = serde_json::from_value(value).map_err(|e| unreadable(&e))?;
-            return Err(error::from_event(&error));
+        // One pass: an error event parses as a response with `error` set.
+        let response: GenerateContentResponse = serde_json::from_str(data).map_err(|e| unreadable(&e))?;
+        if let Some(error) = &response.error {
+            return Err(error::from_event(error));
         }
-        let response: GenerateContentResponse = serde_json::from_value(value).map_err(|e| unreadable(&e))?;
         if let Some(metadata) = &response.usage_metadata {
             self.usage = Some(response::usage(metadata));
         }

@@ -194,6 +194,9 @@ pub struct GenerateContentResponse {
     /// The model that answered.
     #[serde(default)]
     pub model_version: Option<String>,
+    /// In a stream, an event that is an error instead (`{"error": ...}`).
+    #[serde(default)]
+    pub error: Option<ErrorDetail>,
 }
 
 /// One candidate answer.

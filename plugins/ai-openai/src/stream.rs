@@ -8,6 +8,9 @@
 //! then puts in every chunk (null until the end) is removed too. Azure's
 //! prompt-filter chunk (no choices, no usage) passes through.
 
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use weir_sdk::ai::stream::{SseDecoder, SseEvent};
 use weir_sdk::ai::{ApiError, Exchange, ProviderStream, StreamOutput, body_excerpt};
@@ -49,6 +52,9 @@ impl ChunkStream {
                 output.done = true;
                 continue;
             }
+            if self.pass_through(&event.data, &mut output) {
+                continue;
+            }
             let value: Value = serde_json::from_str(&event.data).map_err(|e| {
                 ApiError::bad_upstream(&format!(
                     "{} sent a stream event that is not JSON ({e}): {}",
@@ -78,6 +84,65 @@ impl ChunkStream {
 
     /// The chunk for the client, or `None` for a usage chunk it did not
     /// ask for.
+    /// The common case, without building a JSON tree: a chunk whose keys
+    /// carry no escapes and that is not an error is copied field by field,
+    /// each value as the provider wrote it, with `id` and `created` (and an
+    /// empty `model` or `object`) replaced. False when the chunk needs the
+    /// general path (`translate` then reports what is wrong with it).
+    fn pass_through(&self, data: &str, output: &mut StreamOutput) -> bool {
+        let Ok(fields) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(data) else {
+            return false;
+        };
+        if fields.contains_key("error") {
+            return false;
+        }
+        let usage = fields.get("usage").map(|u| u.get()).filter(|u| *u != "null");
+        if let Some(usage) = usage {
+            match serde_json::from_str::<Value>(usage) {
+                Ok(value) => {
+                    if let Some(counts) = response::read_usage(Some(&value)) {
+                        output.usage = Some(counts);
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        let no_choices = fields.get("choices").is_none_or(|c| is_empty_array(c.get()));
+        if !self.exchange.include_usage && no_choices && usage.is_some() {
+            return true;
+        }
+        let mut chunk = String::with_capacity(data.len() + 48);
+        chunk.push('{');
+        let mut field = |name: &str, value: &str| {
+            if chunk.len() > 1 {
+                chunk.push(',');
+            }
+            chunk.push('"');
+            chunk.push_str(name);
+            chunk.push_str("\":");
+            chunk.push_str(value);
+        };
+        let id = Value::from(self.exchange.id.as_str()).to_string();
+        field("id", &id);
+        field("created", &self.exchange.created.to_string());
+        for (name, default) in [("model", self.model.as_str()), ("object", "chat.completion.chunk")] {
+            match fields.get(name).map(|v| v.get()) {
+                Some(value) if value.starts_with('"') && value != "\"\"" => field(name, value),
+                _ => field(name, &Value::from(default).to_string()),
+            }
+        }
+        for (name, value) in &fields {
+            let replaced = matches!(*name, "id" | "created" | "model" | "object");
+            let dropped = *name == "usage" && !self.exchange.include_usage;
+            if !replaced && !dropped {
+                field(name, value.get());
+            }
+        }
+        chunk.push('}');
+        output.chunks.push(chunk);
+        true
+    }
+
     fn client_chunk(&self, chunk: &mut Map<String, Value>) -> Option<String> {
         let no_choices = chunk.get("choices").and_then(Value::as_array).is_none_or(Vec::is_empty);
         let has_usage = chunk.get("usage").is_some_and(|u| !u.is_null());
@@ -90,6 +155,13 @@ impl ChunkStream {
         response::stamp(chunk, &self.exchange, &self.model, "chat.completion.chunk");
         Some(Value::Object(std::mem::take(chunk)).to_string())
     }
+}
+
+/// `[]`, allowing whitespace inside.
+fn is_empty_array(raw: &str) -> bool {
+    raw.strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .is_some_and(|inside| inside.trim().is_empty())
 }
 
 impl ProviderStream for ChunkStream {
@@ -160,6 +232,48 @@ mod tests {
             .filter(|d| *d != "[DONE]")
             .map(|d| serde_json::from_str(d).unwrap())
             .collect()
+    }
+
+    /// The pass-through and the general path give the same chunks (as
+    /// JSON values) for every event of every fixture, with and without
+    /// usage asked for.
+    #[test]
+    fn the_pass_through_agrees_with_the_general_path() {
+        let fixtures = [
+            include_str!("../fixtures/stream_text.sse"),
+            include_str!("../fixtures/stream_tool_calls.sse"),
+            include_str!("../fixtures/stream_azure.sse"),
+        ];
+        let mut compared = 0;
+        for include_usage in [false, true] {
+            let stream = open(include_usage);
+            for fixture in fixtures {
+                for data in fixture.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                    if data == "[DONE]" {
+                        continue;
+                    }
+                    let mut fast = StreamOutput::empty();
+                    assert!(stream.pass_through(data, &mut fast), "not passed through: {data}");
+                    let Value::Object(mut map) = serde_json::from_str(data).unwrap() else {
+                        panic!("not an object: {data}")
+                    };
+                    let general = stream.client_chunk(&mut map);
+                    let parse = |c: &String| serde_json::from_str::<Value>(c).unwrap();
+                    assert_eq!(
+                        fast.chunks.first().map(parse),
+                        general.as_ref().map(parse),
+                        "include_usage {include_usage}: {data}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 10);
+        // Errors and escaped keys take the general path.
+        let mut out = StreamOutput::empty();
+        assert!(!open(false).pass_through(r#"{"error":{"message":"x"}}"#, &mut out));
+        assert!(!open(false).pass_through(r#"{"i\u0064":"x"}"#, &mut out));
+        assert!(is_empty_array("[ ]") && !is_empty_array("[{}]"));
     }
 
     #[test]
