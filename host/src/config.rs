@@ -152,6 +152,18 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Most headers accepted in one request (over it: 431).
     pub max_headers: usize,
+    /// Most requests in flight in the whole gateway, counted until their
+    /// response body ends; more are answered 503 with `retry-after` at once
+    /// instead of queueing. Absent: no limit.
+    pub max_concurrent_requests: Option<usize>,
+    /// Time a client has to send a request's head over HTTP/1.1, in
+    /// milliseconds; a slower one is disconnected (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// Most open client connections; further ones wait in the kernel's
+    /// accept queue until one closes. Absent: no limit.
+    pub max_connections: Option<usize>,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
@@ -161,6 +173,10 @@ impl Default for Limits {
             max_response_body_bytes: 8 << 20,
             max_header_bytes: 64 << 10,
             max_headers: 100,
+            max_concurrent_requests: None,
+            header_read_timeout_ms: 30_000,
+            max_connections: None,
+            max_concurrent_streams: 256,
         }
     }
 }
@@ -349,6 +365,9 @@ pub struct RouteConfig {
     /// Send the client's `host` to the upstream instead of the target's.
     #[serde(default)]
     pub preserve_host: bool,
+    /// Most requests in flight on this route; more are answered 503 with
+    /// `retry-after` at once. Absent: only the gateway's limit applies.
+    pub max_concurrent_requests: Option<usize>,
     /// The plugin chain, run in order on requests and in reverse on
     /// responses.
     #[serde(default)]
@@ -706,6 +725,20 @@ impl Config {
         if self.limits.max_headers == 0 {
             problem("limits.max_headers".into(), "must be at least 1".into());
         }
+        for (field, value) in [
+            ("max_concurrent_requests", self.limits.max_concurrent_requests),
+            ("max_connections", self.limits.max_connections),
+        ] {
+            if value == Some(0) {
+                problem(format!("limits.{field}"), "must be at least 1".into());
+            }
+        }
+        if self.limits.header_read_timeout_ms == 0 {
+            problem("limits.header_read_timeout_ms".into(), "must be at least 1".into());
+        }
+        if self.limits.max_concurrent_streams == 0 {
+            problem("limits.max_concurrent_streams".into(), "must be at least 1".into());
+        }
 
         if self.plugins.deadline_ms == 0 {
             problem("plugins.deadline_ms".into(), "must be at least 1".into());
@@ -784,6 +817,9 @@ impl Config {
                 problem(format!("{at}.name"), "must not be empty".into());
             } else if !seen.insert(&route.name) {
                 problem(format!("{at}.name"), format!("duplicate route name {:?}", route.name.0));
+            }
+            if route.max_concurrent_requests == Some(0) {
+                problem(format!("{at}.max_concurrent_requests"), "must be at least 1".into());
             }
             if !route.path_prefix.starts_with('/') {
                 problem(

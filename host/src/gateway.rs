@@ -624,6 +624,10 @@ fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
         limits: config.limits.clone(),
         plugins,
         ai: serving.ai.clone(),
+        in_flight: config
+            .limits
+            .max_concurrent_requests
+            .map(crate::proxy::router::InFlightLimit::new),
     })
 }
 

@@ -80,6 +80,14 @@ pub enum GatewayError {
         /// The limit.
         limit: usize,
     },
+    /// Too many requests in flight: shed rather than queued.
+    #[error("overloaded: {scope} is at its limit of {limit} requests in flight; retry shortly")]
+    Overloaded {
+        /// `the gateway` or `route NAME`.
+        scope: String,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl GatewayError {
@@ -99,6 +107,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::ResponseBodyTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -118,6 +127,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => "upstream-timeout",
             GatewayError::UpstreamFailed { .. } => "upstream-failed",
             GatewayError::ResponseBodyTooLarge { .. } => "response-body-too-large",
+            GatewayError::Overloaded { .. } => "overloaded",
         }
     }
 
@@ -136,6 +146,9 @@ impl GatewayError {
             http::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         headers.insert("x-weir-error", http::HeaderValue::from_static(self.kind()));
+        if matches!(self, GatewayError::Overloaded { .. }) {
+            headers.insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        }
         response
     }
 }
@@ -191,6 +204,13 @@ mod tests {
                 504,
             ),
             (GatewayError::ResponseBodyTooLarge { limit: 1 }, 502),
+            (
+                GatewayError::Overloaded {
+                    scope: "the gateway".into(),
+                    limit: 1,
+                },
+                503,
+            ),
             (
                 GatewayError::NoRoute {
                     method: "GET".into(),

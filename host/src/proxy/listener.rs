@@ -23,7 +23,6 @@ use crate::config::Limits;
 /// How long a client may take to finish a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request head over HTTP/1.1.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Load a certificate chain and key into a rustls server config offering
 /// HTTP/2 and HTTP/1.1.
@@ -52,14 +51,19 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        // A client resetting streams as fast as it opens them (the HTTP/2
+        // rapid-reset attack) is disconnected once this many resets are
+        // pending, instead of keeping the gateway busy.
+        .max_pending_accept_reset_streams(Some(64))
+        .max_local_error_reset_streams(Some(256));
     builder
 }
 
@@ -74,7 +78,17 @@ pub async fn serve(
 ) {
     let builder = Arc::new(connection_builder(&limits));
     let graceful = GracefulShutdown::new();
+    let connections = limits.max_connections.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
     loop {
+        // At the connection limit, stop accepting until one closes: new
+        // clients wait in the kernel's queue rather than in our memory.
+        let slot = match &connections {
+            None => None,
+            Some(limit) => tokio::select! {
+                permit = limit.clone().acquire_owned() => permit.ok(),
+                _ = shutdown.changed() => break,
+            },
+        };
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -103,6 +117,7 @@ pub async fn serve(
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = connection.await {
                         tracing::debug!(client = %addr, "connection ended: {e}");
                     }
@@ -112,6 +127,7 @@ pub async fn serve(
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => return tracing::debug!(client = %addr, "TLS handshake failed: {e}"),

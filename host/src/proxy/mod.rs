@@ -27,7 +27,7 @@ use crate::config::Limits;
 use crate::plugins::state::{Properties, RequestState, ResponseState};
 use crate::plugins::{ChainLink, Lease, PluginFault, Reply, RequestAction};
 use error::GatewayError;
-use router::{Backend, Route, RouteTable};
+use router::{Backend, InFlightLimit, Route, RouteTable};
 use upstream::UpstreamBody;
 
 /// Errors a body can fail with.
@@ -58,6 +58,8 @@ pub struct Proxy {
     pub plugins: Vec<Arc<crate::plugins::instance::LoadedPlugin>>,
     /// Usage ledger, budgets and prices, when the config has AI routes.
     pub ai: Option<Arc<crate::ai::AiServices>>,
+    /// The gateway's limit on requests in flight, if any.
+    pub in_flight: Option<InFlightLimit>,
 }
 
 /// What the request phase decided.
@@ -118,6 +120,20 @@ impl Proxy {
             tracing::enabled!(target: "weir::access", tracing::Level::DEBUG).then(|| request.uri().path().to_string());
         let started = std::time::Instant::now();
         let request = request.map(|b| b.map_err(box_error).boxed_unsync());
+        // Shed load at once rather than queue it.
+        let permit = match &self.in_flight {
+            None => None,
+            Some(limit) => match limit.try_enter() {
+                Some(permit) => Some(permit),
+                None => {
+                    return GatewayError::Overloaded {
+                        scope: "the gateway".into(),
+                        limit: limit.limit(),
+                    }
+                    .to_response();
+                }
+            },
+        };
         let (route, response) = match self.serve(request, peer).await {
             Ok((route, response)) => (Some(route), response),
             Err((route, error)) => {
@@ -127,6 +143,7 @@ impl Proxy {
                 (route, error.to_response())
             }
         };
+        let response = hold_until_body_ends(response, permit);
         if let Some(path) = path {
             tracing::debug!(
                 target: "weir::access",
@@ -160,6 +177,15 @@ impl Proxy {
     ) -> Result<(Arc<Route>, Response<Body>), (Option<Arc<Route>>, GatewayError)> {
         let route = self.route_for(&request).map_err(|e| (None, e))?;
         let fail = |e: GatewayError| (Some(route.clone()), e);
+        let permit = match &route.in_flight {
+            None => None,
+            Some(limit) => Some(limit.try_enter().ok_or_else(|| {
+                fail(GatewayError::Overloaded {
+                    scope: format!("route {}", route.name),
+                    limit: limit.limit(),
+                })
+            })?),
+        };
         let forward = match self.request_phase(&route, request, peer).await.map_err(fail)? {
             Flow::Answered(response) => return Ok((route, response)),
             Flow::Forward(forward) => forward,
@@ -191,7 +217,7 @@ impl Proxy {
             .response_phase(forward.ran, response, forward.properties)
             .await
             .map_err(fail)?;
-        Ok((route, response))
+        Ok((route.clone(), hold_until_body_ends(response, permit)))
     }
 
     /// The request phase: run the route's plugins in chain order
@@ -384,6 +410,22 @@ impl Proxy {
         parts.headers.remove(header::CONTENT_LENGTH);
         let body = streaming::transform(body, chunk_links).await?;
         Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// Keep `permit` (a request's place under an in-flight limit) until the
+/// response body is done or dropped: a streamed answer counts as in flight
+/// for as long as it streams.
+fn hold_until_body_ends(response: Response<Body>, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Response<Body> {
+    match permit {
+        None => response,
+        Some(permit) => response.map(|body| {
+            body.map_frame(move |frame| {
+                let _held = &permit;
+                frame
+            })
+            .boxed_unsync()
+        }),
     }
 }
 

@@ -63,6 +63,36 @@ pub struct Route {
     pub preserve_host: bool,
     /// Its plugin chain.
     pub chain: Arc<Chain>,
+    /// Its limit on requests in flight, if it has one.
+    pub in_flight: Option<InFlightLimit>,
+}
+
+/// A limit on requests in flight: a request takes a permit or is shed.
+#[derive(Clone)]
+pub struct InFlightLimit {
+    permits: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+}
+
+impl InFlightLimit {
+    /// A limit of `limit` requests.
+    pub fn new(limit: usize) -> Self {
+        InFlightLimit {
+            permits: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// A permit, held until the response body ends; `None` when `limit`
+    /// requests are in flight already.
+    pub fn try_enter(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
 }
 
 impl Route {
@@ -81,6 +111,7 @@ impl Route {
             backend,
             preserve_host: config.preserve_host,
             chain,
+            in_flight: config.max_concurrent_requests.map(InFlightLimit::new),
         }
     }
 

@@ -1,0 +1,164 @@
+//! Load protection: requests beyond a limit are shed at once with 503 and
+//! `retry-after`, admitted ones complete, and the limit frees up again.
+
+mod common;
+
+use common::*;
+
+/// An upstream that answers each request's head and first chunk at once,
+/// then holds the body open until `release` turns true.
+async fn hanging_upstream(release: tokio::sync::watch::Receiver<bool>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut release = release.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&byte[..n]),
+                    }
+                }
+                let start = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
+                if stream.write_all(start).await.is_err() {
+                    return;
+                }
+                let _ = release.wait_for(|released| *released).await;
+                let _ = stream.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    addr
+}
+
+fn config(upstream: std::net::SocketAddr, hang: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [limits]
+        max_concurrent_requests = 6
+        header_read_timeout_ms = 500
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [upstreams.hang]
+        targets = ["{hang}"]
+
+        [[routes]]
+        name = "hang"
+        path_prefix = "/hang"
+        upstream = "hang"
+
+        [[routes]]
+        name = "narrow"
+        path_prefix = "/narrow"
+        upstream = "echo"
+        max_concurrent_requests = 2
+        [[routes.plugins]]
+        name = "headers"
+        config = {{ path_prefix = {{ from = "/narrow", to = "/" }} }}
+
+        [[routes]]
+        name = "wide"
+        upstream = "echo"
+        "#
+    )
+}
+
+/// Send `count` requests at once to `path`; the statuses, and the error
+/// kind and retry-after of each 503.
+async fn burst(gw: &TestGateway, path: &str, count: usize) -> Vec<(u16, Option<String>, Option<String>)> {
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let url = gw.url(path);
+        tasks.push(tokio::spawn(async move {
+            let response = client().get(url).send().await.expect("request");
+            let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+            let shed = (header("x-weir-error"), header("retry-after"));
+            let status = response.status().as_u16();
+            response.bytes().await.expect("body");
+            (status, shed.0, shed.1)
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("task"));
+    }
+    results
+}
+
+#[tokio::test]
+async fn a_burst_past_a_routes_limit_is_shed_with_503_and_admitted_requests_complete() {
+    let upstream = echo_upstream("echo").await;
+    let hang = common::dead_address().await;
+    let gw = TestGateway::start(&config(upstream, hang), &[("headers", "headers")]).await;
+    // Each admitted request holds its place for 3 s upstream; the burst of
+    // 10 arrives well within that.
+    let results = burst(&gw, "/narrow/slow/3000", 10).await;
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let shed: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert_eq!(ok, 2, "{results:?}");
+    assert_eq!(shed.len(), 8, "{results:?}");
+    for (_, kind, retry_after) in shed {
+        assert_eq!(kind.as_deref(), Some("overloaded"));
+        assert_eq!(retry_after.as_deref(), Some("1"));
+    }
+    // The places are free again once those answers ended.
+    let results = burst(&gw, "/narrow/slow/10", 2).await;
+    assert!(results.iter().all(|r| r.0 == 200), "{results:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateways_limit_sheds_across_routes_and_counts_until_the_body_ends() {
+    let upstream = echo_upstream("echo").await;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let hang = hanging_upstream(released).await;
+    let gw = TestGateway::start(&config(upstream, hang), &[("headers", "headers")]).await;
+    let results = burst(&gw, "/slow/3000", 15).await;
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let shed = results.iter().filter(|r| r.0 == 503).count();
+    assert_eq!((ok, shed), (6, 9), "{results:?}");
+
+    // A streamed body holds its place while it streams: with six bodies
+    // still open, the seventh request is shed, on any route.
+    let mut open = Vec::new();
+    for _ in 0..6 {
+        let response = client().get(gw.url("/hang")).send().await.expect("request");
+        assert_eq!(response.status(), 200);
+        open.push(response);
+    }
+    let response = client().get(gw.url("/hello")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    // Once they end, requests are admitted again.
+    release.send_replace(true);
+    for response in open {
+        assert_eq!(response.text().await.unwrap(), "hello");
+    }
+    let response = client().get(gw.url("/hello")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = echo_upstream("echo").await;
+    let hang = common::dead_address().await;
+    let gw = TestGateway::start(&config(upstream, hang), &[("headers", "headers")]).await;
+    let mut slow = tokio::net::TcpStream::connect(gw.addr(0)).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: ").await.unwrap();
+    // The gateway closes it after header_read_timeout_ms (500 ms), with a
+    // 408 or without a word; either way the read ends.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the slow client's connection was kept open");
+    // Everyone else is served meanwhile.
+    let response = client().get(gw.url("/hello")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    gw.stop().await;
+}
