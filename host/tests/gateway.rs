@@ -685,6 +685,23 @@ async fn capabilities_need_grants() {
     let response = get(&format!("/bare/fetch?url=http://{upstream}/hello")).await.unwrap();
     assert_eq!(response.status(), 502);
     assert!(response.text().await.unwrap().contains("NotGranted"));
+    // Nor to a cloud metadata address it was not granted.
+    let response = get("/granted/fetch?url=http://169.254.169.254/latest/meta-data/")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert!(response.text().await.unwrap().contains("NotGranted"));
+    // One plugin call cannot fan out into unbounded outbound calls.
+    let text = get(&format!("/granted/fetch-many?url=http://{upstream}/hello"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.starts_with("16 ok ") && text.contains("more than 16 outbound calls"),
+        "{text}"
+    );
     gw.stop().await;
 }
 

@@ -136,6 +136,8 @@ pub struct HostState {
     /// The route slot of the current call, for logs (an index into the
     /// plugin's routes, so starting a call allocates nothing).
     pub slot: Option<usize>,
+    /// Outbound HTTP calls made during the current call.
+    pub outbound_calls: u32,
     identity: Arc<PluginIdentity>,
     shared: Arc<SharedCapabilities>,
 }
@@ -156,6 +158,7 @@ impl HostState {
             memory: MemoryCap::new(memory_limit),
             ticks_left: 0,
             slot: None,
+            outbound_calls: 0,
             identity,
             shared,
         }
@@ -546,7 +549,15 @@ impl weir::plugin::outbound_http::Host for HostState {
         request: weir::plugin::outbound_http::OutgoingRequest,
     ) -> Result<Result<weir::plugin::outbound_http::IncomingResponse, CapError>> {
         // Waiting on the network does not use up the plugin's deadline
-        // (see `ticks_left`); the grant's timeout bounds it instead.
+        // (see `ticks_left`); the grant's timeout bounds each call, and the
+        // number of calls is capped so one request cannot fan out.
+        self.outbound_calls += 1;
+        if self.outbound_calls > super::outbound::MAX_CALLS_PER_PLUGIN_CALL {
+            return Ok(Err(CapError::Failed(format!(
+                "more than {} outbound calls in one plugin call",
+                super::outbound::MAX_CALLS_PER_PLUGIN_CALL
+            ))));
+        }
         Ok(self
             .shared
             .outbound

@@ -357,6 +357,7 @@ fn begin_call(store: &mut Store<HostState>, deadline: Duration, slot: Option<usi
     let data = store.data_mut();
     data.ticks_left = deadline_ticks(deadline);
     data.slot = slot;
+    data.outbound_calls = 0;
     store.set_epoch_deadline(1);
 }
 

@@ -10,6 +10,9 @@
 //!     `Debug` text.
 //!   - `/fetch?url=URL` (the raw rest of the query, not decoded): `GET URL`;
 //!     the upstream's status and body, or 502 with the error's `Debug` text.
+//!   - `/fetch-many?url=URL`: `GET URL` up to 40 times in one call,
+//!     stopping at the first error; 200 with `N ok` and that error's
+//!     `Debug` text.
 //! - Any other request continues with request header `x-config` set to the
 //!   config JSON as received (re-serialized compactly if it held control
 //!   characters such as newlines), and `,NAME` appended to the property
@@ -66,6 +69,20 @@ impl Plugin for GuestEchoConfig {
                 Ok(value) => Reply::new(200).text(&value),
                 Err(e) => Reply::new(403).text(&format!("{e:?}")),
             });
+        }
+        if let Some(url) = path.strip_prefix("/fetch-many?url=") {
+            let mut ok = 0;
+            let mut error = String::new();
+            for _ in 0..40 {
+                match http::send("GET", url, &[], &[], None) {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        error = format!("{e:?}");
+                        break;
+                    }
+                }
+            }
+            return Action::Respond(Reply::new(200).text(&format!("{ok} ok {error}")));
         }
         if let Some(url) = path.strip_prefix("/fetch?url=") {
             return Action::Respond(match http::send("GET", url, &[], &[], None) {
