@@ -22,7 +22,6 @@ use crate::config::Limits;
 
 /// How long a client may take to finish a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request head over HTTP/1.1.
 
 /// Load a certificate chain and key into a rustls server config offering
 /// HTTP/2 and HTTP/1.1.
