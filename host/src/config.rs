@@ -164,6 +164,9 @@ pub struct Limits {
     pub max_connections: Option<usize>,
     /// Most concurrent HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
+    /// On shutdown (SIGTERM, SIGINT), how long requests in flight may take
+    /// to finish before their connections are closed, in milliseconds.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Limits {
@@ -177,6 +180,7 @@ impl Default for Limits {
             header_read_timeout_ms: 30_000,
             max_connections: None,
             max_concurrent_streams: 256,
+            shutdown_grace_ms: 30_000,
         }
     }
 }

@@ -141,11 +141,12 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open 30 s after shutdown; closing them");
+    let grace = Duration::from_millis(limits.shutdown_grace_ms);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(
+            "connections still open {} ms after shutdown began; closing them",
+            grace.as_millis()
+        );
     }
 }
 
