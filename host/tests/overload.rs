@@ -162,3 +162,52 @@ async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     assert_eq!(response.status(), 200);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_rapid_reset_flood_does_not_stop_the_gateway_serving_others() {
+    let upstream = echo_upstream("echo").await;
+    let hang = common::dead_address().await;
+    let gw = TestGateway::start(&config(upstream, hang), &[("headers", "headers")]).await;
+    let addr = gw.addr(0);
+
+    // The attacker: one HTTP/2 connection opening streams and resetting
+    // each at once, for at most 20,000 streams or 5 seconds.
+    let attacker = tokio::spawn(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut streams, connection) = h2::client::handshake(tcp).await.unwrap();
+        let driver = tokio::spawn(connection);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut opened = 0u32;
+        while opened < 20_000 && std::time::Instant::now() < deadline {
+            streams = match streams.ready().await {
+                Ok(ready) => ready,
+                Err(_) => break,
+            };
+            let request = http::Request::get(format!("http://{addr}/slow/1000")).body(()).unwrap();
+            match streams.send_request(request, true) {
+                Ok((response, _)) => drop(response),
+                Err(_) => break,
+            }
+            opened += 1;
+        }
+        driver.abort();
+        opened
+    });
+
+    // Everyone else keeps being served meanwhile, and afterwards.
+    let http = h2_client();
+    for _ in 0..20 {
+        let response = http
+            .get(gw.url("/hello"))
+            .send()
+            .await
+            .expect("served during the flood");
+        assert_eq!(response.status(), 200);
+    }
+    let opened = attacker.await.unwrap();
+    // The flood happened (the gateway may also cut the connection short).
+    assert!(opened > 100, "only {opened} streams opened and reset");
+    let response = client().get(gw.url("/hello")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    gw.stop().await;
+}
