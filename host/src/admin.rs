@@ -143,6 +143,13 @@ fn routes(gateway: &Gateway) -> Vec<serde_json::Value> {
                         .iter()
                         .map(|t| json!(format!("{}://{}", t.scheme, t.authority)))
                         .collect();
+                    entry["ejected"] = pool
+                        .targets()
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| pool.is_ejected(*i))
+                        .map(|(_, t)| json!(format!("{}://{}", t.scheme, t.authority)))
+                        .collect();
                 }
                 Backend::Ai(ai) => {
                     entry["models"] = json!(ai.models());

@@ -336,6 +336,30 @@ pub struct UpstreamConfig {
     pub response_timeout_ms: u64,
     /// Extra CA certificate (PEM) trusted for `https` targets.
     pub ca: Option<PathBuf>,
+    /// Failures in a row (connect errors, timeouts, 502/503/504) after
+    /// which a target is ejected for a while; 0 never ejects.
+    #[serde(default = "default_eject_after_failures")]
+    pub eject_after_failures: u32,
+    /// How long a first ejection lasts, in milliseconds; each further one
+    /// doubles it, up to five minutes.
+    #[serde(default = "default_eject_ms")]
+    pub eject_ms: u64,
+    /// Retries of 502/503/504 answers on another target, as a percentage
+    /// of requests (idempotent methods with a replayable body only).
+    #[serde(default = "default_retry_budget_percent")]
+    pub retry_budget_percent: u32,
+}
+
+fn default_eject_after_failures() -> u32 {
+    5
+}
+
+fn default_eject_ms() -> u64 {
+    10_000
+}
+
+fn default_retry_budget_percent() -> u32 {
+    20
 }
 
 fn default_connect_timeout_ms() -> u64 {
@@ -800,6 +824,12 @@ impl Config {
             }
             if upstream.response_timeout_ms == 0 {
                 problem(format!("{at}.response_timeout_ms"), "must be at least 1".into());
+            }
+            if upstream.eject_ms == 0 {
+                problem(format!("{at}.eject_ms"), "must be at least 1".into());
+            }
+            if upstream.retry_budget_percent > 100 {
+                problem(format!("{at}.retry_budget_percent"), "must be at most 100".into());
             }
             if let Some(ca) = &upstream.ca {
                 let full = self.resolve(ca);

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod forwarding;
+pub mod health;
 pub mod listener;
 pub mod router;
 mod streaming;

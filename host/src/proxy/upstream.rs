@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::Body;
 use super::error::GatewayError;
+use super::health::{EjectionPolicy, RetryBudget, TargetHealth};
 use crate::config::{Config, Target, UpstreamConfig, UpstreamName, parse_target};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -26,6 +27,9 @@ pub struct UpstreamPool {
     /// The pool's name.
     pub name: UpstreamName,
     targets: Vec<Target>,
+    health: Vec<TargetHealth>,
+    ejection: EjectionPolicy,
+    retries: RetryBudget,
     next: AtomicUsize,
     client: HttpClient,
     response_timeout: Duration,
@@ -58,6 +62,12 @@ impl UpstreamPool {
             next: AtomicUsize::new(0),
             client,
             response_timeout: Duration::from_millis(config.response_timeout_ms),
+            health: config.targets.iter().map(|_| TargetHealth::default()).collect(),
+            ejection: EjectionPolicy {
+                after_failures: config.eject_after_failures,
+                base_ms: i64::try_from(config.eject_ms).unwrap_or(i64::MAX),
+            },
+            retries: RetryBudget::new(config.retry_budget_percent, 10),
         })
     }
 
@@ -66,11 +76,43 @@ impl UpstreamPool {
         &self.targets
     }
 
+    /// Whether target `index` is ejected now (for the admin API).
+    pub fn is_ejected(&self, index: usize) -> bool {
+        self.health
+            .get(index)
+            .is_some_and(|h| h.is_ejected(crate::ai::now_ms()))
+    }
+
+    /// Targets in the order to try them: round robin from the next one,
+    /// ejected targets last.
+    fn order(&self) -> Vec<usize> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = crate::ai::now_ms();
+        let count = self.targets.len();
+        let (mut ready, ejected): (Vec<usize>, Vec<usize>) = (0..count)
+            .map(|i| (start + i) % count)
+            .partition(|&i| !self.health[i].is_ejected(now));
+        ready.extend(ejected);
+        ready
+    }
+
+    fn failed(&self, index: usize) {
+        if self.health[index].failed(self.ejection, crate::ai::now_ms()) {
+            tracing::warn!(upstream = %self.name, target = %self.targets[index].authority, "target ejected after repeated failures");
+        }
+    }
+
     /// Send `head` with `body` to the next target. A connection failure
     /// moves on to the following target when the body is replayable, until
-    /// every target was tried once.
+    /// every target was tried once; so does a 502, 503 or 504 answer to an
+    /// idempotent request, while the retry budget allows.
     pub async fn send(&self, head: http::request::Parts, body: UpstreamBody) -> Result<Response<Body>, GatewayError> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        self.retries.deposit();
+        let order = self.order();
+        let idempotent = matches!(
+            head.method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::PUT | http::Method::DELETE
+        );
         let (mut streaming, replay) = match body {
             UpstreamBody::Streaming(b) => (Some(b), None),
             UpstreamBody::Replayable(bytes) => (None, Some(bytes)),
@@ -83,8 +125,8 @@ impl UpstreamPool {
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let mut head = Some(head);
-        for attempt in 0..attempts {
-            let target = &self.targets[(start + attempt) % self.targets.len()];
+        for (attempt, &index) in order.iter().enumerate().take(attempts) {
+            let target = &self.targets[index];
             // Only a request that may be retried needs a copy of its head.
             let parts = if attempt + 1 == attempts {
                 head.take()
@@ -112,6 +154,7 @@ impl UpstreamPool {
             *request.version_mut() = http::Version::HTTP_11;
             match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
                 Err(_) => {
+                    self.failed(index);
                     return Err(GatewayError::UpstreamTimeout {
                         upstream: self.name.clone(),
                         target: target.authority.to_string(),
@@ -119,9 +162,25 @@ impl UpstreamPool {
                     });
                 }
                 Ok(Ok(response)) => {
-                    return Ok(response.map(|b| b.map_err(super::box_error).boxed_unsync()));
+                    let unavailable = matches!(response.status().as_u16(), 502..=504);
+                    if !unavailable {
+                        self.health[index].succeeded();
+                        return Ok(response.map(|b| b.map_err(super::box_error).boxed_unsync()));
+                    }
+                    self.failed(index);
+                    let retry = idempotent && attempt + 1 < attempts && self.retries.try_spend();
+                    if !retry {
+                        return Ok(response.map(|b| b.map_err(super::box_error).boxed_unsync()));
+                    }
+                    tracing::debug!(upstream = %self.name, target = %target.authority, status = response.status().as_u16(), "retrying on the next target");
+                    last_error = Some(GatewayError::UpstreamFailed {
+                        upstream: self.name.clone(),
+                        target: target.authority.to_string(),
+                        detail: format!("answered {}", response.status()),
+                    });
                 }
                 Ok(Err(e)) if e.is_connect() => {
+                    self.failed(index);
                     tracing::warn!(upstream = %self.name, target = %target.authority, "connect failed: {}", error_chain(&e));
                     last_error = Some(GatewayError::UpstreamConnect {
                         upstream: self.name.clone(),
