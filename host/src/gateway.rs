@@ -397,12 +397,15 @@ impl Gateway {
         let config = gateway.serving.lock().await.config.clone();
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
+        let mut certs = Vec::new();
         for l in &config.listeners {
             let tls = match &l.tls {
-                Some(tls) => Some(listener::tls_acceptor(
-                    &config.resolve(&tls.cert),
-                    &config.resolve(&tls.key),
-                )?),
+                Some(tls) => {
+                    let (acceptor, cert) =
+                        listener::reloadable_tls_acceptor(&config.resolve(&tls.cert), &config.resolve(&tls.key))?;
+                    certs.push(cert);
+                    Some(acceptor)
+                }
                 None => None,
             };
             let (socket, addr) = listener::bind(&l.address).await?;
@@ -440,6 +443,7 @@ impl Gateway {
         tasks.push(crate::watch::spawn(
             gateway.clone(),
             &config.plugin_dir(),
+            certs,
             signal.clone(),
         ));
         for addr in &listeners {

@@ -1,6 +1,8 @@
-//! Noticing changes: the plugin directory and the config file are watched
-//! (debounced, since editors and `cp` write a file in several steps), and
-//! SIGHUP reloads the config. Each change is handed to the [`Gateway`].
+//! Noticing changes: the plugin directory, the config file and the TLS
+//! listeners' certificate and key files are watched (debounced, since
+//! editors and `cp` write a file in several steps), and SIGHUP reloads the
+//! config. Each change is handed to the [`Gateway`], or for certificates
+//! to the listener's [`ReloadableCert`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{PluginName, valid_plugin_name};
 use crate::gateway::Gateway;
+use crate::proxy::listener::ReloadableCert;
 
 /// How long a file must be quiet before a change to it is acted on.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -22,6 +25,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(250);
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Changes {
     config: bool,
+    certs: bool,
     plugins: BTreeSet<PluginName>,
 }
 
@@ -66,7 +70,12 @@ fn is_change(kind: &EventKind) -> bool {
 /// Start watching `plugin_dir` and the gateway's config file, and handle
 /// changes until `shutdown` flips. The watches are in place when this
 /// returns, so no change made after it is missed.
-pub fn spawn(gateway: Arc<Gateway>, plugin_dir: &Path, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(
+    gateway: Arc<Gateway>,
+    plugin_dir: &Path,
+    certs: Vec<Arc<ReloadableCert>>,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     let (tx, rx) = mpsc::unbounded_channel::<DebounceEventResult>();
     let debouncer = match new_debouncer(DEBOUNCE, None, move |result| {
         let _ = tx.send(result);
@@ -81,7 +90,19 @@ pub fn spawn(gateway: Arc<Gateway>, plugin_dir: &Path, shutdown: watch::Receiver
         debouncer,
         plugin_dir: canonical(plugin_dir),
         config_file: gateway.config_file().map(canonical),
+        cert_files: certs.iter().flat_map(|c| c.files().map(canonical)).collect(),
+        certs,
     };
+    let cert_dirs: BTreeSet<PathBuf> = watching
+        .cert_files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    for dir in cert_dirs {
+        if let Err(e) = watching.debouncer.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), "cannot watch the certificates' directory: {e}");
+        }
+    }
     if let Some(dir) = watching.config_file.clone().as_ref().and_then(|f| f.parent())
         && let Err(e) = watching.debouncer.watch(dir, RecursiveMode::NonRecursive)
     {
@@ -95,6 +116,8 @@ struct Watching {
     debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
     plugin_dir: PathBuf,
     config_file: Option<PathBuf>,
+    cert_files: Vec<PathBuf>,
+    certs: Vec<Arc<ReloadableCert>>,
 }
 
 impl Watching {
@@ -120,7 +143,9 @@ impl Watching {
                             .filter(|e| is_change(&e.kind))
                             .flat_map(|e| e.event.paths)
                             .collect();
-                        classify(&paths, &self.plugin_dir, self.config_file.as_deref())
+                        let mut changes = classify(&paths, &self.plugin_dir, self.config_file.as_deref());
+                        changes.certs = paths.iter().any(|p| self.cert_files.contains(&canonical(p)));
+                        changes
                     }
                     Err(errors) => {
                         for e in errors {
@@ -132,6 +157,16 @@ impl Watching {
                 _ = recv_hangup(&mut hangup) => Changes { config: true, ..Default::default() },
                 _ = shutdown.changed() => return,
             };
+            if changes.certs {
+                for cert in &self.certs {
+                    match cert.reload() {
+                        Ok(()) => tracing::info!(cert = %cert.files()[0].display(), "certificate reloaded"),
+                        // Often the key and certificate are written one
+                        // after the other: the next event tries again.
+                        Err(e) => tracing::warn!("certificate not reloaded; the current one keeps serving: {e:#}"),
+                    }
+                }
+            }
             if changes.config {
                 // Errors are logged by the gateway; the old config keeps serving.
                 let _ = gateway.reload_config().await;

@@ -380,3 +380,57 @@ async fn a_restart_with_a_warm_cache_skips_compilation() {
         running.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_replaced_certificate_is_served_to_new_connections_without_a_restart() {
+    let upstream = echo_upstream("echo").await;
+    let dir = TestGateway::dir_with_plugins(&[]);
+    let first = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, first.cert.pem()).unwrap();
+    std::fs::write(&key_file, first.signing_key.serialize_pem()).unwrap();
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        tls = {{ cert = "cert.pem", key = "key.pem" }}
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "all"
+        upstream = "echo"
+        "#
+    );
+    let running = start_in(dir.path(), &config).await.unwrap();
+    let port = running.listeners[0].port();
+    // A fresh client (no pooled connection) trusting only `cert`.
+    let get = |cert: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+            .tls_built_in_root_certs(false)
+            .resolve("localhost", ([127, 0, 0, 1], port).into())
+            .build()
+            .unwrap();
+        async move { client.get(format!("https://localhost:{port}/x")).send().await }
+    };
+    assert_eq!(get(&first).await.unwrap().status(), 200);
+
+    let second = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let swap = |path: &std::path::Path, text: String| {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    };
+    swap(&key_file, second.signing_key.serialize_pem());
+    swap(&cert_file, second.cert.pem());
+    wait_for("the new certificate", Duration::from_secs(10), || async {
+        get(&second).await.ok().filter(|r| r.status() == 200).map(|_| ())
+    })
+    .await;
+    assert!(
+        get(&first).await.is_err(),
+        "new connections still get the old certificate"
+    );
+    running.shutdown().await;
+}

@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,60 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Load a certificate chain and key into a rustls server config offering
 /// HTTP/2 and HTTP/1.1.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    Ok(reloadable_tls_acceptor(cert, key)?.0)
+}
+
+/// A TLS acceptor whose certificate can be replaced while it serves: the
+/// listener's certificate and key files are watched, and connections made
+/// after a change get the new certificate.
+pub fn reloadable_tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<(TlsAcceptor, Arc<ReloadableCert>)> {
+    let reloadable = Arc::new(ReloadableCert {
+        current: arc_swap::ArcSwap::from_pointee(certified_key(cert, key)?),
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+    });
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(reloadable.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((TlsAcceptor::from(Arc::new(config)), reloadable))
+}
+
+/// A listener's certificate and key, replaceable while serving.
+pub struct ReloadableCert {
+    current: arc_swap::ArcSwap<rustls::sign::CertifiedKey>,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl std::fmt::Debug for ReloadableCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadableCert").field("cert", &self.cert).finish()
+    }
+}
+
+impl ReloadableCert {
+    /// The certificate and key files.
+    pub fn files(&self) -> [&Path; 2] {
+        [&self.cert, &self.key]
+    }
+
+    /// Read the files again; on any problem the current certificate stays.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        self.current.store(Arc::new(certified_key(&self.cert, &self.key)?));
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// Read a certificate chain and its private key (PEM), checking they match.
+fn certified_key(cert: &Path, key: &Path) -> anyhow::Result<rustls::sign::CertifiedKey> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
@@ -35,13 +89,9 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         anyhow::bail!("certificate {}: no certificates found", cert.display());
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("private key {}: {e}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| anyhow::anyhow!("certificate {} and its key: {e}", cert.display()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(certs, key, &provider)
+        .map_err(|e| anyhow::anyhow!("certificate {} and its key: {e}", cert.display()))
 }
 
 /// The hyper connection builder with the gateway's limits.
