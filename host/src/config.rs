@@ -348,6 +348,40 @@ pub struct UpstreamConfig {
     /// of requests (idempotent methods with a replayable body only).
     #[serde(default = "default_retry_budget_percent")]
     pub retry_budget_percent: u32,
+    /// Probe each target actively (absent: only passive ejection).
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// Active health checks of an upstream's targets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// The path probed with `GET`; a 2xx or 3xx answer is healthy.
+    pub path: String,
+    /// Time between probes of a target, in milliseconds (default 5000).
+    #[serde(default = "default_probe_interval_ms")]
+    pub interval_ms: u64,
+    /// Time a probe may take, in milliseconds (default 2000).
+    #[serde(default = "default_probe_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Good probes in a row that bring a target back (default 2).
+    #[serde(default = "default_threshold")]
+    pub healthy_threshold: u32,
+    /// Failed probes in a row that take a target out (default 2).
+    #[serde(default = "default_threshold")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_probe_interval_ms() -> u64 {
+    5_000
+}
+
+fn default_probe_timeout_ms() -> u64 {
+    2_000
+}
+
+fn default_threshold() -> u32 {
+    2
 }
 
 fn default_eject_after_failures() -> u32 {
@@ -830,6 +864,22 @@ impl Config {
             }
             if upstream.retry_budget_percent > 100 {
                 problem(format!("{at}.retry_budget_percent"), "must be at most 100".into());
+            }
+            if let Some(check) = &upstream.health_check {
+                let at = format!("{at}.health_check");
+                if !check.path.starts_with('/') {
+                    problem(format!("{at}.path"), format!("{:?} must start with '/'", check.path));
+                }
+                for (field, value) in [
+                    ("interval_ms", check.interval_ms),
+                    ("timeout_ms", check.timeout_ms),
+                    ("healthy_threshold", u64::from(check.healthy_threshold)),
+                    ("unhealthy_threshold", u64::from(check.unhealthy_threshold)),
+                ] {
+                    if value == 0 {
+                        problem(format!("{at}.{field}"), "must be at least 1".into());
+                    }
+                }
             }
             if let Some(ca) = &upstream.ca {
                 let full = self.resolve(ca);

@@ -508,10 +508,9 @@ fn warn_about_restart_only_changes(old: &Config, new: &Config) {
 fn build_upstreams(config: &Config) -> Result<HashMap<UpstreamName, Arc<UpstreamPool>>, LoadError> {
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
-        upstreams.insert(
-            name.clone(),
-            Arc::new(UpstreamPool::new(name, upstream, config).map_err(LoadError::Other)?),
-        );
+        let pool = Arc::new(UpstreamPool::new(name, upstream, config).map_err(LoadError::Other)?);
+        pool.start_health_checks();
+        upstreams.insert(name.clone(), pool);
     }
     Ok(upstreams)
 }

@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use common::*;
 
@@ -129,5 +130,105 @@ async fn retries_stay_within_the_budget_when_every_target_is_down() {
         "{attempts} upstream attempts for 100 requests"
     );
     assert!(attempts > 100, "nothing was retried");
+    gw.stop().await;
+}
+
+/// An echo upstream on its own runtime, so that dropping the runtime
+/// kills it whole: listener and open connections.
+fn killable_upstream(addr: std::net::SocketAddr, name: &str) -> tokio::runtime::Runtime {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let name = name.to_string();
+    let (ready, bound) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(addr).unwrap();
+        let listener = socket.listen(128).unwrap();
+        ready.send(()).unwrap();
+        weir::demo::serve(listener, name).await;
+    });
+    bound.recv().unwrap();
+    runtime
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_killed_and_restarted_is_taken_out_and_back_in_while_no_client_fails() {
+    let a_addr = common::dead_address().await;
+    let a = killable_upstream(a_addr, "a");
+    let b = echo_upstream("b").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [admin]
+        address = "127.0.0.1:0"
+        [upstreams.pool]
+        targets = ["{a_addr}", "{b}"]
+        eject_after_failures = 0
+        health_check = {{ path = "/healthz", interval_ms = 100, timeout_ms = 500, healthy_threshold = 2, unhealthy_threshold = 2 }}
+        [[routes]]
+        name = "all"
+        upstream = "pool"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[]).await;
+    let ejected = |gw: &TestGateway| {
+        let url = gw.admin_url("/routes");
+        async move {
+            let routes: serde_json::Value = client().get(url).send().await.ok()?.json().await.ok()?;
+            Some(routes["routes"][0]["ejected"].as_array()?.len())
+        }
+    };
+
+    // Steady traffic throughout; every request must succeed (a request
+    // caught mid-flight by the kill is retried on the other target).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let url = gw.url("/item");
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let http = client();
+            let mut served: Vec<String> = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let response = http.get(&url).send().await.expect("no request may fail or hang");
+                assert_eq!(response.status(), 200);
+                served.push(echoed(response).await["upstream"].as_str().unwrap().to_string());
+            }
+            served
+        })
+    };
+
+    wait_for("both targets in", Duration::from_secs(10), || async {
+        (ejected(&gw).await == Some(0)).then_some(())
+    })
+    .await;
+    a.shutdown_background();
+    wait_for("the killed target taken out", Duration::from_secs(10), || async {
+        (ejected(&gw).await == Some(1)).then_some(())
+    })
+    .await;
+    let a = killable_upstream(a_addr, "a");
+    wait_for("the restarted target back in", Duration::from_secs(10), || async {
+        (ejected(&gw).await == Some(0)).then_some(())
+    })
+    .await;
+    // Traffic reaches it again.
+    wait_for(
+        "a request served by the restarted target",
+        Duration::from_secs(10),
+        || async {
+            let response = client().get(gw.url("/again")).send().await.ok()?;
+            (echoed(response).await["upstream"] == "a").then_some(())
+        },
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let served = traffic.await.expect("traffic task");
+    assert!(served.len() > 10, "too little traffic: {}", served.len());
+    a.shutdown_background();
     gw.stop().await;
 }

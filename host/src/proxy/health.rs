@@ -1,4 +1,10 @@
-//! Passive health of upstream targets and the retry budget of a pool.
+//! Health of upstream targets — active checks and passive ejection — and
+//! the retry budget of a pool.
+//!
+//! With `health_check` set, each target is probed (`GET path`) every
+//! interval; `unhealthy_threshold` failed probes in a row mark it down and
+//! `healthy_threshold` good ones bring it back. Requests skip targets that
+//! are down or ejected.
 //!
 //! A target that fails several times in a row — connect errors, timeouts,
 //! 502/503/504 answers — is ejected: requests skip it for a while, longer
@@ -21,6 +27,8 @@ pub struct TargetHealth {
     consecutive_failures: AtomicU32,
     ejections: AtomicU32,
     ejected_until_ms: AtomicI64,
+    /// Marked down by active health checks.
+    down: std::sync::atomic::AtomicBool,
 }
 
 /// When and for how long targets are ejected.
@@ -35,7 +43,22 @@ pub struct EjectionPolicy {
 impl TargetHealth {
     /// Whether requests should skip the target now.
     pub fn is_ejected(&self, now_ms: i64) -> bool {
-        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms
+        self.down.load(Ordering::Relaxed) || self.ejected_until_ms.load(Ordering::Relaxed) > now_ms
+    }
+
+    /// Record what active health checks concluded.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+        if !down {
+            // Back up: earlier passive failures no longer count.
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.ejected_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether active health checks say the target is down.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
     }
 
     /// The target answered well.
@@ -61,6 +84,29 @@ impl TargetHealth {
         self.ejected_until_ms
             .store(now_ms.saturating_add(length), Ordering::Relaxed);
         true
+    }
+}
+
+/// Counts probe results into up/down decisions with thresholds.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProbeTally {
+    good: u32,
+    bad: u32,
+}
+
+impl ProbeTally {
+    /// Add a probe result; `Some(down)` when the target's state should
+    /// change given its current state `was_down`.
+    pub fn record(&mut self, ok: bool, was_down: bool, healthy: u32, unhealthy: u32) -> Option<bool> {
+        if ok {
+            self.good += 1;
+            self.bad = 0;
+            (was_down && self.good >= healthy).then_some(false)
+        } else {
+            self.bad += 1;
+            self.good = 0;
+            (!was_down && self.bad >= unhealthy).then_some(true)
+        }
     }
 }
 
@@ -137,6 +183,28 @@ mod tests {
         for _ in 0..100 {
             assert!(!health.failed(never, 20_000));
         }
+    }
+
+    #[test]
+    fn probes_mark_a_target_down_and_up_by_their_thresholds() {
+        let mut tally = ProbeTally::default();
+        assert_eq!(tally.record(false, false, 2, 3), None);
+        assert_eq!(tally.record(false, false, 2, 3), None);
+        assert_eq!(
+            tally.record(true, false, 2, 3),
+            None,
+            "a good probe resets the bad count"
+        );
+        assert_eq!(tally.record(false, false, 2, 3), None);
+        assert_eq!(tally.record(false, false, 2, 3), None);
+        assert_eq!(tally.record(false, false, 2, 3), Some(true));
+        assert_eq!(tally.record(true, true, 2, 3), None);
+        assert_eq!(tally.record(true, true, 2, 3), Some(false));
+        let health = TargetHealth::default();
+        health.set_down(true);
+        assert!(health.is_ejected(0) && health.is_down());
+        health.set_down(false);
+        assert!(!health.is_ejected(0));
     }
 
     #[test]

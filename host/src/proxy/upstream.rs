@@ -14,7 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::Body;
 use super::error::GatewayError;
-use super::health::{EjectionPolicy, RetryBudget, TargetHealth};
+use super::health::{EjectionPolicy, ProbeTally, RetryBudget, TargetHealth};
+use crate::config::HealthCheckConfig;
 use crate::config::{Config, Target, UpstreamConfig, UpstreamName, parse_target};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -30,6 +31,7 @@ pub struct UpstreamPool {
     health: Vec<TargetHealth>,
     ejection: EjectionPolicy,
     retries: RetryBudget,
+    health_check: Option<HealthCheckConfig>,
     next: AtomicUsize,
     client: HttpClient,
     response_timeout: Duration,
@@ -68,12 +70,78 @@ impl UpstreamPool {
                 base_ms: i64::try_from(config.eject_ms).unwrap_or(i64::MAX),
             },
             retries: RetryBudget::new(config.retry_budget_percent, 10),
+            health_check: config.health_check.clone(),
         })
     }
 
     /// The pool's targets.
     pub fn targets(&self) -> &[Target] {
         &self.targets
+    }
+
+    /// Start probing the targets, if the pool has health checks. The
+    /// probing stops when the pool is dropped (a config reload replaces it).
+    pub fn start_health_checks(self: &std::sync::Arc<Self>) {
+        let Some(check) = self.health_check.clone() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = std::sync::Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut tallies = Vec::new();
+            let mut interval = tokio::time::interval(Duration::from_millis(check.interval_ms));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(pool) = pool.upgrade() else { return };
+                tallies.resize(pool.targets.len(), ProbeTally::default());
+                let probes = pool.targets.iter().map(|t| pool.probe(t, &check));
+                let results = futures_util::future::join_all(probes).await;
+                for (index, ok) in results.into_iter().enumerate() {
+                    let health = &pool.health[index];
+                    let change = tallies[index].record(
+                        ok,
+                        health.is_down(),
+                        check.healthy_threshold,
+                        check.unhealthy_threshold,
+                    );
+                    if let Some(down) = change {
+                        health.set_down(down);
+                        let target = &pool.targets[index].authority;
+                        if down {
+                            tracing::warn!(upstream = %pool.name, %target, "target failed its health checks; taken out");
+                        } else {
+                            tracing::info!(upstream = %pool.name, %target, "target passed its health checks; back in");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// One probe: `GET path`, healthy on 2xx or 3xx within the timeout.
+    async fn probe(&self, target: &Target, check: &HealthCheckConfig) -> bool {
+        let Ok(uri) = http::Uri::builder()
+            .scheme(target.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query(check.path.as_str())
+            .build()
+        else {
+            return false;
+        };
+        let Ok(request) = Request::get(uri).body(super::full_body(Bytes::new())) else {
+            return false;
+        };
+        let timeout = Duration::from_millis(check.timeout_ms);
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => {
+                let ok = response.status().is_success() || response.status().is_redirection();
+                // Read the body so the connection can be reused.
+                let _ = tokio::time::timeout(timeout, response.into_body().collect()).await;
+                ok
+            }
+            _ => false,
+        }
     }
 
     /// Whether target `index` is ejected now (for the admin API).
@@ -189,11 +257,19 @@ impl UpstreamPool {
                     });
                 }
                 Ok(Err(e)) => {
-                    return Err(GatewayError::UpstreamFailed {
+                    // The connection broke after the request went out (the
+                    // upstream died mid-request): like a 502, retried
+                    // elsewhere only when that is safe and budgeted.
+                    self.failed(index);
+                    let error = GatewayError::UpstreamFailed {
                         upstream: self.name.clone(),
                         target: target.authority.to_string(),
                         detail: error_chain(&e),
-                    });
+                    };
+                    if !(idempotent && attempt + 1 < attempts && self.retries.try_spend()) {
+                        return Err(error);
+                    }
+                    last_error = Some(error);
                 }
             }
         }
