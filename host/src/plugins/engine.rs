@@ -65,6 +65,11 @@ fn build_engine() -> wasmtime::Result<Engine> {
     // flush per 16 dropped instances. Together these took a fresh-instance
     // request from 32.9 to 26.4 µs in the criterion pipeline bench.
     pool.table_keep_resident(64 << 10).decommit_batch_size(16);
+    // A freed slot keeps the memory image of the plugin version it last
+    // held (an open mapping, and a file descriptor for code loaded from
+    // the compile cache) so that version instantiates faster next time.
+    // After many plugin reloads those would be old versions: keep few.
+    pool.max_unused_warm_slots(32);
 
     let mut config = Config::new();
     config
