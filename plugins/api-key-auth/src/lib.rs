@@ -18,6 +18,8 @@
 //! See README.md for the config fields.
 
 mod keys;
+// Shared by the first-party plugins that read a key from the query string.
+#[path = "../../query_param.rs"]
 mod query;
 #[cfg(test)]
 #[path = "../../readme_examples.rs"]

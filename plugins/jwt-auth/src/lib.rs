@@ -30,6 +30,8 @@ mod auth;
 mod claims;
 mod jwks;
 mod keys;
+// Shared by the first-party plugins that read a key from the query string.
+#[path = "../../query_param.rs"]
 mod query;
 #[cfg(test)]
 #[path = "../../readme_examples.rs"]
