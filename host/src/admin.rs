@@ -3,7 +3,8 @@
 //! - `GET /healthz` — the gateway is up.
 //! - `GET /plugins` — each plugin: file, version (SHA-256), load time,
 //!   state, routes, limits, and the last failed load if any.
-//! - `GET /routes` — each route: upstream, targets, plugin chain.
+//! - `GET /routes` — each route: upstream, targets (weight, circuit state,
+//!   requests in flight), plugin chain.
 //! - `POST /reload` — re-read the config file; answers 200, or 422 with
 //!   every problem (the old config keeps serving).
 //! - `GET /usage` — AI usage records, newest first, with totals over every
@@ -150,6 +151,17 @@ fn routes(gateway: &Gateway) -> Vec<serde_json::Value> {
                         .filter(|(i, _)| pool.is_ejected(*i))
                         .map(|(_, t)| json!(format!("{}://{}", t.scheme, t.authority)))
                         .collect();
+                    entry["target_status"] = pool
+                        .status()
+                        .map(|s| {
+                            json!({
+                                "target": format!("{}://{}", s.target.scheme, s.target.authority),
+                                "weight": s.weight,
+                                "circuit": s.state.as_str(),
+                                "in_flight": s.in_flight,
+                            })
+                        })
+                        .collect();
                 }
                 Backend::Ai(ai) => {
                     entry["models"] = json!(ai.models());
@@ -167,6 +179,7 @@ fn routes(gateway: &Gateway) -> Vec<serde_json::Value> {
                                 "weight": t.weight,
                                 "priority": t.priority,
                                 "cooling_ms": t.cooling_for(crate::ai::now_ms()),
+                                "circuit": t.health.state(crate::ai::now_ms()).as_str(),
                             })
                         })
                         .collect();

@@ -326,14 +326,26 @@ pub struct SecretSource {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Targets: `host:port`, `http://host:port` or `https://host:port`.
-    pub targets: Vec<String>,
+    /// Targets: `host:port`, `http://host:port` or `https://host:port`,
+    /// or `{ address = "...", weight = N }`.
+    pub targets: Vec<UpstreamTarget>,
+    /// How a request's target is chosen.
+    #[serde(default)]
+    pub balance: Balance,
     /// Connect timeout per attempt, in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    /// Time allowed for the upstream's response head, in milliseconds.
+    /// Time allowed for the upstream's response head (time to first
+    /// byte), in milliseconds, per attempt.
     #[serde(default = "default_response_timeout_ms")]
     pub response_timeout_ms: u64,
+    /// Longest pause allowed between two pieces of the response body, in
+    /// milliseconds; a stalled response is cut off.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Time allowed for the whole exchange, retries and the response body
+    /// included, in milliseconds (absent: no limit beyond the others).
+    pub total_timeout_ms: Option<u64>,
     /// Extra CA certificate (PEM) trusted for `https` targets.
     pub ca: Option<PathBuf>,
     /// Failures in a row (connect errors, timeouts, 502/503/504) after
@@ -350,6 +362,86 @@ pub struct UpstreamConfig {
     pub retry_budget_percent: u32,
     /// Probe each target actively (absent: only passive ejection).
     pub health_check: Option<HealthCheckConfig>,
+    /// Also open a target's circuit when too large a share of its recent
+    /// requests fail (absent: only failures in a row count).
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+}
+
+/// An upstream target, with or without a weight.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UpstreamTarget {
+    /// `host:port`, `http://host:port` or `https://host:port`; weight 1.
+    Address(String),
+    /// An address and its weight.
+    Weighted(WeightedTarget),
+}
+
+/// `{ address = "...", weight = N }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedTarget {
+    /// As in the plain form.
+    pub address: String,
+    /// Share of requests relative to the pool's other targets (1-1000).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+impl UpstreamTarget {
+    /// The target's address as written.
+    pub fn address(&self) -> &str {
+        match self {
+            UpstreamTarget::Address(address) => address,
+            UpstreamTarget::Weighted(t) => &t.address,
+        }
+    }
+
+    /// The target's weight.
+    pub fn weight(&self) -> u32 {
+        match self {
+            UpstreamTarget::Address(_) => 1,
+            UpstreamTarget::Weighted(t) => t.weight,
+        }
+    }
+}
+
+/// How an upstream pool spreads requests over its targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// In turn, in proportion to the weights.
+    #[default]
+    RoundRobin,
+    /// To the target with the fewest requests in flight for its weight.
+    LeastRequests,
+}
+
+/// When a target's circuit opens on its failure rate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Share of failed requests (connect errors, timeouts, 502/503/504)
+    /// within a window that opens the circuit, in percent.
+    pub failure_rate_percent: u32,
+    /// Requests a window needs before its rate counts (default 20).
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u32,
+    /// The window's length, in milliseconds (default 10000).
+    #[serde(default = "default_window_ms")]
+    pub window_ms: u64,
+}
+
+fn default_min_requests() -> u32 {
+    20
+}
+
+fn default_window_ms() -> u64 {
+    10_000
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    60_000
 }
 
 /// Active health checks of an upstream's targets.
@@ -523,6 +615,14 @@ pub struct AiTargetConfig {
     pub response_timeout_ms: u64,
     /// Extra CA certificate (PEM) trusted for an `https` base URL.
     pub ca: Option<PathBuf>,
+    /// Failures in a row (connect errors, timeouts, 5xx) that open the
+    /// target's circuit: it is then tried only after the others; 0 never.
+    #[serde(default = "default_eject_after_failures")]
+    pub eject_after_failures: u32,
+    /// How long the circuit first stays open, in milliseconds (doubling
+    /// each time, up to five minutes); then one trial request at a time.
+    #[serde(default = "default_eject_ms")]
+    pub eject_ms: u64,
     /// Options for the shim (see the shim's README), passed to its
     /// `configure` with `model`.
     #[serde(default = "empty_table")]
@@ -849,15 +949,37 @@ impl Config {
                 problem(format!("{at}.targets"), "at least one target is required".into());
             }
             for (j, target) in upstream.targets.iter().enumerate() {
-                if let Err(e) = parse_target(target) {
+                if let Err(e) = parse_target(target.address()) {
                     problem(format!("{at}.targets[{j}]"), e);
                 }
+                if !(1..=MAX_WEIGHT).contains(&target.weight()) {
+                    problem(
+                        format!("{at}.targets[{j}].weight"),
+                        format!("must be between 1 and {MAX_WEIGHT}"),
+                    );
+                }
             }
-            if upstream.connect_timeout_ms == 0 {
-                problem(format!("{at}.connect_timeout_ms"), "must be at least 1".into());
+            for (field, value) in [
+                ("connect_timeout_ms", Some(upstream.connect_timeout_ms)),
+                ("response_timeout_ms", Some(upstream.response_timeout_ms)),
+                ("idle_timeout_ms", Some(upstream.idle_timeout_ms)),
+                ("total_timeout_ms", upstream.total_timeout_ms),
+            ] {
+                if value == Some(0) {
+                    problem(format!("{at}.{field}"), "must be at least 1".into());
+                }
             }
-            if upstream.response_timeout_ms == 0 {
-                problem(format!("{at}.response_timeout_ms"), "must be at least 1".into());
+            if let Some(breaker) = &upstream.circuit_breaker {
+                let at = format!("{at}.circuit_breaker");
+                if !(1..=100).contains(&breaker.failure_rate_percent) {
+                    problem(format!("{at}.failure_rate_percent"), "must be between 1 and 100".into());
+                }
+                if breaker.min_requests == 0 {
+                    problem(format!("{at}.min_requests"), "must be at least 1".into());
+                }
+                if breaker.window_ms == 0 {
+                    problem(format!("{at}.window_ms"), "must be at least 1".into());
+                }
             }
             if upstream.eject_ms == 0 {
                 problem(format!("{at}.eject_ms"), "must be at least 1".into());
@@ -1005,6 +1127,9 @@ impl Config {
             if target.response_timeout_ms == 0 {
                 problem(format!("{at}.response_timeout_ms"), "must be at least 1".into());
             }
+            if target.eject_ms == 0 {
+                problem(format!("{at}.eject_ms"), "must be at least 1".into());
+            }
             if !target.options.is_table() {
                 problem(format!("{at}.options"), "must be a table".into());
             }
@@ -1040,6 +1165,9 @@ pub fn parse_base_url(text: &str) -> Result<(Target, String), String> {
 pub fn valid_plugin_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
+
+/// The largest weight of an upstream target.
+pub const MAX_WEIGHT: u32 = 1000;
 
 /// An upstream target: scheme and `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]

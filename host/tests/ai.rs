@@ -339,6 +339,32 @@ async fn a_target_answering_429_or_500_is_failed_over_whole_and_streamed() {
 }
 
 #[tokio::test]
+async fn a_target_failing_five_times_in_a_row_has_its_circuit_opened_and_is_asked_last() {
+    let (gw, bad, good) = failover_gateway("500").await;
+    for i in 0..8 {
+        let response = chat(&gw, "alice", json!({"model": "chat", "messages": user("hi")})).await;
+        assert_eq!(response.status(), 200, "request {i}");
+        assert_eq!(response.headers()["x-weir-target"], "second", "request {i}");
+    }
+    assert_eq!(
+        (bad.count(), good.count()),
+        (5, 8),
+        "after five failures the first-priority target is asked only after the others"
+    );
+    let routes: Value = client()
+        .get(gw.admin_url("/routes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(routes["routes"][0]["ai_targets"][0]["circuit"], "open");
+    assert_eq!(routes["routes"][0]["ai_targets"][1]["circuit"], "closed");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_target_refusing_connections_is_failed_over() {
     let (good, good_addr) = emulator().await;
     let dead = common::dead_address().await;

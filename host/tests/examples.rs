@@ -30,7 +30,7 @@ async fn quickstart_answers_as_documented() {
         .upstreams
         .get_mut(&UpstreamName("demo".into()))
         .expect("demo upstream")
-        .targets = vec![upstream.to_string()];
+        .targets = vec![weir::config::UpstreamTarget::Address(upstream.to_string())];
     config.plugins.dir = dir.path().join("plugins");
     config.plugins.cache_dir = Some(cache_dir());
     let running = Gateway::load(config)

@@ -144,6 +144,44 @@ async fn the_gateways_limit_sheds_across_routes_and_counts_until_the_body_ends()
     gw.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_many_times_the_limit_are_shed_while_memory_stays_bounded() {
+    let upstream = echo_upstream("echo").await;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let hang = hanging_upstream(released).await;
+    let gw = TestGateway::start(&config(upstream, hang), &[("headers", "headers")]).await;
+    // Six open streams fill the gateway's limit of six.
+    let mut open = Vec::new();
+    for _ in 0..6 {
+        let response = client().get(gw.url("/hang")).send().await.expect("request");
+        assert_eq!(response.status(), 200);
+        open.push(response);
+    }
+    // Waves of 300 requests at once, fifty times the limit: every one is
+    // shed, none waits in a queue, and memory does not grow wave on wave.
+    let mut rss = Vec::new();
+    for wave in 0..6 {
+        let results = burst(&gw, "/hello", 300).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| r.0 == 503 && r.1.as_deref() == Some("overloaded")),
+            "wave {wave}: {results:?}"
+        );
+        rss.push(rss_kib());
+    }
+    eprintln!("bursts: RSS after each wave {rss:?} KiB");
+    let growth = rss[5].saturating_sub(rss[0]);
+    assert!(growth <= 16 << 10, "RSS grew {growth} KiB over five waves: {rss:?}");
+    release.send_replace(true);
+    for response in open {
+        assert_eq!(response.text().await.unwrap(), "hello");
+    }
+    let response = client().get(gw.url("/hello")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "admitted again once the streams ended");
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

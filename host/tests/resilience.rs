@@ -9,39 +9,131 @@ use std::time::Duration;
 
 use common::*;
 
+/// What a scripted upstream does with each request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Mode {
+    /// 200 with its name as the body.
+    Answer,
+    /// 503.
+    Unavailable,
+    /// Never answers.
+    Hang,
+    /// Answers the head and part of the body, then nothing more.
+    Stall,
+    /// A chunked body, a byte every 50 ms, never ending.
+    Trickle,
+    /// Waits until `open` is called, then answers.
+    Gate,
+}
+
+/// An upstream on raw TCP whose behaviour a test sets and changes, counting
+/// the requests it received.
+struct Scripted {
+    addr: std::net::SocketAddr,
+    hits: Arc<AtomicUsize>,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Scripted {
+    async fn start(name: &'static str, mode: Mode) -> Scripted {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let scripted = Scripted {
+            addr: listener.local_addr().unwrap(),
+            hits: Arc::default(),
+            mode: Arc::new((mode as u8).into()),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        };
+        let (hits, modes, gate) = (scripted.hits.clone(), scripted.mode.clone(), scripted.gate.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(Self::connection(
+                    stream,
+                    name,
+                    hits.clone(),
+                    modes.clone(),
+                    gate.clone(),
+                ));
+            }
+        });
+        scripted
+    }
+
+    async fn connection(
+        mut stream: tokio::net::TcpStream,
+        name: &'static str,
+        hits: Arc<AtomicUsize>,
+        mode: Arc<std::sync::atomic::AtomicU8>,
+        gate: Arc<tokio::sync::Semaphore>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            // One request head per turn; bodies here are empty.
+            while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let end = buffer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            buffer.drain(..end);
+            hits.fetch_add(1, Ordering::SeqCst);
+            let answer =
+                |status: &str, body: &str| format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+            let mode = mode.load(Ordering::SeqCst);
+            let reply = if mode == Mode::Answer as u8 {
+                answer("200 OK", name)
+            } else if mode == Mode::Unavailable as u8 {
+                answer("503 Service Unavailable", "down")
+            } else if mode == Mode::Gate as u8 {
+                let Ok(permit) = gate.acquire().await else { return };
+                permit.forget();
+                answer("200 OK", name)
+            } else if mode == Mode::Stall as u8 {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nthe first ten")
+                    .await;
+                std::future::pending::<()>().await;
+                return;
+            } else if mode == Mode::Trickle as u8 {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await;
+                while stream.write_all(b"1\r\nx\r\n").await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                return;
+            } else {
+                std::future::pending::<()>().await;
+                return;
+            };
+            if stream.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn set(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Let `n` gated requests be answered.
+    fn open(&self, n: usize) {
+        self.gate.add_permits(n);
+    }
+}
+
 /// An upstream answering 503 to everything, counting what it received.
 async fn unavailable_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    // One request head per read loop; bodies here are empty.
-                    while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let end = buffer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    buffer.drain(..end);
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let answer = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\ndown";
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, hits)
+    let upstream = Scripted::start("bad", Mode::Unavailable).await;
+    (upstream.addr, upstream.hits)
 }
 
 fn config(bad: std::net::SocketAddr, good: std::net::SocketAddr) -> String {
@@ -230,5 +322,233 @@ async fn an_upstream_killed_and_restarted_is_taken_out_and_back_in_while_no_clie
     let served = traffic.await.expect("traffic task");
     assert!(served.len() > 10, "too little traffic: {}", served.len());
     a.shutdown_background();
+    gw.stop().await;
+}
+
+/// The admin API's view of the first route's targets: circuit per target.
+async fn circuits(gw: &TestGateway) -> Vec<String> {
+    let routes: serde_json::Value = client()
+        .get(gw.admin_url("/routes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    routes["routes"][0]["target_status"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["circuit"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn pool_config(pool: &str) -> String {
+    format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [admin]
+        address = "127.0.0.1:0"
+        [upstreams.pool]
+        {pool}
+        [[routes]]
+        name = "all"
+        upstream = "pool"
+        "#
+    )
+}
+
+#[tokio::test]
+async fn weighted_targets_get_their_share_of_requests() {
+    let heavy = echo_upstream("heavy").await;
+    let light = echo_upstream("light").await;
+    let gw = TestGateway::start(
+        &pool_config(&format!(
+            r#"targets = [{{ address = "{heavy}", weight = 3 }}, "{light}"]"#
+        )),
+        &[],
+    )
+    .await;
+    let mut heavy_served = 0;
+    for _ in 0..40 {
+        let response = client().get(gw.url("/x")).send().await.unwrap();
+        if echoed(response).await["upstream"] == "heavy" {
+            heavy_served += 1;
+        }
+    }
+    assert_eq!(heavy_served, 30, "weight 3 against 1 over 40 requests");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn least_requests_sends_past_a_target_that_is_still_busy() {
+    let busy = Scripted::start("busy", Mode::Gate).await;
+    let free = echo_upstream("free").await;
+    let gw = TestGateway::start(
+        &pool_config(&format!(
+            r#"targets = ["{}", "{free}"]
+            balance = "least_requests""#,
+            busy.addr
+        )),
+        &[],
+    )
+    .await;
+    // The first request goes to the first target, which holds it.
+    let held = tokio::spawn(client().get(gw.url("/held")).send());
+    wait_for(
+        "the held request at the busy target",
+        Duration::from_secs(10),
+        || async { (busy.hits() == 1).then_some(()) },
+    )
+    .await;
+    for i in 0..10 {
+        let response = client().get(gw.url(&format!("/next/{i}"))).send().await.unwrap();
+        assert_eq!(echoed(response).await["upstream"], "free", "request {i}");
+    }
+    assert_eq!(busy.hits(), 1, "round robin would have sent every other request to it");
+    busy.open(1);
+    let held = held.await.unwrap().unwrap();
+    assert_eq!(held.status(), 200);
+    assert_eq!(held.text().await.unwrap(), "busy");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_upstream_times_out_and_retries_stay_within_the_budget() {
+    let slow = Scripted::start("slow", Mode::Hang).await;
+    let fast = echo_upstream("fast").await;
+    let gw = TestGateway::start(
+        &pool_config(&format!(
+            r#"targets = ["{}", "{fast}"]
+            response_timeout_ms = 150
+            eject_after_failures = 0
+            retry_budget_percent = 20"#,
+            slow.addr
+        )),
+        &[],
+    )
+    .await;
+    let (mut served, mut timed_out) = (0, 0);
+    for i in 0..40 {
+        let response = client().get(gw.url(&format!("/r/{i}"))).send().await.unwrap();
+        match response.status().as_u16() {
+            200 => served += 1,
+            504 => {
+                assert_eq!(response.headers()["x-weir-error"], "upstream-timeout");
+                timed_out += 1;
+            }
+            status => panic!("request {i}: {status}"),
+        }
+    }
+    // Every other request tried the slow target first; only those could
+    // be retried, on the fast one, while the budget lasted: it starts with
+    // 10 retries and each request adds a fifth of one, so the budget runs
+    // dry after 17 of those 20. The other 3 answered 504 at the timeout.
+    assert_eq!(slow.hits(), 20, "the slow target is never a retry's choice");
+    assert_eq!((served, timed_out), (20 + 17, 3));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_or_endless_response_body_is_cut_off() {
+    let stalled = Scripted::start("stalled", Mode::Stall).await;
+    let endless = Scripted::start("endless", Mode::Trickle).await;
+    let fine = echo_upstream("fine").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.stalled]
+        targets = ["{}"]
+        idle_timeout_ms = 200
+        [upstreams.endless]
+        targets = ["{}"]
+        total_timeout_ms = 600
+        [upstreams.fine]
+        targets = ["{fine}"]
+        idle_timeout_ms = 200
+        total_timeout_ms = 600
+        [[routes]]
+        name = "stalled"
+        path_prefix = "/stalled"
+        upstream = "stalled"
+        [[routes]]
+        name = "endless"
+        path_prefix = "/endless"
+        upstream = "endless"
+        [[routes]]
+        name = "fine"
+        upstream = "fine"
+        "#,
+        stalled.addr, endless.addr
+    );
+    let gw = TestGateway::start(&config, &[]).await;
+    for path in ["/stalled", "/endless"] {
+        let response = client().get(gw.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}: the head arrived in time");
+        let body = response.bytes().await;
+        assert!(body.is_err(), "{path}: the body must be cut off, got {body:?}");
+    }
+    let response = client().get(gw.url("/other")).send().await.unwrap();
+    assert_eq!(echoed(response).await["upstream"], "fine");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_circuit_opens_on_its_failure_rate_and_a_half_open_trial_decides() {
+    let flaky = Scripted::start("flaky", Mode::Unavailable).await;
+    let good = echo_upstream("good").await;
+    let gw = TestGateway::start(
+        &pool_config(&format!(
+            r#"targets = ["{}", "{good}"]
+            eject_after_failures = 0
+            eject_ms = 1000
+            retry_budget_percent = 100
+            circuit_breaker = {{ failure_rate_percent = 50, min_requests = 4, window_ms = 60000 }}"#,
+            flaky.addr
+        )),
+        &[],
+    )
+    .await;
+    let get = |n: usize| {
+        let url = gw.url("/x");
+        async move {
+            for _ in 0..n {
+                let response = client().get(&url).send().await.unwrap();
+                assert_eq!(response.status(), 200, "failures are retried on the good target");
+            }
+        }
+    };
+    get(20).await;
+    assert_eq!(flaky.hits(), 4, "four failures of four requests open the circuit");
+    assert_eq!(circuits(&gw).await, ["open", "closed"]);
+
+    // Half-open after a second: one trial, which fails and opens it again
+    // for twice as long.
+    wait_for("half-open", Duration::from_secs(10), || async {
+        (circuits(&gw).await[0] == "half_open").then_some(())
+    })
+    .await;
+    while flaky.hits() == 4 {
+        get(1).await;
+    }
+    assert_eq!(flaky.hits(), 5);
+    assert_eq!(circuits(&gw).await[0], "open");
+    get(10).await;
+    assert_eq!(flaky.hits(), 5, "no request reaches an open circuit");
+
+    // Recovered: the next trial succeeds and closes the circuit.
+    flaky.set(Mode::Answer);
+    wait_for("half-open again", Duration::from_secs(10), || async {
+        (circuits(&gw).await[0] == "half_open").then_some(())
+    })
+    .await;
+    while flaky.hits() == 5 {
+        get(1).await;
+    }
+    assert_eq!(circuits(&gw).await[0], "closed");
+    get(10).await;
+    assert!(flaky.hits() >= 10, "traffic is shared again: {}", flaky.hits());
     gw.stop().await;
 }

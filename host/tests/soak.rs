@@ -20,15 +20,6 @@ const WARM_UP: Duration = Duration::from_secs(15);
 const RSS_TOLERANCE_KIB: u64 = 48 << 10;
 const FD_TOLERANCE: usize = 48;
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }

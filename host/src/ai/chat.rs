@@ -227,15 +227,27 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
     for target in &plan {
         accounting.record.target = target.name.clone();
         accounting.record.model = target.model.clone();
-        match attempt(
+        // A half-open circuit takes this request as its trial.
+        let _ = target.health.admit(target.breaker, now_ms());
+        let outcome = attempt(
             target,
             &request.body,
             head.stream,
             &exchange,
             request.max_response_bytes,
         )
-        .await
-        {
+        .await;
+        match &outcome {
+            Ok(_) => target.health.succeeded(target.breaker, now_ms()),
+            // A 429 is the target asking for time (its cool-down), not a fault.
+            Err(Outcome::Retry(failure)) if failure.status != 429 => {
+                if target.health.failed(target.breaker, now_ms()) {
+                    tracing::warn!(route = %route.name, target = %target.name, "circuit opened after failures");
+                }
+            }
+            Err(_) => {}
+        }
+        match outcome {
             Ok(Answer::Whole(completion)) => {
                 let usage = completion.usage;
                 if let (Some(cache), Some(key)) = (&route.cache, cache_key.clone())

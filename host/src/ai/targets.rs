@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::config::{AiRouteConfig, AiTargetConfig, Config, PluginName, RouteName, Target, parse_base_url};
 use crate::plugins::instance::LoadedPlugin;
+use crate::proxy::health::{BreakerPolicy, TargetHealth};
 use crate::proxy::upstream::{HttpClient, http_client};
 
 use super::cache::AnswerCache;
@@ -44,6 +45,10 @@ pub struct AiTarget {
     pub response_timeout: Duration,
     /// Unix ms until which the target asked us to wait (429).
     cooldown_until_ms: AtomicI64,
+    /// The target's circuit breaker.
+    pub health: Arc<TargetHealth>,
+    /// When its circuit opens.
+    pub breaker: BreakerPolicy,
 }
 
 impl AiTarget {
@@ -114,6 +119,14 @@ impl AiRoute {
                 client,
                 response_timeout: Duration::from_millis(t.response_timeout_ms),
                 cooldown_until_ms: AtomicI64::new(0),
+                health: Arc::default(),
+                breaker: BreakerPolicy {
+                    after_failures: t.eject_after_failures,
+                    base_ms: i64::try_from(t.eject_ms).unwrap_or(i64::MAX),
+                    failure_rate: None,
+                    trial_timeout_ms: i64::try_from(t.connect_timeout_ms.saturating_add(t.response_timeout_ms))
+                        .unwrap_or(i64::MAX),
+                },
             }));
         }
         Ok(AiRoute {
@@ -150,8 +163,11 @@ impl AiRoute {
             let group: Vec<&Arc<AiTarget>> = serving.iter().copied().filter(|t| t.priority == priority).collect();
             plan.extend(weighted_order(&group, turn).into_iter().cloned());
         }
-        // Targets asking us to wait go last, kept as a last resort.
-        let (ready, cooling): (Vec<_>, Vec<_>) = plan.into_iter().partition(|t| t.cooling_for(now_ms).is_none());
+        // Targets asking us to wait, or whose circuit is open, go last,
+        // kept as a last resort.
+        let (ready, cooling): (Vec<_>, Vec<_>) = plan
+            .into_iter()
+            .partition(|t| t.cooling_for(now_ms).is_none() && t.health.is_available(t.breaker, now_ms));
         let mut plan = ready;
         plan.extend(cooling);
         if let Some(most) = self.max_attempts {

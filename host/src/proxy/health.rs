@@ -1,58 +1,173 @@
-//! Health of upstream targets — active checks and passive ejection — and
-//! the retry budget of a pool.
+//! Health of upstream targets — active checks and a circuit breaker per
+//! target — and the retry budget of a pool.
 //!
 //! With `health_check` set, each target is probed (`GET path`) every
 //! interval; `unhealthy_threshold` failed probes in a row mark it down and
 //! `healthy_threshold` good ones bring it back. Requests skip targets that
-//! are down or ejected.
+//! are down.
 //!
-//! A target that fails several times in a row — connect errors, timeouts,
-//! 502/503/504 answers — is ejected: requests skip it for a while, longer
-//! each time it is ejected again (doubling, up to five minutes), shorter
-//! again once it answers well. If every target is ejected, they are tried
-//! anyway rather than failing every request.
+//! Each target also has a circuit breaker fed by the requests themselves.
+//! It opens when the target fails several times in a row (connect errors,
+//! timeouts, 502/503/504 answers), or, with a failure-rate rule, when too
+//! large a share of a window's requests fail. While open, requests skip
+//! the target; the first opening lasts `eject_ms`, each further one twice
+//! as long, up to five minutes. Then the circuit is half-open: one trial
+//! request at a time goes to the target; its success closes the circuit
+//! (and resets the length), its failure opens it again for longer. If every
+//! target is unavailable they are tried anyway rather than failing every
+//! request.
 //!
-//! Retrying a 502/503/504 on another target costs from a budget that each
-//! request tops up by a fraction, so retries stay a bounded share of the
-//! traffic and cannot multiply an outage.
+//! Retrying on another target costs from a budget that each request tops
+//! up by a fraction, so retries stay a bounded share of the traffic and
+//! cannot multiply an outage.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
-/// The longest ejection.
-const MAX_EJECTION_MS: i64 = 300_000;
+/// The longest time a circuit stays open.
+const MAX_OPEN_MS: i64 = 300_000;
 
 /// What the pool has learnt about one target.
 #[derive(Debug, Default)]
 pub struct TargetHealth {
     consecutive_failures: AtomicU32,
-    ejections: AtomicU32,
-    ejected_until_ms: AtomicI64,
+    openings: AtomicU32,
+    /// When the open circuit turns half-open; 0 while closed.
+    open_until_ms: AtomicI64,
+    /// When the running half-open trial started; 0 when none runs.
+    trial_since_ms: AtomicI64,
+    window: FailureWindow,
     /// Marked down by active health checks.
-    down: std::sync::atomic::AtomicBool,
+    down: AtomicBool,
+    /// Requests sent and not yet answered in full.
+    in_flight: AtomicU32,
 }
 
-/// When and for how long targets are ejected.
+/// When circuits open, and for how long.
 #[derive(Debug, Clone, Copy)]
-pub struct EjectionPolicy {
-    /// Failures in a row that eject a target (0: never).
+pub struct BreakerPolicy {
+    /// Failures in a row that open the circuit (0: this rule is off).
     pub after_failures: u32,
-    /// The first ejection's length.
+    /// The first opening's length.
     pub base_ms: i64,
+    /// The failure-rate rule, if configured.
+    pub failure_rate: Option<FailureRate>,
+    /// A half-open trial not reported back within this time is given up,
+    /// so that another request may try.
+    pub trial_timeout_ms: i64,
+}
+
+/// Open when at least `percent`% of a window's requests failed, once the
+/// window saw `min_requests`.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureRate {
+    /// The share of failures, in percent.
+    pub percent: u32,
+    /// Requests needed before the rate counts.
+    pub min_requests: u32,
+    /// The window's length.
+    pub window_ms: i64,
+}
+
+/// Whether a request may go to a target now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The circuit is closed.
+    Closed,
+    /// The circuit is half-open and this request is its trial.
+    Trial,
+    /// Down, open, or half-open with a trial already running.
+    Refused,
+}
+
+/// A circuit's state, for the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Requests flow.
+    Closed,
+    /// Requests skip the target.
+    Open,
+    /// One trial request at a time.
+    HalfOpen,
+    /// Active health checks failed.
+    Down,
+}
+
+impl CircuitState {
+    /// The state's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+            CircuitState::Down => "down",
+        }
+    }
 }
 
 impl TargetHealth {
-    /// Whether requests should skip the target now.
+    /// The target's state at `now_ms`.
+    pub fn state(&self, now_ms: i64) -> CircuitState {
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        if self.down.load(Ordering::Relaxed) {
+            CircuitState::Down
+        } else if until == 0 {
+            CircuitState::Closed
+        } else if until > now_ms {
+            CircuitState::Open
+        } else {
+            CircuitState::HalfOpen
+        }
+    }
+
+    /// Whether requests should skip the target now (down or open).
     pub fn is_ejected(&self, now_ms: i64) -> bool {
-        self.down.load(Ordering::Relaxed) || self.ejected_until_ms.load(Ordering::Relaxed) > now_ms
+        matches!(self.state(now_ms), CircuitState::Down | CircuitState::Open)
+    }
+
+    /// Whether [`admit`](Self::admit) would let a request through, without
+    /// taking the half-open trial.
+    pub fn is_available(&self, policy: BreakerPolicy, now_ms: i64) -> bool {
+        match self.state(now_ms) {
+            CircuitState::Closed => true,
+            CircuitState::HalfOpen => !self.trial_running(policy, now_ms),
+            CircuitState::Open | CircuitState::Down => false,
+        }
+    }
+
+    /// Let a request through, or not; a half-open circuit lets one trial
+    /// through at a time.
+    pub fn admit(&self, policy: BreakerPolicy, now_ms: i64) -> Admission {
+        match self.state(now_ms) {
+            CircuitState::Closed => Admission::Closed,
+            CircuitState::Open | CircuitState::Down => Admission::Refused,
+            CircuitState::HalfOpen => {
+                let since = self.trial_since_ms.load(Ordering::Relaxed);
+                if since != 0 && now_ms - since < policy.trial_timeout_ms {
+                    return Admission::Refused;
+                }
+                match self
+                    .trial_since_ms
+                    .compare_exchange(since, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                {
+                    Ok(_) => Admission::Trial,
+                    Err(_) => Admission::Refused,
+                }
+            }
+        }
+    }
+
+    fn trial_running(&self, policy: BreakerPolicy, now_ms: i64) -> bool {
+        let since = self.trial_since_ms.load(Ordering::Relaxed);
+        since != 0 && now_ms - since < policy.trial_timeout_ms
     }
 
     /// Record what active health checks concluded.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::Relaxed);
         if !down {
-            // Back up: earlier passive failures no longer count.
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            self.ejected_until_ms.store(0, Ordering::Relaxed);
+            // Back up: earlier failures no longer count.
+            self.close();
         }
     }
 
@@ -61,29 +176,123 @@ impl TargetHealth {
         self.down.load(Ordering::Relaxed)
     }
 
-    /// The target answered well.
-    pub fn succeeded(&self) {
+    fn close(&self) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        if self.ejections.load(Ordering::Relaxed) > 0 {
-            self.ejections.store(0, Ordering::Relaxed);
+        self.openings.store(0, Ordering::Relaxed);
+        self.open_until_ms.store(0, Ordering::Relaxed);
+        self.trial_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// The target answered well: a half-open circuit closes.
+    pub fn succeeded(&self, policy: BreakerPolicy, now_ms: i64) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        if let Some(rate) = policy.failure_rate {
+            self.window.record(false, now_ms, rate.window_ms);
+        }
+        if self.open_until_ms.load(Ordering::Relaxed) != 0 || self.openings.load(Ordering::Relaxed) != 0 {
+            self.close();
         }
     }
 
-    /// The target failed; true if this ejected it.
-    pub fn failed(&self, policy: EjectionPolicy, now_ms: i64) -> bool {
-        if policy.after_failures == 0 {
-            return false;
+    /// The target failed; true if this opened its circuit.
+    pub fn failed(&self, policy: BreakerPolicy, now_ms: i64) -> bool {
+        match self.state(now_ms) {
+            // Requests sent before the circuit opened change nothing.
+            CircuitState::Open => false,
+            // The trial failed, or a request tried anyway did.
+            CircuitState::HalfOpen | CircuitState::Down => {
+                self.open(policy, now_ms);
+                true
+            }
+            CircuitState::Closed => {
+                let in_a_row = policy.after_failures > 0
+                    && self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1 >= policy.after_failures;
+                let by_rate = policy.failure_rate.is_some_and(|rate| {
+                    let (requests, failures) = self.window.record(true, now_ms, rate.window_ms);
+                    requests >= rate.min_requests
+                        && u64::from(failures) * 100 >= u64::from(rate.percent) * u64::from(requests)
+                });
+                if in_a_row || by_rate {
+                    self.open(policy, now_ms);
+                }
+                in_a_row || by_rate
+            }
         }
-        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures < policy.after_failures {
-            return false;
-        }
+    }
+
+    fn open(&self, policy: BreakerPolicy, now_ms: i64) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        let times = self.ejections.fetch_add(1, Ordering::Relaxed).min(16);
-        let length = policy.base_ms.saturating_mul(1 << times).min(MAX_EJECTION_MS);
-        self.ejected_until_ms
-            .store(now_ms.saturating_add(length), Ordering::Relaxed);
-        true
+        self.window.reset(now_ms);
+        let times = self.openings.fetch_add(1, Ordering::Relaxed).min(16);
+        let length = policy.base_ms.saturating_mul(1 << times).min(MAX_OPEN_MS);
+        self.open_until_ms
+            .store(now_ms.saturating_add(length).max(1), Ordering::Relaxed);
+        self.trial_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Requests to this target not yet answered in full.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Count a request in flight until the returned guard is dropped.
+    pub fn start_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// A request counted in flight at a target; dropping it ends the count.
+#[derive(Debug)]
+pub struct InFlight(Arc<TargetHealth>);
+
+impl InFlight {
+    /// The target's health.
+    pub fn health(&self) -> &TargetHealth {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Requests and failures in the current fixed window.
+#[derive(Debug, Default)]
+struct FailureWindow {
+    start_ms: AtomicI64,
+    requests: AtomicU32,
+    failures: AtomicU32,
+}
+
+impl FailureWindow {
+    /// Count one request; the window's requests and failures so far.
+    fn record(&self, failed: bool, now_ms: i64, window_ms: i64) -> (u32, u32) {
+        let start = self.start_ms.load(Ordering::Relaxed);
+        if now_ms - start >= window_ms
+            && self
+                .start_ms
+                .compare_exchange(start, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.requests.store(0, Ordering::Relaxed);
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        let requests = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let failures = if failed {
+            self.failures.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.failures.load(Ordering::Relaxed)
+        };
+        (requests, failures)
+    }
+
+    fn reset(&self, now_ms: i64) {
+        self.start_ms.store(now_ms, Ordering::Relaxed);
+        self.requests.store(0, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
     }
 }
 
@@ -149,40 +358,114 @@ impl RetryBudget {
 mod tests {
     use super::*;
 
-    const POLICY: EjectionPolicy = EjectionPolicy {
+    const POLICY: BreakerPolicy = BreakerPolicy {
         after_failures: 3,
         base_ms: 1_000,
+        failure_rate: None,
+        trial_timeout_ms: 500,
     };
 
     #[test]
-    fn failures_in_a_row_eject_for_longer_each_time_and_success_forgives() {
+    fn failures_in_a_row_open_the_circuit_for_longer_each_time() {
         let health = TargetHealth::default();
         assert!(!health.failed(POLICY, 0));
         assert!(!health.failed(POLICY, 0));
-        health.succeeded();
+        health.succeeded(POLICY, 0);
         assert!(!health.failed(POLICY, 0));
         assert!(!health.failed(POLICY, 0));
-        assert!(health.failed(POLICY, 0), "the third failure in a row ejects");
-        assert!(health.is_ejected(999) && !health.is_ejected(1_000));
-        for _ in 0..3 {
-            health.failed(POLICY, 1_000);
-        }
-        assert!(
-            health.is_ejected(2_999) && !health.is_ejected(3_000),
-            "the second ejection is twice as long"
+        assert!(health.failed(POLICY, 0), "the third failure in a row opens");
+        assert_eq!(health.state(999), CircuitState::Open);
+        assert_eq!(health.admit(POLICY, 999), Admission::Refused);
+        assert!(!health.failed(POLICY, 500), "failures while open change nothing");
+        assert_eq!(health.state(1_000), CircuitState::HalfOpen);
+        assert_eq!(health.admit(POLICY, 1_000), Admission::Trial);
+        assert!(health.failed(POLICY, 1_100), "a failed trial opens again at once");
+        assert_eq!(
+            health.state(3_099),
+            CircuitState::Open,
+            "the second opening is twice as long"
         );
-        health.succeeded();
+        assert_eq!(health.state(3_100), CircuitState::HalfOpen);
+        assert_eq!(health.admit(POLICY, 3_100), Admission::Trial);
+        health.succeeded(POLICY, 3_200);
+        assert_eq!(health.state(3_200), CircuitState::Closed, "a good trial closes");
         for _ in 0..3 {
             health.failed(POLICY, 10_000);
         }
-        assert!(!health.is_ejected(11_000), "a success resets the length");
-        let never = EjectionPolicy {
+        assert_eq!(health.state(11_000), CircuitState::HalfOpen, "and resets the length");
+        let never = BreakerPolicy {
             after_failures: 0,
-            base_ms: 1_000,
+            ..POLICY
         };
+        let health = TargetHealth::default();
         for _ in 0..100 {
             assert!(!health.failed(never, 20_000));
         }
+    }
+
+    #[test]
+    fn a_half_open_circuit_lets_one_trial_through_at_a_time() {
+        let health = TargetHealth::default();
+        for _ in 0..3 {
+            health.failed(POLICY, 0);
+        }
+        assert!(!health.is_available(POLICY, 999));
+        assert!(health.is_available(POLICY, 1_000));
+        assert_eq!(health.admit(POLICY, 1_000), Admission::Trial);
+        assert!(!health.is_available(POLICY, 1_001));
+        assert_eq!(health.admit(POLICY, 1_001), Admission::Refused, "one trial runs");
+        assert_eq!(
+            health.admit(POLICY, 1_500),
+            Admission::Trial,
+            "a trial never reported back is given up after its timeout"
+        );
+    }
+
+    #[test]
+    fn a_high_failure_rate_opens_the_circuit_without_failures_in_a_row() {
+        let policy = BreakerPolicy {
+            after_failures: 0,
+            failure_rate: Some(FailureRate {
+                percent: 50,
+                min_requests: 10,
+                window_ms: 1_000,
+            }),
+            ..POLICY
+        };
+        let health = TargetHealth::default();
+        // Alternating: never two failures in a row, but half fail.
+        for i in 0..4 {
+            health.succeeded(policy, i);
+            assert!(!health.failed(policy, i), "too few requests yet ({i})");
+        }
+        health.succeeded(policy, 5);
+        assert!(health.failed(policy, 5), "5 of 10 failed");
+        assert_eq!(health.state(6), CircuitState::Open);
+
+        let health = TargetHealth::default();
+        for i in 0..9 {
+            health.succeeded(policy, i);
+        }
+        for i in 0..4 {
+            assert!(!health.failed(policy, 10 + i), "4 of 13 is under half");
+        }
+        // A new window forgets the old one.
+        for i in 0..10 {
+            health.succeeded(policy, 2_000 + i);
+        }
+        assert!(!health.failed(policy, 2_100));
+    }
+
+    #[test]
+    fn in_flight_requests_are_counted_until_their_guard_drops() {
+        let health = Arc::new(TargetHealth::default());
+        let one = health.start_request();
+        let two = health.start_request();
+        assert_eq!(health.in_flight(), 2);
+        drop(one);
+        assert_eq!(health.in_flight(), 1);
+        drop(two);
+        assert_eq!(health.in_flight(), 0);
     }
 
     #[test]
@@ -203,19 +486,24 @@ mod tests {
         let health = TargetHealth::default();
         health.set_down(true);
         assert!(health.is_ejected(0) && health.is_down());
+        assert_eq!(health.admit(POLICY, 0), Admission::Refused);
         health.set_down(false);
         assert!(!health.is_ejected(0));
     }
 
     #[test]
-    fn ejections_are_capped_at_five_minutes() {
+    fn openings_are_capped_at_five_minutes() {
         let health = TargetHealth::default();
-        for round in 0..40 {
+        let mut now = 0;
+        for _ in 0..40 {
             for _ in 0..3 {
-                health.failed(POLICY, round);
+                health.failed(POLICY, now);
             }
+            now += MAX_OPEN_MS;
         }
-        assert!(!health.is_ejected(39 + MAX_EJECTION_MS));
+        // The last opening started at now - MAX_OPEN_MS.
+        assert_eq!(health.state(now - 1), CircuitState::Open);
+        assert_eq!(health.state(now), CircuitState::HalfOpen);
     }
 
     #[test]

@@ -1,21 +1,34 @@
-//! Upstream pools: targets chosen round robin, one pooled keep-alive client
-//! per pool, connect and response timeouts, and a retry on the next target
-//! when a connection cannot be made and the request can be replayed.
+//! Upstream pools: targets chosen round robin or by fewest requests in
+//! flight, in proportion to their weights; one pooled keep-alive client per
+//! pool; timeouts for connecting, the response head, pauses in the
+//! response body and the whole exchange; a circuit breaker per target; and
+//! retries on another target when a connection cannot be made, or, for
+//! idempotent requests, when the target answered 502/503/504, broke the
+//! connection or timed out.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::{Instant, Sleep};
 
-use super::Body;
 use super::error::GatewayError;
-use super::health::{EjectionPolicy, ProbeTally, RetryBudget, TargetHealth};
-use crate::config::HealthCheckConfig;
+use super::health::{
+    Admission, BreakerPolicy, CircuitState, FailureRate, InFlight, ProbeTally, RetryBudget, TargetHealth,
+};
+use super::{Body, BoxError};
+use crate::ai::now_ms;
+use crate::config::{Balance, HealthCheckConfig};
 use crate::config::{Config, Target, UpstreamConfig, UpstreamName, parse_target};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -28,13 +41,19 @@ pub struct UpstreamPool {
     /// The pool's name.
     pub name: UpstreamName,
     targets: Vec<Target>,
-    health: Vec<TargetHealth>,
-    ejection: EjectionPolicy,
+    weights: Vec<u32>,
+    health: Vec<Arc<TargetHealth>>,
+    breaker: BreakerPolicy,
     retries: RetryBudget,
     health_check: Option<HealthCheckConfig>,
+    balance: Balance,
+    /// Target indices in weighted round-robin order.
+    schedule: Vec<usize>,
     next: AtomicUsize,
     client: HttpClient,
     response_timeout: Duration,
+    idle_timeout: Duration,
+    total_timeout: Option<Duration>,
 }
 
 /// A request body the pool may send more than once.
@@ -45,32 +64,58 @@ pub enum UpstreamBody {
     Streaming(Body),
 }
 
+/// What the admin API shows of a target.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetStatus<'a> {
+    /// The target.
+    pub target: &'a Target,
+    /// Its weight.
+    pub weight: u32,
+    /// Its circuit.
+    pub state: CircuitState,
+    /// Requests not yet answered in full.
+    pub in_flight: u32,
+}
+
 impl UpstreamPool {
     /// Build a pool from validated config.
     pub fn new(name: &UpstreamName, config: &UpstreamConfig, gateway: &Config) -> anyhow::Result<Self> {
         let targets = config
             .targets
             .iter()
-            .map(|t| parse_target(t).map_err(anyhow::Error::msg))
+            .map(|t| parse_target(t.address()).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let weights: Vec<u32> = config.targets.iter().map(|t| t.weight().max(1)).collect();
         let client = http_client(
             Duration::from_millis(config.connect_timeout_ms),
             config.ca.as_ref().map(|ca| gateway.resolve(ca)).as_deref(),
             &format!("upstreams.{name}.ca"),
         )?;
+        let millis = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
         Ok(UpstreamPool {
             name: name.clone(),
+            schedule: weighted_schedule(&weights),
+            weights,
             targets,
             next: AtomicUsize::new(0),
             client,
             response_timeout: Duration::from_millis(config.response_timeout_ms),
-            health: config.targets.iter().map(|_| TargetHealth::default()).collect(),
-            ejection: EjectionPolicy {
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            total_timeout: config.total_timeout_ms.map(Duration::from_millis),
+            health: config.targets.iter().map(|_| Arc::default()).collect(),
+            breaker: BreakerPolicy {
                 after_failures: config.eject_after_failures,
-                base_ms: i64::try_from(config.eject_ms).unwrap_or(i64::MAX),
+                base_ms: millis(config.eject_ms),
+                failure_rate: config.circuit_breaker.as_ref().map(|b| FailureRate {
+                    percent: b.failure_rate_percent,
+                    min_requests: b.min_requests,
+                    window_ms: millis(b.window_ms),
+                }),
+                trial_timeout_ms: millis(config.connect_timeout_ms.saturating_add(config.response_timeout_ms)),
             },
             retries: RetryBudget::new(config.retry_budget_percent, 10),
             health_check: config.health_check.clone(),
+            balance: config.balance,
         })
     }
 
@@ -79,14 +124,25 @@ impl UpstreamPool {
         &self.targets
     }
 
+    /// Each target's weight, circuit and load, for the admin API.
+    pub fn status(&self) -> impl Iterator<Item = TargetStatus<'_>> {
+        let now = now_ms();
+        self.targets.iter().enumerate().map(move |(i, target)| TargetStatus {
+            target,
+            weight: self.weights[i],
+            state: self.health[i].state(now),
+            in_flight: self.health[i].in_flight(),
+        })
+    }
+
     /// Start probing the targets, if the pool has health checks. The
     /// probing stops when the pool is dropped (a config reload replaces it).
-    pub fn start_health_checks(self: &std::sync::Arc<Self>) {
+    pub fn start_health_checks(self: &Arc<Self>) {
         let Some(check) = self.health_check.clone() else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let pool = std::sync::Arc::downgrade(self);
+        let pool = Arc::downgrade(self);
         runtime.spawn(async move {
             let mut tallies = Vec::new();
             let mut interval = tokio::time::interval(Duration::from_millis(check.interval_ms));
@@ -144,39 +200,47 @@ impl UpstreamPool {
         }
     }
 
-    /// Whether target `index` is ejected now (for the admin API).
+    /// Whether target `index` is skipped now: down or its circuit open.
     pub fn is_ejected(&self, index: usize) -> bool {
-        self.health
-            .get(index)
-            .is_some_and(|h| h.is_ejected(crate::ai::now_ms()))
+        self.health.get(index).is_some_and(|h| h.is_ejected(now_ms()))
     }
 
-    /// Targets in the order to try them: round robin from the next one,
-    /// ejected targets last.
-    fn order(&self) -> Vec<usize> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let now = crate::ai::now_ms();
+    /// Targets in the order to try them: the balancer's choice first, then
+    /// the others; those the breaker would refuse last.
+    fn order(&self, now: i64) -> Vec<usize> {
         let count = self.targets.len();
-        let (mut ready, ejected): (Vec<usize>, Vec<usize>) = (0..count)
-            .map(|i| (start + i) % count)
-            .partition(|&i| !self.health[i].is_ejected(now));
-        ready.extend(ejected);
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let first = self.schedule[turn % self.schedule.len()];
+        let mut order: Vec<usize> = (0..count).map(|i| (first + i) % count).collect();
+        if self.balance == Balance::LeastRequests {
+            // Fewest in flight for the weight; ties keep the turn order.
+            let load = |i: usize| (u64::from(self.health[i].in_flight()), u64::from(self.weights[i]));
+            order.sort_by(|&a, &b| {
+                let ((load_a, weight_a), (load_b, weight_b)) = (load(a), load(b));
+                (load_a * weight_b).cmp(&(load_b * weight_a))
+            });
+        }
+        let (mut ready, refused): (Vec<usize>, Vec<usize>) = order
+            .into_iter()
+            .partition(|&i| self.health[i].is_available(self.breaker, now));
+        ready.extend(refused);
         ready
     }
 
     fn failed(&self, index: usize) {
-        if self.health[index].failed(self.ejection, crate::ai::now_ms()) {
-            tracing::warn!(upstream = %self.name, target = %self.targets[index].authority, "target ejected after repeated failures");
+        if self.health[index].failed(self.breaker, now_ms()) {
+            tracing::warn!(upstream = %self.name, target = %self.targets[index].authority, "circuit opened after failures");
         }
     }
 
-    /// Send `head` with `body` to the next target. A connection failure
-    /// moves on to the following target when the body is replayable, until
-    /// every target was tried once; so does a 502, 503 or 504 answer to an
-    /// idempotent request, while the retry budget allows.
+    /// Send `head` with `body` to a target. A connection failure moves on
+    /// to the next target when the body is replayable, until every target
+    /// was tried once; so do a 502, 503 or 504 answer, a broken connection
+    /// and a response timeout for an idempotent request, while the retry
+    /// budget allows.
     pub async fn send(&self, head: http::request::Parts, body: UpstreamBody) -> Result<Response<Body>, GatewayError> {
+        let deadline = self.total_timeout.map(|t| Instant::now() + t);
         self.retries.deposit();
-        let order = self.order();
         let idempotent = matches!(
             head.method,
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::PUT | http::Method::DELETE
@@ -186,6 +250,10 @@ impl UpstreamPool {
             UpstreamBody::Replayable(bytes) => (None, Some(bytes)),
         };
         let attempts = if replay.is_some() { self.targets.len() } else { 1 };
+        let mut candidates = self.order(now_ms()).into_iter();
+        // Targets the breaker refused: tried only if it refuses them all.
+        let mut refused = VecDeque::new();
+        let mut admitted_any = false;
         let mut last_error = None;
         let path_and_query = head
             .uri
@@ -193,8 +261,31 @@ impl UpstreamPool {
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let mut head = Some(head);
-        for (attempt, &index) in order.iter().enumerate().take(attempts) {
+        for attempt in 0..attempts {
+            let index = loop {
+                match candidates.next() {
+                    Some(i) if self.health[i].admit(self.breaker, now_ms()) == Admission::Refused => {
+                        refused.push_back(i);
+                    }
+                    Some(i) => {
+                        admitted_any = true;
+                        break Some(i);
+                    }
+                    None if admitted_any => break None,
+                    None => break refused.pop_front(),
+                }
+            };
+            let Some(index) = index else { break };
             let target = &self.targets[index];
+            let wait = match deadline {
+                Some(deadline) => self
+                    .response_timeout
+                    .min(deadline.saturating_duration_since(Instant::now())),
+                None => self.response_timeout,
+            };
+            if wait.is_zero() {
+                break;
+            }
             // Only a request that may be retried needs a copy of its head.
             let parts = if attempt + 1 == attempts {
                 head.take()
@@ -220,41 +311,47 @@ impl UpstreamPool {
             let mut request = Request::from_parts(parts, body);
             *request.uri_mut() = uri;
             *request.version_mut() = http::Version::HTTP_11;
-            match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+            let in_flight = self.health[index].start_request();
+            // Whether a failed idempotent attempt may go to another target.
+            let may_retry = || idempotent && attempt + 1 < attempts && self.retries.try_spend();
+            let error = match tokio::time::timeout(wait, self.client.request(request)).await {
                 Err(_) => {
                     self.failed(index);
-                    return Err(GatewayError::UpstreamTimeout {
+                    let error = GatewayError::UpstreamTimeout {
                         upstream: self.name.clone(),
                         target: target.authority.to_string(),
-                        timeout_ms: self.response_timeout.as_millis() as u64,
-                    });
+                        timeout_ms: wait.as_millis() as u64,
+                    };
+                    if !may_retry() {
+                        return Err(error);
+                    }
+                    error
                 }
                 Ok(Ok(response)) => {
                     let unavailable = matches!(response.status().as_u16(), 502..=504);
                     if !unavailable {
-                        self.health[index].succeeded();
-                        return Ok(response.map(|b| b.map_err(super::box_error).boxed_unsync()));
+                        self.health[index].succeeded(self.breaker, now_ms());
+                        return Ok(self.watch(response, index, in_flight, deadline));
                     }
                     self.failed(index);
-                    let retry = idempotent && attempt + 1 < attempts && self.retries.try_spend();
-                    if !retry {
-                        return Ok(response.map(|b| b.map_err(super::box_error).boxed_unsync()));
+                    if !may_retry() {
+                        return Ok(self.watch(response, index, in_flight, deadline));
                     }
                     tracing::debug!(upstream = %self.name, target = %target.authority, status = response.status().as_u16(), "retrying on the next target");
-                    last_error = Some(GatewayError::UpstreamFailed {
+                    GatewayError::UpstreamFailed {
                         upstream: self.name.clone(),
                         target: target.authority.to_string(),
                         detail: format!("answered {}", response.status()),
-                    });
+                    }
                 }
                 Ok(Err(e)) if e.is_connect() => {
                     self.failed(index);
                     tracing::warn!(upstream = %self.name, target = %target.authority, "connect failed: {}", error_chain(&e));
-                    last_error = Some(GatewayError::UpstreamConnect {
+                    GatewayError::UpstreamConnect {
                         upstream: self.name.clone(),
                         target: target.authority.to_string(),
                         detail: error_chain(&e),
-                    });
+                    }
                 }
                 Ok(Err(e)) => {
                     // The connection broke after the request went out (the
@@ -266,18 +363,157 @@ impl UpstreamPool {
                         target: target.authority.to_string(),
                         detail: error_chain(&e),
                     };
-                    if !(idempotent && attempt + 1 < attempts && self.retries.try_spend()) {
+                    if !may_retry() {
                         return Err(error);
                     }
-                    last_error = Some(error);
+                    error
                 }
+            };
+            last_error = Some(error);
+        }
+        Err(last_error.unwrap_or_else(|| match deadline {
+            Some(_) => GatewayError::UpstreamTimeout {
+                upstream: self.name.clone(),
+                target: "-".into(),
+                timeout_ms: self.total_timeout.unwrap_or_default().as_millis() as u64,
+            },
+            None => GatewayError::UpstreamConnect {
+                upstream: self.name.clone(),
+                target: "-".into(),
+                detail: "no targets".into(),
+            },
+        }))
+    }
+
+    /// The response with its body watched: cut off when it pauses longer
+    /// than the idle timeout or runs past the total deadline, and counted
+    /// in flight at its target until it ends.
+    fn watch(
+        &self,
+        response: Response<hyper::body::Incoming>,
+        index: usize,
+        in_flight: InFlight,
+        deadline: Option<Instant>,
+    ) -> Response<Body> {
+        response.map(|body| {
+            WatchedBody {
+                body: body.map_err(super::box_error).boxed_unsync(),
+                idle_timeout: self.idle_timeout,
+                idle: None,
+                total: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+                in_flight: Some(in_flight),
+                breaker: self.breaker,
+                upstream: self.name.clone(),
+                target: self.targets[index].authority.to_string(),
+            }
+            .boxed_unsync()
+        })
+    }
+}
+
+/// Target indices in smooth weighted round-robin order: each target
+/// appears as often as its weight (divided by the weights' common
+/// divisor), spread out rather than in runs.
+fn weighted_schedule(weights: &[u32]) -> Vec<usize> {
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let divisor = weights.iter().copied().fold(0, gcd).max(1);
+    let weights: Vec<i64> = weights.iter().map(|&w| i64::from(w / divisor)).collect();
+    let total: i64 = weights.iter().sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut schedule = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for _ in 0..total {
+        for (c, w) in current.iter_mut().zip(&weights) {
+            *c += w;
+        }
+        let best = (0..weights.len())
+            .max_by_key(|&i| (current[i], std::cmp::Reverse(i)))
+            .unwrap_or(0);
+        current[best] -= total;
+        schedule.push(best);
+    }
+    if schedule.is_empty() {
+        schedule.push(0);
+    }
+    schedule
+}
+
+/// An upstream response body under the pool's idle and total timeouts.
+struct WatchedBody {
+    body: Body,
+    idle_timeout: Duration,
+    /// Started when the body first waits for data; pushed back with each
+    /// piece that arrives.
+    idle: Option<Pin<Box<Sleep>>>,
+    total: Option<Pin<Box<Sleep>>>,
+    /// Present until the body ends.
+    in_flight: Option<InFlight>,
+    breaker: BreakerPolicy,
+    upstream: UpstreamName,
+    target: String,
+}
+
+/// A response body cut off by a timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {upstream:?} target {target}: {what}")]
+struct BodyTimeout {
+    upstream: UpstreamName,
+    target: String,
+    what: String,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.in_flight.is_none() {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(idle) = &mut this.idle {
+                    idle.as_mut().reset(Instant::now() + this.idle_timeout);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(end) => {
+                this.in_flight = None;
+                Poll::Ready(end)
+            }
+            Poll::Pending => {
+                let idle_timeout = this.idle_timeout;
+                let idle = this
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle_timeout)));
+                let what = if idle.as_mut().poll(cx).is_ready() {
+                    format!("no response data for {} ms", idle_timeout.as_millis())
+                } else if this.total.as_mut().is_some_and(|t| t.as_mut().poll(cx).is_ready()) {
+                    "the exchange ran past its total timeout".to_string()
+                } else {
+                    return Poll::Pending;
+                };
+                tracing::warn!(upstream = %this.upstream, target = %this.target, "response cut off: {what}");
+                if let Some(in_flight) = this.in_flight.take() {
+                    in_flight.health().failed(this.breaker, now_ms());
+                }
+                Poll::Ready(Some(Err(Box::new(BodyTimeout {
+                    upstream: this.upstream.clone(),
+                    target: this.target.clone(),
+                    what,
+                }))))
             }
         }
-        Err(last_error.unwrap_or_else(|| GatewayError::UpstreamConnect {
-            upstream: self.name.clone(),
-            target: "-".into(),
-            detail: "no targets".into(),
-        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.in_flight.is_none() || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -338,4 +574,23 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weighted_schedule;
+
+    #[test]
+    fn the_schedule_spreads_targets_by_weight() {
+        assert_eq!(weighted_schedule(&[1, 1, 1]), [0, 1, 2]);
+        assert_eq!(weighted_schedule(&[5, 1, 1]), [0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(
+            weighted_schedule(&[300, 100]),
+            [0, 0, 1, 0],
+            "reduced by the common divisor"
+        );
+        let schedule = weighted_schedule(&[1000, 999, 1]);
+        assert_eq!(schedule.len(), 2000);
+        assert_eq!(schedule.iter().filter(|&&i| i == 2).count(), 1);
+    }
 }
