@@ -36,6 +36,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod ai;
+mod upstream;
+
+pub use ai::*;
+pub use upstream::*;
+
 /// A route's name, unique within a config.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(transparent)]
@@ -322,180 +328,6 @@ pub struct SecretSource {
     pub file: Option<PathBuf>,
 }
 
-/// An upstream pool.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    /// Targets: `host:port`, `http://host:port` or `https://host:port`,
-    /// or `{ address = "...", weight = N }`.
-    pub targets: Vec<UpstreamTarget>,
-    /// How a request's target is chosen.
-    #[serde(default)]
-    pub balance: Balance,
-    /// Connect timeout per attempt, in milliseconds.
-    #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
-    /// Time allowed for the upstream's response head (time to first
-    /// byte), in milliseconds, per attempt.
-    #[serde(default = "default_response_timeout_ms")]
-    pub response_timeout_ms: u64,
-    /// Longest pause allowed between two pieces of the response body, in
-    /// milliseconds; a stalled response is cut off.
-    #[serde(default = "default_idle_timeout_ms")]
-    pub idle_timeout_ms: u64,
-    /// Time allowed for the whole exchange, retries and the response body
-    /// included, in milliseconds (absent: no limit beyond the others).
-    pub total_timeout_ms: Option<u64>,
-    /// Extra CA certificate (PEM) trusted for `https` targets.
-    pub ca: Option<PathBuf>,
-    /// Failures in a row (connect errors, timeouts, 502/503/504) after
-    /// which a target is ejected for a while; 0 never ejects.
-    #[serde(default = "default_eject_after_failures")]
-    pub eject_after_failures: u32,
-    /// How long a first ejection lasts, in milliseconds; each further one
-    /// doubles it, up to five minutes.
-    #[serde(default = "default_eject_ms")]
-    pub eject_ms: u64,
-    /// Retries of 502/503/504 answers on another target, as a percentage
-    /// of requests (idempotent methods with a replayable body only).
-    #[serde(default = "default_retry_budget_percent")]
-    pub retry_budget_percent: u32,
-    /// Probe each target actively (absent: only passive ejection).
-    pub health_check: Option<HealthCheckConfig>,
-    /// Also open a target's circuit when too large a share of its recent
-    /// requests fail (absent: only failures in a row count).
-    pub circuit_breaker: Option<CircuitBreakerConfig>,
-}
-
-/// An upstream target, with or without a weight.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum UpstreamTarget {
-    /// `host:port`, `http://host:port` or `https://host:port`; weight 1.
-    Address(String),
-    /// An address and its weight.
-    Weighted(WeightedTarget),
-}
-
-/// `{ address = "...", weight = N }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WeightedTarget {
-    /// As in the plain form.
-    pub address: String,
-    /// Share of requests relative to the pool's other targets (1-1000).
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-}
-
-impl UpstreamTarget {
-    /// The target's address as written.
-    pub fn address(&self) -> &str {
-        match self {
-            UpstreamTarget::Address(address) => address,
-            UpstreamTarget::Weighted(t) => &t.address,
-        }
-    }
-
-    /// The target's weight.
-    pub fn weight(&self) -> u32 {
-        match self {
-            UpstreamTarget::Address(_) => 1,
-            UpstreamTarget::Weighted(t) => t.weight,
-        }
-    }
-}
-
-/// How an upstream pool spreads requests over its targets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Balance {
-    /// In turn, in proportion to the weights.
-    #[default]
-    RoundRobin,
-    /// To the target with the fewest requests in flight for its weight.
-    LeastRequests,
-}
-
-/// When a target's circuit opens on its failure rate.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CircuitBreakerConfig {
-    /// Share of failed requests (connect errors, timeouts, 502/503/504)
-    /// within a window that opens the circuit, in percent.
-    pub failure_rate_percent: u32,
-    /// Requests a window needs before its rate counts (default 20).
-    #[serde(default = "default_min_requests")]
-    pub min_requests: u32,
-    /// The window's length, in milliseconds (default 10000).
-    #[serde(default = "default_window_ms")]
-    pub window_ms: u64,
-}
-
-fn default_min_requests() -> u32 {
-    20
-}
-
-fn default_window_ms() -> u64 {
-    10_000
-}
-
-fn default_idle_timeout_ms() -> u64 {
-    60_000
-}
-
-/// Active health checks of an upstream's targets.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheckConfig {
-    /// The path probed with `GET`; a 2xx or 3xx answer is healthy.
-    pub path: String,
-    /// Time between probes of a target, in milliseconds (default 5000).
-    #[serde(default = "default_probe_interval_ms")]
-    pub interval_ms: u64,
-    /// Time a probe may take, in milliseconds (default 2000).
-    #[serde(default = "default_probe_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Good probes in a row that bring a target back (default 2).
-    #[serde(default = "default_threshold")]
-    pub healthy_threshold: u32,
-    /// Failed probes in a row that take a target out (default 2).
-    #[serde(default = "default_threshold")]
-    pub unhealthy_threshold: u32,
-}
-
-fn default_probe_interval_ms() -> u64 {
-    5_000
-}
-
-fn default_probe_timeout_ms() -> u64 {
-    2_000
-}
-
-fn default_threshold() -> u32 {
-    2
-}
-
-fn default_eject_after_failures() -> u32 {
-    5
-}
-
-fn default_eject_ms() -> u64 {
-    10_000
-}
-
-fn default_retry_budget_percent() -> u32 {
-    20
-}
-
-fn default_connect_timeout_ms() -> u64 {
-    2_000
-}
-
-fn default_response_timeout_ms() -> u64 {
-    30_000
-}
-
 /// A route: what it matches, its plugin chain and where it goes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -526,156 +358,6 @@ pub struct RouteConfig {
     /// responses.
     #[serde(default)]
     pub plugins: Vec<RoutePlugin>,
-}
-
-/// Settings shared by every AI route.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AiConfig {
-    /// The SQLite file usage is recorded in (relative to the config file).
-    pub usage_db: PathBuf,
-    /// Prices per model (the provider's model name), for the cost of each
-    /// request.
-    pub prices: BTreeMap<String, ModelPrice>,
-    /// Per-consumer token budgets and tokens-per-minute limits.
-    pub budgets: crate::ai::budget::BudgetConfig,
-}
-
-impl Default for AiConfig {
-    fn default() -> Self {
-        AiConfig {
-            usage_db: PathBuf::from("weir-usage.db"),
-            prices: BTreeMap::new(),
-            budgets: Default::default(),
-        }
-    }
-}
-
-/// What a model's tokens cost, per million.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelPrice {
-    /// Price of a million prompt tokens.
-    pub input_per_million: f64,
-    /// Price of a million completion tokens.
-    pub output_per_million: f64,
-}
-
-/// An AI route: OpenAI's `POST .../chat/completions` and `GET .../models`
-/// under the route's prefix, served by its targets through their shims.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AiRouteConfig {
-    /// The provider targets, tried by priority, balanced by weight.
-    pub targets: Vec<AiTargetConfig>,
-    /// Output tokens reserved against a budget when the client sets no
-    /// `max_tokens` (default 4096).
-    #[serde(default = "default_max_tokens")]
-    pub default_max_tokens: u32,
-    /// Most targets tried for one request (default: every target serving
-    /// the model).
-    pub max_attempts: Option<usize>,
-    /// Cache answers (off when absent).
-    pub cache: Option<AiCacheConfig>,
-}
-
-fn default_max_tokens() -> u32 {
-    4096
-}
-
-/// One provider endpoint of an AI route.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AiTargetConfig {
-    /// Unique within the route; used in logs, usage and errors.
-    pub name: String,
-    /// The provider shim plugin (`NAME.wasm` in the plugin directory).
-    pub shim: PluginName,
-    /// `http(s)://host[:port][/path]`; the shim's paths are appended.
-    pub base_url: String,
-    /// The provider's model name.
-    pub model: String,
-    /// The model name clients ask for to reach this target (default:
-    /// `model`). Targets sharing an alias fail over to each other.
-    pub alias: Option<String>,
-    /// The secret holding the provider key (none: send no key).
-    pub key_secret: Option<String>,
-    /// Share of traffic among targets of the same priority (default 1).
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-    /// Lower is tried first (default 0).
-    #[serde(default)]
-    pub priority: u32,
-    /// Connect timeout, in milliseconds.
-    #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
-    /// Time allowed for the response head, and between streamed chunks,
-    /// in milliseconds (default 60000).
-    #[serde(default = "default_ai_response_timeout_ms")]
-    pub response_timeout_ms: u64,
-    /// Extra CA certificate (PEM) trusted for an `https` base URL.
-    pub ca: Option<PathBuf>,
-    /// Failures in a row (connect errors, timeouts, 5xx) that open the
-    /// target's circuit: it is then tried only after the others; 0 never.
-    #[serde(default = "default_eject_after_failures")]
-    pub eject_after_failures: u32,
-    /// How long the circuit first stays open, in milliseconds (doubling
-    /// each time, up to five minutes); then one trial request at a time.
-    #[serde(default = "default_eject_ms")]
-    pub eject_ms: u64,
-    /// Options for the shim (see the shim's README), passed to its
-    /// `configure` with `model`.
-    #[serde(default = "empty_table")]
-    pub options: toml::Value,
-}
-
-impl AiTargetConfig {
-    /// The name clients use for this target's model.
-    pub fn alias(&self) -> &str {
-        self.alias.as_deref().unwrap_or(&self.model)
-    }
-
-    /// The JSON handed to the shim's `configure`: the options and `model`.
-    pub fn shim_config_json(&self) -> String {
-        let mut config = match &self.options {
-            toml::Value::Table(t) => t.clone(),
-            _ => Default::default(),
-        };
-        config.insert("model".into(), toml::Value::String(self.model.clone()));
-        plugin_config_json(&toml::Value::Table(config))
-    }
-}
-
-fn default_weight() -> u32 {
-    1
-}
-
-fn default_ai_response_timeout_ms() -> u64 {
-    60_000
-}
-
-/// The AI response cache of a route.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AiCacheConfig {
-    /// How long an answer is served from the cache, in seconds (default 300).
-    #[serde(default = "default_cache_ttl_secs")]
-    pub ttl_secs: u64,
-    /// Memory the cached answers may take, in MiB (default 64).
-    #[serde(default = "default_cache_mb")]
-    pub max_mb: u64,
-    /// Also cache requests with `temperature` above 0, whose answers are
-    /// meant to vary (default false).
-    #[serde(default)]
-    pub include_nonzero_temperature: bool,
-}
-
-fn default_cache_ttl_secs() -> u64 {
-    300
-}
-
-fn default_cache_mb() -> u64 {
-    64
 }
 
 fn default_path_prefix() -> String {
@@ -944,70 +626,8 @@ impl Config {
         }
 
         for (name, upstream) in &self.upstreams {
-            let at = format!("upstreams.{name}");
-            if upstream.targets.is_empty() {
-                problem(format!("{at}.targets"), "at least one target is required".into());
-            }
-            for (j, target) in upstream.targets.iter().enumerate() {
-                if let Err(e) = parse_target(target.address()) {
-                    problem(format!("{at}.targets[{j}]"), e);
-                }
-                if !(1..=MAX_WEIGHT).contains(&target.weight()) {
-                    problem(
-                        format!("{at}.targets[{j}].weight"),
-                        format!("must be between 1 and {MAX_WEIGHT}"),
-                    );
-                }
-            }
-            for (field, value) in [
-                ("connect_timeout_ms", Some(upstream.connect_timeout_ms)),
-                ("response_timeout_ms", Some(upstream.response_timeout_ms)),
-                ("idle_timeout_ms", Some(upstream.idle_timeout_ms)),
-                ("total_timeout_ms", upstream.total_timeout_ms),
-            ] {
-                if value == Some(0) {
-                    problem(format!("{at}.{field}"), "must be at least 1".into());
-                }
-            }
-            if let Some(breaker) = &upstream.circuit_breaker {
-                let at = format!("{at}.circuit_breaker");
-                if !(1..=100).contains(&breaker.failure_rate_percent) {
-                    problem(format!("{at}.failure_rate_percent"), "must be between 1 and 100".into());
-                }
-                if breaker.min_requests == 0 {
-                    problem(format!("{at}.min_requests"), "must be at least 1".into());
-                }
-                if breaker.window_ms == 0 {
-                    problem(format!("{at}.window_ms"), "must be at least 1".into());
-                }
-            }
-            if upstream.eject_ms == 0 {
-                problem(format!("{at}.eject_ms"), "must be at least 1".into());
-            }
-            if upstream.retry_budget_percent > 100 {
-                problem(format!("{at}.retry_budget_percent"), "must be at most 100".into());
-            }
-            if let Some(check) = &upstream.health_check {
-                let at = format!("{at}.health_check");
-                if !check.path.starts_with('/') {
-                    problem(format!("{at}.path"), format!("{:?} must start with '/'", check.path));
-                }
-                for (field, value) in [
-                    ("interval_ms", check.interval_ms),
-                    ("timeout_ms", check.timeout_ms),
-                    ("healthy_threshold", u64::from(check.healthy_threshold)),
-                    ("unhealthy_threshold", u64::from(check.unhealthy_threshold)),
-                ] {
-                    if value == 0 {
-                        problem(format!("{at}.{field}"), "must be at least 1".into());
-                    }
-                }
-            }
-            if let Some(ca) = &upstream.ca {
-                let full = self.resolve(ca);
-                if !full.is_file() {
-                    problem(format!("{at}.ca"), format!("no such file {}", full.display()));
-                }
+            for p in upstream.problems(&format!("upstreams.{name}"), self) {
+                problem(p.path, p.message);
             }
         }
 
@@ -1075,139 +695,9 @@ impl Config {
     }
 }
 
-impl Config {
-    fn ai_route_problems(&self, at: &str, ai: &AiRouteConfig) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        let mut problem = |path: String, message: String| problems.push(Problem { path, message });
-        if ai.targets.is_empty() {
-            problem(format!("{at}.targets"), "at least one target is required".into());
-        }
-        if ai.max_attempts == Some(0) {
-            problem(format!("{at}.max_attempts"), "must be at least 1".into());
-        }
-        if let Some(cache) = &ai.cache {
-            if cache.ttl_secs == 0 {
-                problem(format!("{at}.cache.ttl_secs"), "must be at least 1".into());
-            }
-            if cache.max_mb == 0 {
-                problem(format!("{at}.cache.max_mb"), "must be at least 1".into());
-            }
-        }
-        let mut names = BTreeSet::new();
-        for (j, target) in ai.targets.iter().enumerate() {
-            let at = format!("{at}.targets[{j}]");
-            if target.name.is_empty() {
-                problem(format!("{at}.name"), "must not be empty".into());
-            } else if !names.insert(&target.name) {
-                problem(format!("{at}.name"), format!("duplicate target name {:?}", target.name));
-            }
-            if !valid_plugin_name(target.shim.as_str()) {
-                problem(
-                    format!("{at}.shim"),
-                    format!("{:?}: plugin names use letters, digits, '-' and '_'", target.shim.0),
-                );
-            }
-            if let Err(e) = parse_base_url(&target.base_url) {
-                problem(format!("{at}.base_url"), e);
-            }
-            if target.model.is_empty() {
-                problem(format!("{at}.model"), "must not be empty".into());
-            }
-            if let Some(secret) = &target.key_secret
-                && !self.secrets.contains_key(secret)
-            {
-                problem(format!("{at}.key_secret"), format!("unknown secret {secret:?}"));
-            }
-            if target.weight == 0 {
-                problem(format!("{at}.weight"), "must be at least 1".into());
-            }
-            if target.connect_timeout_ms == 0 {
-                problem(format!("{at}.connect_timeout_ms"), "must be at least 1".into());
-            }
-            if target.response_timeout_ms == 0 {
-                problem(format!("{at}.response_timeout_ms"), "must be at least 1".into());
-            }
-            if target.eject_ms == 0 {
-                problem(format!("{at}.eject_ms"), "must be at least 1".into());
-            }
-            if !target.options.is_table() {
-                problem(format!("{at}.options"), "must be a table".into());
-            }
-            if let Some(ca) = &target.ca {
-                let full = self.resolve(ca);
-                if !full.is_file() {
-                    problem(format!("{at}.ca"), format!("no such file {}", full.display()));
-                }
-            }
-        }
-        problems
-    }
-}
-
-/// A target's base URL: scheme and authority, and a path prefix (no
-/// trailing `/`) the shim's paths are appended to.
-pub fn parse_base_url(text: &str) -> Result<(Target, String), String> {
-    let uri: http::Uri = text.parse().map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    let scheme = uri.scheme().cloned().ok_or_else(|| format!("{text:?} has no scheme"))?;
-    if uri.query().is_some() {
-        return Err(format!("{text:?}: a base URL has no query"));
-    }
-    let base = format!(
-        "{}://{}",
-        scheme,
-        uri.authority().map(|a| a.as_str()).unwrap_or_default()
-    );
-    let target = parse_target(&base)?;
-    Ok((target, uri.path().trim_end_matches('/').to_string()))
-}
-
 /// Plugin names double as file names, so keep them plain.
 pub fn valid_plugin_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// The largest weight of an upstream target.
-pub const MAX_WEIGHT: u32 = 1000;
-
-/// An upstream target: scheme and `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// `http` or `https`.
-    pub scheme: http::uri::Scheme,
-    /// `host:port`.
-    pub authority: http::uri::Authority,
-}
-
-/// Parse `host:port`, `http://host:port` or `https://host[:port]`.
-pub fn parse_target(text: &str) -> Result<Target, String> {
-    let with_scheme = if text.contains("://") {
-        text.to_string()
-    } else {
-        format!("http://{text}")
-    };
-    let uri: http::Uri = with_scheme
-        .parse()
-        .map_err(|e| format!("{text:?} is not a target: {e}"))?;
-    let scheme = uri.scheme().cloned().ok_or_else(|| format!("{text:?} has no scheme"))?;
-    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
-        return Err(format!("{text:?}: scheme must be http or https"));
-    }
-    if uri.path() != "/" && !uri.path().is_empty() {
-        return Err(format!("{text:?}: a target has no path"));
-    }
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| format!("{text:?} has no host"))?;
-    let authority = if authority.port().is_some() {
-        authority
-    } else {
-        let port = if scheme == http::uri::Scheme::HTTPS { 443 } else { 80 };
-        format!("{}:{port}", authority.host())
-            .parse()
-            .map_err(|e| format!("{text:?}: {e}"))?
-    };
-    Ok(Target { scheme, authority })
 }
 
 /// The route's plugin config as JSON, for `configure`.
@@ -1245,6 +735,57 @@ mod tests {
     fn unknown_field_is_rejected_with_its_name() {
         let err = parse(&format!("{MINIMAL}\nbogus = 1\n")).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn upstream_targets_take_weights_and_bad_pool_settings_are_named() {
+        let pool = |settings: &str| {
+            parse(&format!(
+                "[[listeners]]\naddress = \"127.0.0.1:0\"\n[upstreams.echo]\n{settings}\n\
+                 [[routes]]\nname = \"r\"\nupstream = \"echo\"\n"
+            ))
+        };
+        let config = pool(
+            r#"targets = ["127.0.0.1:1", { address = "127.0.0.1:2", weight = 5 }]
+            balance = "least_requests""#,
+        )
+        .unwrap();
+        let echo = &config.upstreams[&UpstreamName("echo".into())];
+        let weights: Vec<_> = echo.targets.iter().map(|t| (t.address(), t.weight())).collect();
+        assert_eq!(weights, [("127.0.0.1:1", 1), ("127.0.0.1:2", 5)]);
+        assert_eq!(echo.balance, Balance::LeastRequests);
+
+        for (settings, culprit) in [
+            (
+                r#"targets = [{ address = "127.0.0.1:2", weight = 0 }]"#,
+                "upstreams.echo.targets[0].weight",
+            ),
+            (r#"targets = [{ adress = "127.0.0.1:2" }]"#, "adress"),
+            (r#"targets = [7]"#, "an address"),
+            (
+                r#"targets = ["127.0.0.1:1"]
+                balance = "random""#,
+                "random",
+            ),
+            (
+                r#"targets = ["127.0.0.1:1"]
+                idle_timeout_ms = 0"#,
+                "upstreams.echo.idle_timeout_ms",
+            ),
+            (
+                r#"targets = ["127.0.0.1:1"]
+                total_timeout_ms = 0"#,
+                "upstreams.echo.total_timeout_ms",
+            ),
+            (
+                r#"targets = ["127.0.0.1:1"]
+                circuit_breaker = { failure_rate_percent = 150 }"#,
+                "upstreams.echo.circuit_breaker.failure_rate_percent",
+            ),
+        ] {
+            let err = pool(settings).unwrap_err().to_string();
+            assert!(err.contains(culprit), "{settings}: {err}");
+        }
     }
 
     #[test]

@@ -1,0 +1,244 @@
+//! AI routes: their targets (provider endpoints reached through shims),
+//! answer cache, prices and budgets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::upstream::{
+    Target, default_connect_timeout_ms, default_eject_after_failures, default_eject_ms, default_weight, parse_target,
+};
+use super::{Config, PluginName, Problem, empty_table, plugin_config_json, valid_plugin_name};
+
+/// Settings shared by every AI route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AiConfig {
+    /// The SQLite file usage is recorded in (relative to the config file).
+    pub usage_db: PathBuf,
+    /// Prices per model (the provider's model name), for the cost of each
+    /// request.
+    pub prices: BTreeMap<String, ModelPrice>,
+    /// Per-consumer token budgets and tokens-per-minute limits.
+    pub budgets: crate::ai::budget::BudgetConfig,
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        AiConfig {
+            usage_db: PathBuf::from("weir-usage.db"),
+            prices: BTreeMap::new(),
+            budgets: Default::default(),
+        }
+    }
+}
+
+/// What a model's tokens cost, per million.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    /// Price of a million prompt tokens.
+    pub input_per_million: f64,
+    /// Price of a million completion tokens.
+    pub output_per_million: f64,
+}
+
+/// An AI route: OpenAI's `POST .../chat/completions` and `GET .../models`
+/// under the route's prefix, served by its targets through their shims.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AiRouteConfig {
+    /// The provider targets, tried by priority, balanced by weight.
+    pub targets: Vec<AiTargetConfig>,
+    /// Output tokens reserved against a budget when the client sets no
+    /// `max_tokens` (default 4096).
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u32,
+    /// Most targets tried for one request (default: every target serving
+    /// the model).
+    pub max_attempts: Option<usize>,
+    /// Cache answers (off when absent).
+    pub cache: Option<AiCacheConfig>,
+}
+
+fn default_max_tokens() -> u32 {
+    4096
+}
+
+/// One provider endpoint of an AI route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AiTargetConfig {
+    /// Unique within the route; used in logs, usage and errors.
+    pub name: String,
+    /// The provider shim plugin (`NAME.wasm` in the plugin directory).
+    pub shim: PluginName,
+    /// `http(s)://host[:port][/path]`; the shim's paths are appended.
+    pub base_url: String,
+    /// The provider's model name.
+    pub model: String,
+    /// The model name clients ask for to reach this target (default:
+    /// `model`). Targets sharing an alias fail over to each other.
+    pub alias: Option<String>,
+    /// The secret holding the provider key (none: send no key).
+    pub key_secret: Option<String>,
+    /// Share of traffic among targets of the same priority (default 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Lower is tried first (default 0).
+    #[serde(default)]
+    pub priority: u32,
+    /// Connect timeout, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time allowed for the response head, and between streamed chunks,
+    /// in milliseconds (default 60000).
+    #[serde(default = "default_ai_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    /// Extra CA certificate (PEM) trusted for an `https` base URL.
+    pub ca: Option<PathBuf>,
+    /// Failures in a row (connect errors, timeouts, 5xx) that open the
+    /// target's circuit: it is then tried only after the others; 0 never.
+    #[serde(default = "default_eject_after_failures")]
+    pub eject_after_failures: u32,
+    /// How long the circuit first stays open, in milliseconds (doubling
+    /// each time, up to five minutes); then one trial request at a time.
+    #[serde(default = "default_eject_ms")]
+    pub eject_ms: u64,
+    /// Options for the shim (see the shim's README), passed to its
+    /// `configure` with `model`.
+    #[serde(default = "empty_table")]
+    pub options: toml::Value,
+}
+
+impl AiTargetConfig {
+    /// The name clients use for this target's model.
+    pub fn alias(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.model)
+    }
+
+    /// The JSON handed to the shim's `configure`: the options and `model`.
+    pub fn shim_config_json(&self) -> String {
+        let mut config = match &self.options {
+            toml::Value::Table(t) => t.clone(),
+            _ => Default::default(),
+        };
+        config.insert("model".into(), toml::Value::String(self.model.clone()));
+        plugin_config_json(&toml::Value::Table(config))
+    }
+}
+
+fn default_ai_response_timeout_ms() -> u64 {
+    60_000
+}
+
+/// The AI response cache of a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AiCacheConfig {
+    /// How long an answer is served from the cache, in seconds (default 300).
+    #[serde(default = "default_cache_ttl_secs")]
+    pub ttl_secs: u64,
+    /// Memory the cached answers may take, in MiB (default 64).
+    #[serde(default = "default_cache_mb")]
+    pub max_mb: u64,
+    /// Also cache requests with `temperature` above 0, whose answers are
+    /// meant to vary (default false).
+    #[serde(default)]
+    pub include_nonzero_temperature: bool,
+}
+
+fn default_cache_ttl_secs() -> u64 {
+    300
+}
+
+fn default_cache_mb() -> u64 {
+    64
+}
+
+impl Config {
+    pub(super) fn ai_route_problems(&self, at: &str, ai: &AiRouteConfig) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |path: String, message: String| problems.push(Problem { path, message });
+        if ai.targets.is_empty() {
+            problem(format!("{at}.targets"), "at least one target is required".into());
+        }
+        if ai.max_attempts == Some(0) {
+            problem(format!("{at}.max_attempts"), "must be at least 1".into());
+        }
+        if let Some(cache) = &ai.cache {
+            if cache.ttl_secs == 0 {
+                problem(format!("{at}.cache.ttl_secs"), "must be at least 1".into());
+            }
+            if cache.max_mb == 0 {
+                problem(format!("{at}.cache.max_mb"), "must be at least 1".into());
+            }
+        }
+        let mut names = BTreeSet::new();
+        for (j, target) in ai.targets.iter().enumerate() {
+            let at = format!("{at}.targets[{j}]");
+            if target.name.is_empty() {
+                problem(format!("{at}.name"), "must not be empty".into());
+            } else if !names.insert(&target.name) {
+                problem(format!("{at}.name"), format!("duplicate target name {:?}", target.name));
+            }
+            if !valid_plugin_name(target.shim.as_str()) {
+                problem(
+                    format!("{at}.shim"),
+                    format!("{:?}: plugin names use letters, digits, '-' and '_'", target.shim.0),
+                );
+            }
+            if let Err(e) = parse_base_url(&target.base_url) {
+                problem(format!("{at}.base_url"), e);
+            }
+            if target.model.is_empty() {
+                problem(format!("{at}.model"), "must not be empty".into());
+            }
+            if let Some(secret) = &target.key_secret
+                && !self.secrets.contains_key(secret)
+            {
+                problem(format!("{at}.key_secret"), format!("unknown secret {secret:?}"));
+            }
+            if target.weight == 0 {
+                problem(format!("{at}.weight"), "must be at least 1".into());
+            }
+            if target.connect_timeout_ms == 0 {
+                problem(format!("{at}.connect_timeout_ms"), "must be at least 1".into());
+            }
+            if target.response_timeout_ms == 0 {
+                problem(format!("{at}.response_timeout_ms"), "must be at least 1".into());
+            }
+            if target.eject_ms == 0 {
+                problem(format!("{at}.eject_ms"), "must be at least 1".into());
+            }
+            if !target.options.is_table() {
+                problem(format!("{at}.options"), "must be a table".into());
+            }
+            if let Some(ca) = &target.ca {
+                let full = self.resolve(ca);
+                if !full.is_file() {
+                    problem(format!("{at}.ca"), format!("no such file {}", full.display()));
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// A target's base URL: scheme and authority, and a path prefix (no
+/// trailing `/`) the shim's paths are appended to.
+pub fn parse_base_url(text: &str) -> Result<(Target, String), String> {
+    let uri: http::Uri = text.parse().map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    let scheme = uri.scheme().cloned().ok_or_else(|| format!("{text:?} has no scheme"))?;
+    if uri.query().is_some() {
+        return Err(format!("{text:?}: a base URL has no query"));
+    }
+    let base = format!(
+        "{}://{}",
+        scheme,
+        uri.authority().map(|a| a.as_str()).unwrap_or_default()
+    );
+    let target = parse_target(&base)?;
+    Ok((target, uri.path().trim_end_matches('/').to_string()))
+}
