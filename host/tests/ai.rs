@@ -351,14 +351,7 @@ async fn a_target_failing_five_times_in_a_row_has_its_circuit_opened_and_is_aske
         (5, 8),
         "after five failures the first-priority target is asked only after the others"
     );
-    let routes: Value = client()
-        .get(gw.admin_url("/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routes: Value = gw.admin_json("/routes").await;
     assert_eq!(routes["routes"][0]["ai_targets"][0]["circuit"], "open");
     assert_eq!(routes["routes"][0]["ai_targets"][1]["circuit"], "closed");
     gw.stop().await;

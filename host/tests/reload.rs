@@ -49,14 +49,7 @@ async fn served_version(url: &str) -> Option<String> {
 }
 
 async fn plugin_status(gw: &TestGateway, name: &str) -> Value {
-    let all: Value = client()
-        .get(gw.admin_url("/plugins"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = gw.admin_json("/plugins").await;
     all["plugins"]
         .as_array()
         .unwrap()

@@ -137,21 +137,11 @@ async fn unavailable_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 }
 
 fn config(bad: std::net::SocketAddr, good: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-        [[listeners]]
-        address = "127.0.0.1:0"
-        [admin]
-        address = "127.0.0.1:0"
-        [upstreams.pool]
-        targets = ["{bad}", "{good}"]
+    pool_config(&format!(
+        r#"targets = ["{bad}", "{good}"]
         eject_after_failures = 3
-        eject_ms = 60000
-        [[routes]]
-        name = "all"
-        upstream = "pool"
-        "#
-    )
+        eject_ms = 60000"#
+    ))
 }
 
 #[tokio::test]
@@ -166,14 +156,7 @@ async fn unavailable_answers_are_retried_elsewhere_and_a_failing_target_is_eject
     }
     // Three 503s in a row ejected the bad target; it saw nothing after.
     assert_eq!(bad_hits.load(Ordering::SeqCst), 3);
-    let routes: serde_json::Value = client()
-        .get(gw.admin_url("/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routes: serde_json::Value = gw.admin_json("/routes").await;
     assert_eq!(
         routes["routes"][0]["ejected"],
         serde_json::json!([format!("http://{bad}")])
@@ -327,14 +310,7 @@ async fn an_upstream_killed_and_restarted_is_taken_out_and_back_in_while_no_clie
 
 /// The admin API's view of the first route's targets: circuit per target.
 async fn circuits(gw: &TestGateway) -> Vec<String> {
-    let routes: serde_json::Value = client()
-        .get(gw.admin_url("/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routes: serde_json::Value = gw.admin_json("/routes").await;
     routes["routes"][0]["target_status"]
         .as_array()
         .unwrap()

@@ -90,6 +90,18 @@ impl TestGateway {
         )
     }
 
+    /// `GET path` on the admin API (no token), as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        client()
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .expect("admin API")
+            .json()
+            .await
+            .expect("admin JSON")
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
