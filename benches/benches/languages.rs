@@ -19,6 +19,7 @@ use hmac::{Hmac, Mac};
 use http::Request;
 use sha2::Sha256;
 use weir::gateway::Gateway;
+use weir::observe::RequestRecord;
 use weir::proxy::{Body, Flow, Peer, full_body};
 use weir::toolchain::Lang;
 
@@ -101,7 +102,11 @@ async fn through_pipeline(gateway: &Gateway, path: &str) -> Duration {
     let request = signed_request(path);
     let started = Instant::now();
     let route = proxy.route_for(&request).expect("route");
-    let flow = proxy.request_phase(&route, request, PEER).await.expect("request phase");
+    let mut record = RequestRecord::new(request.method().clone(), path, PEER.addr.ip());
+    let flow = proxy
+        .request_phase(&route, request, PEER, &mut record)
+        .await
+        .expect("request phase");
     let elapsed = started.elapsed();
     match flow {
         Flow::Forward(forward) => black_box(forward),

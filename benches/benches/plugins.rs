@@ -14,6 +14,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use weir::gateway::Gateway;
+use weir::observe::RequestRecord;
 use weir::plugins::ChainLink;
 use weir::plugins::state::{Properties, RequestState};
 use weir::proxy::{Body, Flow, Peer, full_body};
@@ -245,9 +246,15 @@ async fn through_pipeline(loaded: &Loaded, path: &str) -> Duration {
     let response = upstream_response();
     let started = Instant::now();
     let route = proxy.route_for(&request).expect("route");
-    let response = match proxy.request_phase(&route, request, PEER).await.expect("request phase") {
+    // The record the gateway keeps of every request is part of the cost.
+    let mut record = RequestRecord::new(request.method().clone(), path, PEER.addr.ip());
+    let response = match proxy
+        .request_phase(&route, request, PEER, &mut record)
+        .await
+        .expect("request phase")
+    {
         Flow::Forward(forward) => proxy
-            .response_phase(forward.ran, response, forward.properties)
+            .response_phase(forward.ran, response, forward.properties, &mut record)
             .await
             .expect("response phase"),
         Flow::Answered(response) => response,

@@ -5,6 +5,8 @@
 //!   state, routes, limits, and the last failed load if any.
 //! - `GET /routes` — each route: upstream, targets (weight, circuit state,
 //!   requests in flight), plugin chain.
+//! - `GET /metrics` — Prometheus metrics, OpenMetrics text format (see
+//!   `observe::metrics`).
 //! - `POST /reload` — re-read the config file; answers 200, or 422 with
 //!   every problem (the old config keeps serving).
 //! - `GET /usage` — AI usage records, newest first, with totals over every
@@ -92,6 +94,7 @@ async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gatew
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/plugins") => json_response(StatusCode::OK, json!({ "plugins": plugins(gateway) })),
         (&Method::GET, "/routes") => json_response(StatusCode::OK, json!({ "routes": routes(gateway) })),
+        (&Method::GET, "/metrics") => metrics(gateway),
         (&Method::GET, "/usage") => usage(gateway, request.uri().query().unwrap_or_default()).await,
         (&Method::POST, "/reload") => match gateway.reload_config().await {
             Ok(()) => json_response(StatusCode::OK, json!({"reloaded": true})),
@@ -100,11 +103,54 @@ async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gatew
                 json!({"reloaded": false, "problems": e.to_string().lines().map(str::trim).collect::<Vec<_>>()}),
             ),
         },
-        (_, "/healthz" | "/plugins" | "/routes" | "/reload" | "/usage") => {
+        (_, "/healthz" | "/plugins" | "/routes" | "/reload" | "/usage" | "/metrics") => {
             json_response(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method not allowed"}))
         }
         _ => json_response(StatusCode::NOT_FOUND, json!({"error": "no such admin endpoint"})),
     }
+}
+
+/// The Prometheus metrics, with the gauges of what is serving now (target
+/// circuits, idle instances) taken afresh.
+fn metrics(gateway: &Gateway) -> Response<Body> {
+    use crate::observe::metrics::{PluginNameLabels, StateLabels};
+    let proxy = gateway.proxy().load();
+    let metrics = &proxy.observer.metrics;
+    metrics.target_state.clear();
+    let mut seen = std::collections::HashSet::new();
+    for route in proxy.routes.iter() {
+        let Backend::Upstream(pool) = &route.backend else {
+            continue;
+        };
+        if !seen.insert(pool.name.clone()) {
+            continue;
+        }
+        for status in pool.status() {
+            metrics
+                .target_state
+                .get_or_create(&StateLabels {
+                    upstream: pool.name.to_string(),
+                    target: status.target.authority.to_string(),
+                    state: status.state.as_str(),
+                })
+                .set(1);
+        }
+    }
+    metrics.idle_instances.clear();
+    for plugin in &proxy.plugins {
+        metrics
+            .idle_instances
+            .get_or_create(&PluginNameLabels {
+                plugin: plugin.name().to_string(),
+            })
+            .set(plugin.idle_instances() as i64);
+    }
+    let mut response = Response::new(full_body(metrics.encode()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
 }
 
 fn plugins(gateway: &Gateway) -> Vec<serde_json::Value> {

@@ -26,6 +26,8 @@ use crate::ai::cache::AnswerCache;
 use crate::ai::targets::AiRoute;
 use crate::ai::usage::UsageLedger;
 use crate::config::{Config, ConfigError, PluginName, UpstreamName};
+use crate::observe::Observer;
+use crate::observe::metrics::ReloadLabels;
 use crate::plugins::capabilities::SharedCapabilities;
 use crate::plugins::{LoadedSet, PluginLoadError, PluginRuntime, build_chains, shim_slot};
 use crate::proxy::router::{Backend, Route, RouteTable};
@@ -104,6 +106,8 @@ struct Serving {
     ai: Option<Arc<AiServices>>,
     /// Each AI route's answer cache, made with the config.
     caches: HashMap<crate::config::RouteName, AnswerCache>,
+    /// Where requests are reported; the same across reloads.
+    observer: Arc<Observer>,
 }
 
 /// A loaded gateway: its config, plugins and the proxy built from them,
@@ -143,6 +147,8 @@ impl Gateway {
         let upstreams = build_upstreams(&config)?;
         let ledger = Mutex::new(None);
         let ai = ai_services(&config, &ledger).await?;
+        let observer = Observer::new(&config)
+            .map_err(|e| LoadError::Other(anyhow::anyhow!("access_log.to: {}: {e}", config.access_log.to)))?;
         let serving = Serving {
             caches: answer_caches(&config),
             config,
@@ -150,6 +156,7 @@ impl Gateway {
             upstreams,
             loaded,
             ai,
+            observer: Arc::new(observer),
         };
         let proxy = Arc::new(ArcSwap::from_pointee(build_proxy(&serving)?));
         let gateway = Gateway {
@@ -197,6 +204,13 @@ impl Gateway {
             )));
         };
         let result = self.try_reload_config(file).await;
+        self.observer()
+            .metrics
+            .config_reloads
+            .get_or_create(&ReloadLabels {
+                result: if result.is_ok() { "ok" } else { "failed" },
+            })
+            .inc();
         match &result {
             Ok(()) => tracing::info!(file = %file.display(), "config reloaded"),
             Err(e) => {
@@ -233,6 +247,7 @@ impl Gateway {
             upstreams,
             loaded,
             ai,
+            observer: serving.observer.clone(),
         };
         let proxy = build_proxy(&next)?;
         *serving = next;
@@ -286,6 +301,7 @@ impl Gateway {
         {
             Ok(plugin) => {
                 tracing::info!(plugin = %name, version = &source.content_hash[..12], "new plugin version serving");
+                self.count_plugin_reload(&serving, "ok");
                 serving.loaded.plugins.insert(name.clone(), plugin);
                 serving.loaded.sources.insert(name.clone(), source);
                 self.store_proxy(&serving);
@@ -326,8 +342,23 @@ impl Gateway {
         }
     }
 
+    fn count_plugin_reload(&self, serving: &Serving, result: &'static str) {
+        serving
+            .observer
+            .metrics
+            .plugin_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+    }
+
+    /// Where requests are reported.
+    pub fn observer(&self) -> Arc<Observer> {
+        self.proxy.load().observer.clone()
+    }
+
     fn record_failure(&self, serving: &Serving, name: &PluginName, error: &str) {
         tracing::error!(plugin = %name, "new plugin version refused; the old one keeps serving: {error}");
+        self.count_plugin_reload(serving, "failed");
         self.refresh_status(serving);
         if let Ok(mut status) = self.status.write() {
             let entry = status
@@ -503,6 +534,9 @@ fn warn_about_restart_only_changes(old: &Config, new: &Config) {
     if old.limits.max_header_bytes != new.limits.max_header_bytes || old.limits.max_headers != new.limits.max_headers {
         tracing::warn!("header limits take effect only after a restart");
     }
+    if old.access_log != new.access_log {
+        tracing::warn!("access log changes take effect only after a restart");
+    }
 }
 
 fn build_upstreams(config: &Config) -> Result<HashMap<UpstreamName, Arc<UpstreamPool>>, LoadError> {
@@ -627,6 +661,7 @@ fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
         limits: config.limits.clone(),
         plugins,
         ai: serving.ai.clone(),
+        observer: serving.observer.clone(),
         in_flight: config
             .limits
             .max_concurrent_requests

@@ -5,7 +5,8 @@
 //! [`proxy`] (listeners, routing, upstreams, the chain of phases),
 //! [`plugins`] (the runtime that loads and calls plugins, and the host
 //! capabilities they import), [`ai`] (AI routes: provider targets, failover,
-//! usage, budgets, cache), [`admin`] (the admin API), [`gateway`] (putting it together and
+//! usage, budgets, cache), [`observe`] (each request's record: metrics and
+//! the access log), [`admin`] (the admin API), [`gateway`] (putting it together and
 //! swapping in new versions), [`watch`] (noticing changes) and [`toolchain`]
 //! (plugin projects in each language: `weir plugin new` and `weir plugin build`).
 
@@ -14,6 +15,7 @@ pub mod ai;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod observe;
 pub mod plugins;
 pub mod proxy;
 pub mod toolchain;

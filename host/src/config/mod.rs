@@ -86,6 +86,9 @@ pub struct Config {
     /// Size limits applied to every request.
     #[serde(default)]
     pub limits: Limits,
+    /// The access log.
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
     /// The plugin directory and default plugin limits.
     #[serde(default)]
     pub plugins: PluginsConfig,
@@ -141,6 +144,60 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Name of an environment variable holding the bearer token.
     pub token_env: Option<String>,
+}
+
+/// Where the access log goes: one JSON line per request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// `"stdout"` (the default), `"off"`, or a file path (relative to the
+    /// config file's directory).
+    #[serde(default = "default_access_log_to")]
+    pub to: String,
+    /// A file is rotated when it passes this size, in KiB (default 102400).
+    #[serde(default = "default_access_log_max_kb")]
+    pub max_size_kb: u64,
+    /// Rotated files kept (`access.log.1` …), default 5.
+    #[serde(default = "default_access_log_keep")]
+    pub keep: usize,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            to: default_access_log_to(),
+            max_size_kb: default_access_log_max_kb(),
+            keep: default_access_log_keep(),
+        }
+    }
+}
+
+fn default_access_log_to() -> String {
+    "stdout".into()
+}
+
+fn default_access_log_max_kb() -> u64 {
+    100 * 1024
+}
+
+fn default_access_log_keep() -> usize {
+    5
+}
+
+impl AccessLogConfig {
+    /// Where lines go; `None` when the log is off.
+    pub fn destination(&self, config: &Config) -> Option<crate::observe::access_log::Destination> {
+        use crate::observe::access_log::Destination;
+        match self.to.as_str() {
+            "off" => None,
+            "stdout" => Some(Destination::Stdout),
+            path => Some(Destination::File {
+                path: config.resolve(Path::new(path)),
+                max_bytes: usize::try_from(self.max_size_kb.saturating_mul(1024)).unwrap_or(usize::MAX),
+                keep: self.keep,
+            }),
+        }
+    }
 }
 
 /// Size limits.
@@ -515,6 +572,18 @@ impl Config {
 
         if self.listeners.is_empty() {
             problem("listeners".into(), "at least one listener is required".into());
+        }
+        if !matches!(self.access_log.to.as_str(), "off" | "stdout") {
+            let file = self.resolve(Path::new(&self.access_log.to));
+            if !file.parent().is_some_and(Path::is_dir) {
+                problem(
+                    "access_log.to".into(),
+                    format!("{}: its directory does not exist", file.display()),
+                );
+            }
+            if self.access_log.max_size_kb == 0 {
+                problem("access_log.max_size_kb".into(), "must be at least 1".into());
+            }
         }
         for (i, l) in self.listeners.iter().enumerate() {
             if let Err(e) = l.address.parse::<SocketAddr>() {

@@ -25,6 +25,7 @@ use hyper::body::Incoming;
 
 use crate::config::InstanceMode;
 use crate::config::Limits;
+use crate::observe::{Observer, Phase, PluginOutcome, Reported, RequestRecord};
 use crate::plugins::state::{Properties, RequestState, ResponseState};
 use crate::plugins::{ChainLink, Lease, PluginFault, Reply, RequestAction};
 use error::GatewayError;
@@ -61,6 +62,8 @@ pub struct Proxy {
     pub ai: Option<Arc<crate::ai::AiServices>>,
     /// The gateway's limit on requests in flight, if any.
     pub in_flight: Option<InFlightLimit>,
+    /// Where finished requests are reported.
+    pub observer: Arc<Observer>,
 }
 
 /// What the request phase decided.
@@ -115,47 +118,70 @@ impl Proxy {
     }
 
     async fn handle_inner(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
-        let method = request.method().clone();
-        // Kept only when it will be logged: the common case allocates nothing.
-        let path =
-            tracing::enabled!(target: "weir::access", tracing::Level::DEBUG).then(|| request.uri().path().to_string());
-        let started = std::time::Instant::now();
-        let request = request.map(|b| b.map_err(box_error).boxed_unsync());
+        let mut record = Box::new(RequestRecord::new(
+            request.method().clone(),
+            request.uri().path(),
+            peer.addr.ip(),
+        ));
+        self.observer.metrics.in_flight.inc();
+        let bytes_in = record.bytes_in.clone();
+        let request = request.map(|b| {
+            b.map_frame(move |frame| {
+                if let Some(data) = frame.data_ref() {
+                    bytes_in.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                frame
+            })
+            .map_err(box_error)
+            .boxed_unsync()
+        });
         // Shed load at once rather than queue it.
         let permit = match &self.in_flight {
-            None => None,
-            Some(limit) => match limit.try_enter() {
-                Some(permit) => Some(permit),
-                None => {
-                    return GatewayError::Overloaded {
-                        scope: "the gateway".into(),
-                        limit: limit.limit(),
-                    }
-                    .to_response();
-                }
-            },
+            None => Ok(None),
+            Some(limit) => limit.try_enter().map(Some).ok_or_else(|| GatewayError::Overloaded {
+                scope: "the gateway".into(),
+                limit: limit.limit(),
+            }),
         };
-        let (route, response) = match self.serve(request, peer).await {
-            Ok((route, response)) => (Some(route), response),
-            Err((route, error)) => {
-                if error.status().is_server_error() {
-                    tracing::warn!(route = route.as_ref().map(|r| r.name.as_str()), "{method}: {error}");
-                }
-                (route, error.to_response())
+        let response = match permit {
+            Ok(permit) => {
+                let response = match self.serve(request, peer, &mut record).await {
+                    Ok(response) => response,
+                    Err(error) => self.error_response(error, &mut record),
+                };
+                hold_until_body_ends(response, permit)
             }
+            Err(error) => self.error_response(error, &mut record),
         };
-        let response = hold_until_body_ends(response, permit);
-        if let Some(path) = path {
+        record.status = response.status().as_u16();
+        if tracing::enabled!(target: "weir::access", tracing::Level::DEBUG) {
             tracing::debug!(
                 target: "weir::access",
                 client = %peer.addr.ip(),
-                route = route.as_ref().map_or("-", |r| r.name.as_str()),
-                status = response.status().as_u16(),
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "{method} {path}"
+                route = record.route.as_ref().map_or("-", |r| r.as_str()),
+                status = record.status,
+                elapsed_us = record.elapsed().as_micros() as u64,
+                "{} {}",
+                record.method,
+                record.path
             );
         }
-        response
+        let observer = self.observer.clone();
+        response.map(|body| Reported::new(body, record, observer).boxed_unsync())
+    }
+
+    /// The response for a request the gateway failed, logged when it is
+    /// the gateway's or an upstream's fault.
+    fn error_response(&self, error: GatewayError, record: &mut RequestRecord) -> Response<Body> {
+        if error.status().is_server_error() {
+            tracing::warn!(
+                route = record.route.as_ref().map(|r| r.as_str()),
+                "{}: {error}",
+                record.method
+            );
+        }
+        record.error = Some(error.kind());
+        error.to_response()
     }
 
     /// The route for a request: the first whose host, path prefix and
@@ -175,33 +201,36 @@ impl Proxy {
         &self,
         request: Request<Body>,
         peer: Peer,
-    ) -> Result<(Arc<Route>, Response<Body>), (Option<Arc<Route>>, GatewayError)> {
-        let route = self.route_for(&request).map_err(|e| (None, e))?;
-        let fail = |e: GatewayError| (Some(route.clone()), e);
+        record: &mut RequestRecord,
+    ) -> Result<Response<Body>, GatewayError> {
+        let route = self.route_for(&request)?;
+        record.route = Some(route.name.clone());
         let permit = match &route.in_flight {
             None => None,
-            Some(limit) => Some(limit.try_enter().ok_or_else(|| {
-                fail(GatewayError::Overloaded {
-                    scope: format!("route {}", route.name),
-                    limit: limit.limit(),
-                })
+            Some(limit) => Some(limit.try_enter().ok_or_else(|| GatewayError::Overloaded {
+                scope: format!("route {}", route.name),
+                limit: limit.limit(),
             })?),
         };
-        let forward = match self.request_phase(&route, request, peer).await.map_err(fail)? {
-            Flow::Answered(response) => return Ok((route, response)),
+        let forward = match self.request_phase(&route, request, peer, record).await? {
+            Flow::Answered(response) => return Ok(response),
             Flow::Forward(forward) => forward,
         };
+        record.consumer = forward.properties.get("consumer").map(str::to_string);
         let response = match &route.backend {
-            Backend::Upstream(pool) => pool.send(forward.parts, forward.body).await.map_err(fail)?,
+            Backend::Upstream(pool) => {
+                record.upstream = Some(pool.name.to_string());
+                pool.send(forward.parts, forward.body, record).await?
+            }
             Backend::Ai(ai) => {
                 let Some(services) = &self.ai else {
-                    return Err(fail(GatewayError::RequestBody("AI services are not set up".into())));
+                    return Err(GatewayError::RequestBody("AI services are not set up".into()));
                 };
                 let body = match forward.body {
                     UpstreamBody::Replayable(bytes) => bytes,
-                    UpstreamBody::Streaming(body) => read_limited(Some(body), self.limits.max_request_body_bytes, true)
-                        .await
-                        .map_err(fail)?,
+                    UpstreamBody::Streaming(body) => {
+                        read_limited(Some(body), self.limits.max_request_body_bytes, true).await?
+                    }
                 };
                 crate::ai::chat::serve(crate::ai::chat::AiRequest {
                     route: ai,
@@ -215,16 +244,21 @@ impl Proxy {
             }
         };
         let response = self
-            .response_phase(forward.ran, response, forward.properties)
-            .await
-            .map_err(fail)?;
-        Ok((route.clone(), hold_until_body_ends(response, permit)))
+            .response_phase(forward.ran, response, forward.properties, record)
+            .await?;
+        Ok(hold_until_body_ends(response, permit))
     }
 
     /// The request phase: run the route's plugins in chain order
     /// (on-request), then prepare the request for the upstream — or, if a
     /// plugin answered, run the response phase on its answer.
-    pub async fn request_phase(&self, route: &Route, request: Request<Body>, peer: Peer) -> Result<Flow, GatewayError> {
+    pub async fn request_phase(
+        &self,
+        route: &Route,
+        request: Request<Body>,
+        peer: Peer,
+        record: &mut RequestRecord,
+    ) -> Result<Flow, GatewayError> {
         let (mut parts, body) = request.into_parts();
         let authority = forwarding::request_authority(&parts.uri, &parts.headers).map(str::to_string);
 
@@ -261,10 +295,11 @@ impl Proxy {
         for link in &chain.links {
             let mut kept = None;
             if link.interests.on_request {
+                let started = std::time::Instant::now();
                 let mut lease = match link.plugin.lease(link.slot).await {
                     Ok(lease) => lease,
                     Err(fault) => {
-                        skip_if_fail_open(link, fault)?;
+                        skip_if_fail_open(link, fault, Phase::Request, started, record)?;
                         continue;
                     }
                 };
@@ -272,14 +307,23 @@ impl Proxy {
                 let (back, outcome) = lease.on_request(link.slot, state).await;
                 state = back;
                 match outcome {
-                    Ok(RequestAction::Continue) => {}
+                    Ok(RequestAction::Continue) => {
+                        record.plugin_call(link.plugin.name(), Phase::Request, started, PluginOutcome::Continue);
+                    }
                     Ok(RequestAction::Respond(reply)) => {
+                        record.plugin_call(
+                            link.plugin.name(),
+                            Phase::Request,
+                            started,
+                            PluginOutcome::Responded(reply.status),
+                        );
+                        record.consumer = state.properties.get("consumer").map(str::to_string);
                         let response = reply_response(reply, link)?;
-                        let response = self.response_phase(ran, response, state.properties).await?;
+                        let response = self.response_phase(ran, response, state.properties, record).await?;
                         return Ok(Flow::Answered(response));
                     }
                     Err(fault) => {
-                        skip_if_fail_open(link, fault)?;
+                        skip_if_fail_open(link, fault, Phase::Request, started, record)?;
                         continue;
                     }
                 }
@@ -335,6 +379,7 @@ impl Proxy {
         mut ran: Vec<Ran>,
         response: Response<Body>,
         properties: Properties,
+        record: &mut RequestRecord,
     ) -> Result<Response<Body>, GatewayError> {
         let (mut parts, body) = response.into_parts();
         forwarding::strip_hop_by_hop(&mut parts.headers);
@@ -359,6 +404,7 @@ impl Proxy {
             if !link.interests.on_response {
                 continue;
             }
+            let started = std::time::Instant::now();
             let leased = match kept.take() {
                 Some(lease) => Ok(lease),
                 None => link.plugin.lease(link.slot).await,
@@ -366,7 +412,7 @@ impl Proxy {
             let mut lease = match leased {
                 Ok(lease) => lease,
                 Err(fault) => {
-                    skip_if_fail_open(link, fault)?;
+                    skip_if_fail_open(link, fault, Phase::Response, started, record)?;
                     continue;
                 }
             };
@@ -376,8 +422,9 @@ impl Proxy {
             if link.plugin.limits.mode == InstanceMode::Fresh {
                 *kept = Some(lease);
             }
-            if let Err(fault) = outcome {
-                skip_if_fail_open(link, fault)?;
+            match outcome {
+                Ok(()) => record.plugin_call(link.plugin.name(), Phase::Response, started, PluginOutcome::Continue),
+                Err(fault) => skip_if_fail_open(link, fault, Phase::Response, started, record)?,
             }
         }
 
@@ -431,9 +478,22 @@ fn hold_until_body_ends(response: Response<Body>, permit: Option<tokio::sync::Ow
 }
 
 /// A plugin's fault: skipped, with a warning, if the plugin is fail-open;
-/// the request's error otherwise.
-fn skip_if_fail_open(link: &ChainLink, fault: PluginFault) -> Result<(), GatewayError> {
-    if link.plugin.limits.fail_open {
+/// the request's error otherwise. Either way the call is recorded.
+fn skip_if_fail_open(
+    link: &ChainLink,
+    fault: PluginFault,
+    phase: Phase,
+    started: std::time::Instant,
+    record: &mut RequestRecord,
+) -> Result<(), GatewayError> {
+    let skipped = link.plugin.limits.fail_open;
+    record.plugin_call(
+        link.plugin.name(),
+        phase,
+        started,
+        PluginOutcome::fault(&fault, skipped),
+    );
+    if skipped {
         tracing::warn!("skipping fail-open plugin: {fault}");
         Ok(())
     } else {

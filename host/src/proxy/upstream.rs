@@ -30,6 +30,7 @@ use super::{Body, BoxError};
 use crate::ai::now_ms;
 use crate::config::{Balance, HealthCheckConfig};
 use crate::config::{Config, Target, UpstreamConfig, UpstreamName, parse_target};
+use crate::observe::{AttemptOutcome, RequestRecord};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -238,7 +239,12 @@ impl UpstreamPool {
     /// was tried once; so do a 502, 503 or 504 answer, a broken connection
     /// and a response timeout for an idempotent request, while the retry
     /// budget allows.
-    pub async fn send(&self, head: http::request::Parts, body: UpstreamBody) -> Result<Response<Body>, GatewayError> {
+    pub async fn send(
+        &self,
+        head: http::request::Parts,
+        body: UpstreamBody,
+        record: &mut RequestRecord,
+    ) -> Result<Response<Body>, GatewayError> {
         let deadline = self.total_timeout.map(|t| Instant::now() + t);
         self.retries.deposit();
         let idempotent = matches!(
@@ -312,10 +318,15 @@ impl UpstreamPool {
             *request.uri_mut() = uri;
             *request.version_mut() = http::Version::HTTP_11;
             let in_flight = self.health[index].start_request();
+            let started = Instant::now();
+            let attempted = |record: &mut RequestRecord, outcome| {
+                record.attempt(target.authority.to_string(), started.into_std(), outcome);
+            };
             // Whether a failed idempotent attempt may go to another target.
             let may_retry = || idempotent && attempt + 1 < attempts && self.retries.try_spend();
             let error = match tokio::time::timeout(wait, self.client.request(request)).await {
                 Err(_) => {
+                    attempted(record, AttemptOutcome::Timeout);
                     self.failed(index);
                     let error = GatewayError::UpstreamTimeout {
                         upstream: self.name.clone(),
@@ -328,6 +339,7 @@ impl UpstreamPool {
                     error
                 }
                 Ok(Ok(response)) => {
+                    attempted(record, AttemptOutcome::Answered(response.status().as_u16()));
                     let unavailable = matches!(response.status().as_u16(), 502..=504);
                     if !unavailable {
                         self.health[index].succeeded(self.breaker, now_ms());
@@ -345,6 +357,7 @@ impl UpstreamPool {
                     }
                 }
                 Ok(Err(e)) if e.is_connect() => {
+                    attempted(record, AttemptOutcome::ConnectError);
                     self.failed(index);
                     tracing::warn!(upstream = %self.name, target = %target.authority, "connect failed: {}", error_chain(&e));
                     GatewayError::UpstreamConnect {
@@ -357,6 +370,7 @@ impl UpstreamPool {
                     // The connection broke after the request went out (the
                     // upstream died mid-request): like a 502, retried
                     // elsewhere only when that is safe and budgeted.
+                    attempted(record, AttemptOutcome::Broken);
                     self.failed(index);
                     let error = GatewayError::UpstreamFailed {
                         upstream: self.name.clone(),

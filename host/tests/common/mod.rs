@@ -114,10 +114,13 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("weir-compile-cache")
 }
 
-/// Write `config` into `dir/weir.toml` (adding the test compile cache) and
-/// start it.
+/// Write `config` into `dir/weir.toml` (adding the test compile cache, and
+/// turning the access log off unless the config sets it) and start it.
 pub async fn start_in(dir: &Path, config: &str) -> Result<RunningGateway, String> {
-    let config = with_cache(config);
+    let mut config = with_cache(config);
+    if !config.contains("[access_log]") {
+        config = format!("[access_log]\nto = \"off\"\n{config}");
+    }
     let file = dir.join("weir.toml");
     std::fs::write(&file, &config).expect("write config");
     let gateway = Gateway::load_file(&file).await.map_err(|e| e.to_string())?;

@@ -1,0 +1,330 @@
+//! Prometheus metrics, served at `GET /metrics` on the admin listener in
+//! the OpenMetrics text format.
+//!
+//! Labels are bounded: route, method (the standard ones, else `OTHER`),
+//! status class, plugin, phase, upstream and target — never raw paths or
+//! consumers. Counters and histograms live for the whole process (a config
+//! reload keeps them); the gauges of target and instance-pool state are
+//! taken afresh at each scrape.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::record::{AttemptOutcome, PluginOutcome, RequestRecord};
+
+/// Labels of a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route, or `-` when none matched.
+    pub route: String,
+    /// The method, or `OTHER`.
+    pub method: &'static str,
+    /// `2xx`, `4xx`, ...
+    pub status: &'static str,
+}
+
+/// Labels of a route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route, or `-` when none matched.
+    pub route: String,
+}
+
+/// Labels of a plugin call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// The plugin.
+    pub plugin: String,
+    /// `request` or `response`.
+    pub phase: &'static str,
+}
+
+/// Labels of a plugin call's result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginResultLabels {
+    /// The plugin.
+    pub plugin: String,
+    /// `request` or `response`.
+    pub phase: &'static str,
+    /// `continue`, `responded`, `trap`, `deadline`, `memory`, `unavailable`.
+    pub result: &'static str,
+}
+
+/// Labels of a plugin (reloads, skips, instances).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginNameLabels {
+    /// The plugin.
+    pub plugin: String,
+}
+
+/// Labels of an upstream target.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// The upstream pool.
+    pub upstream: String,
+    /// The target.
+    pub target: String,
+}
+
+/// Labels of an attempt's result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// The upstream pool.
+    pub upstream: String,
+    /// The target.
+    pub target: String,
+    /// The status class, or `connect-error`, `timeout`, `broken`.
+    pub result: &'static str,
+}
+
+/// Labels of a target's circuit state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// The upstream pool.
+    pub upstream: String,
+    /// The target.
+    pub target: String,
+    /// `closed`, `open`, `half_open`, `down`.
+    pub state: &'static str,
+}
+
+/// Labels of a reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok` or `failed`.
+    pub result: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the gateway keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by route, method and status class.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Requests being served now.
+    pub in_flight: Gauge,
+    /// Time from a request's arrival to the end of its response body.
+    pub request_duration: HistogramFamily<RouteLabels>,
+    /// Time in one plugin call.
+    pub plugin_duration: HistogramFamily<PluginLabels>,
+    /// Plugin calls by result.
+    pub plugin_calls: Family<PluginResultLabels, Counter>,
+    /// Fail-open plugins skipped after a fault.
+    pub plugin_skips: Family<PluginNameLabels, Counter>,
+    /// Time to an upstream target's response head.
+    pub upstream_duration: HistogramFamily<TargetLabels>,
+    /// Attempts at upstream targets by result.
+    pub upstream_attempts: Family<AttemptLabels, Counter>,
+    /// Attempts beyond a request's first (retries and failovers).
+    pub upstream_retries: Family<TargetLabels, Counter>,
+    /// Each upstream target's circuit state (1 for the current state).
+    pub target_state: Family<StateLabels, Gauge>,
+    /// Idle warm instances per plugin.
+    pub idle_instances: Family<PluginNameLabels, Gauge>,
+    /// Plugin reloads by result.
+    pub plugin_reloads: Family<ReloadLabels, Counter>,
+    /// Config reloads by result.
+    pub config_reloads: Family<ReloadLabels, Counter>,
+}
+
+fn duration_histogram() -> Histogram {
+    // 100 µs to about 52 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+}
+
+fn histograms<L: EncodeLabelSet + Clone + std::hash::Hash + Eq>() -> HistogramFamily<L> {
+    HistogramFamily::new_with_constructor(duration_histogram)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric at zero.
+    pub fn new() -> Self {
+        let metrics = Metrics {
+            registry: Registry::with_prefix("weir"),
+            requests: Family::default(),
+            in_flight: Gauge::default(),
+            request_duration: histograms(),
+            plugin_duration: histograms(),
+            plugin_calls: Family::default(),
+            plugin_skips: Family::default(),
+            upstream_duration: histograms(),
+            upstream_attempts: Family::default(),
+            upstream_retries: Family::default(),
+            target_state: Family::default(),
+            idle_instances: Family::default(),
+            plugin_reloads: Family::default(),
+            config_reloads: Family::default(),
+        };
+        let mut registry = Registry::with_prefix("weir");
+        registry.register("requests", "Requests answered", metrics.requests.clone());
+        registry.register("requests_in_flight", "Requests being served", metrics.in_flight.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to the end of its response",
+            metrics.request_duration.clone(),
+        );
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Time in one plugin call, waiting for an instance included",
+            metrics.plugin_duration.clone(),
+        );
+        registry.register("plugin_calls", "Plugin calls by result", metrics.plugin_calls.clone());
+        registry.register(
+            "plugin_fail_open_skips",
+            "Fail-open plugins skipped after a fault",
+            metrics.plugin_skips.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time to an upstream target's response head",
+            metrics.upstream_duration.clone(),
+        );
+        registry.register(
+            "upstream_attempts",
+            "Attempts at upstream targets by result",
+            metrics.upstream_attempts.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Attempts beyond a request's first, by the target retried on",
+            metrics.upstream_retries.clone(),
+        );
+        registry.register(
+            "upstream_target_state",
+            "Each upstream target's circuit: 1 for its current state",
+            metrics.target_state.clone(),
+        );
+        registry.register(
+            "plugin_idle_instances",
+            "Warm instances waiting in a plugin's pool",
+            metrics.idle_instances.clone(),
+        );
+        registry.register(
+            "plugin_reloads",
+            "Plugin reloads by result",
+            metrics.plugin_reloads.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads by result",
+            metrics.config_reloads.clone(),
+        );
+        Metrics { registry, ..metrics }
+    }
+
+    /// Count a finished request.
+    pub fn observe(&self, record: &RequestRecord) {
+        let route = record.route.as_ref().map_or("-", |r| r.as_str()).to_string();
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                method: method_label(&record.method),
+                status: status_class(record.status),
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&RouteLabels { route })
+            .observe(record.elapsed().as_secs_f64());
+        for call in &record.plugins {
+            let plugin = call.plugin.as_str().to_string();
+            let result = match call.outcome {
+                PluginOutcome::Continue => "continue",
+                PluginOutcome::Responded(_) => "responded",
+                PluginOutcome::Fault { kind, skipped } => {
+                    if skipped {
+                        self.plugin_skips
+                            .get_or_create(&PluginNameLabels { plugin: plugin.clone() })
+                            .inc();
+                    }
+                    kind
+                }
+            };
+            self.plugin_duration
+                .get_or_create(&PluginLabels {
+                    plugin: plugin.clone(),
+                    phase: call.phase.as_str(),
+                })
+                .observe(call.duration.as_secs_f64());
+            self.plugin_calls
+                .get_or_create(&PluginResultLabels {
+                    plugin,
+                    phase: call.phase.as_str(),
+                    result,
+                })
+                .inc();
+        }
+        let upstream = record.upstream.as_deref().unwrap_or("-");
+        for (i, attempt) in record.attempts.iter().enumerate() {
+            let target = TargetLabels {
+                upstream: upstream.to_string(),
+                target: attempt.target.clone(),
+            };
+            if i > 0 {
+                self.upstream_retries.get_or_create(&target).inc();
+            }
+            self.upstream_duration
+                .get_or_create(&target)
+                .observe(attempt.duration.as_secs_f64());
+            let result = match attempt.outcome {
+                AttemptOutcome::Answered(status) => status_class(status),
+                AttemptOutcome::ConnectError => "connect-error",
+                AttemptOutcome::Timeout => "timeout",
+                AttemptOutcome::Broken => "broken",
+            };
+            self.upstream_attempts
+                .get_or_create(&AttemptLabels {
+                    upstream: target.upstream,
+                    target: target.target,
+                    result,
+                })
+                .inc();
+        }
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// The method as a label: the standard methods, else `OTHER`.
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// `1xx` … `5xx`, or `other`.
+pub fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "other",
+    }
+}

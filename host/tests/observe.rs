@@ -1,0 +1,325 @@
+//! Observability: known traffic — successes, refused keys, a plugin fault,
+//! a failover — shows up in `GET /metrics` with exact values and in the
+//! access log with every field, and never with a credential.
+
+mod common;
+
+use common::*;
+
+const PLUGINS: &[(&str, &str)] = &[("api-key-auth", "api-key-auth"), ("trap", "guest-trap")];
+
+/// The gateway, the live target and the dead one.
+async fn start() -> (TestGateway, std::net::SocketAddr, std::net::SocketAddr) {
+    start_with("").await
+}
+
+/// The same, with `extra` config (e.g. an `[access_log]` table).
+async fn start_with(extra: &str) -> (TestGateway, std::net::SocketAddr, std::net::SocketAddr) {
+    let echo = echo_upstream("echo").await;
+    let dead = dead_address().await;
+    let config = format!(
+        r#"
+        {extra}
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [admin]
+        address = "127.0.0.1:0"
+        [upstreams.echo]
+        targets = ["{echo}"]
+        [upstreams.pair]
+        targets = ["{dead}", "{echo}"]
+
+        [[routes]]
+        name = "api"
+        path_prefix = "/api"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "api-key-auth"
+        config = {{ keys = {{ alice = "alice-key" }}, query_param = "api_key" }}
+
+        [[routes]]
+        name = "faulty"
+        path_prefix = "/faulty"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "trap"
+
+        [[routes]]
+        name = "failover"
+        path_prefix = "/failover"
+        upstream = "pair"
+        "#
+    );
+    (TestGateway::start(&config, PLUGINS).await, echo, dead)
+}
+
+/// The scraped metrics.
+struct Scraped(prometheus_parse::Scrape);
+
+impl Scraped {
+    async fn from(gw: &TestGateway) -> Scraped {
+        let response = client().get(gw.admin_url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text"),
+        );
+        let text = response.text().await.unwrap();
+        if std::env::var_os("WEIR_PRINT_METRICS").is_some() {
+            println!("{text}");
+        }
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        Scraped(prometheus_parse::Scrape::parse(lines).expect("the exposition parses"))
+    }
+
+    /// The value of the one sample of `metric` whose labels include
+    /// `labels`; 0 if there is none (a counter never touched).
+    fn value(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
+        let matching: Vec<_> = self
+            .0
+            .samples
+            .iter()
+            .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .collect();
+        assert!(matching.len() <= 1, "{metric} {labels:?}: {} samples", matching.len());
+        match matching.first().map(|s| &s.value) {
+            None => 0.0,
+            Some(prometheus_parse::Value::Counter(v))
+            | Some(prometheus_parse::Value::Gauge(v))
+            | Some(prometheus_parse::Value::Untyped(v)) => *v,
+            Some(prometheus_parse::Value::Histogram(buckets)) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+            Some(other) => panic!("{metric}: unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn known_traffic_gives_exact_metric_values() {
+    let (gw, echo, dead) = start().await;
+    let http = client();
+    for _ in 0..3 {
+        let response = http
+            .get(gw.url("/api/items"))
+            .header("x-api-key", "alice-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(http.get(gw.url("/api/items")).send().await.unwrap().status(), 401);
+    }
+    assert_eq!(http.get(gw.url("/faulty/trap")).send().await.unwrap().status(), 500);
+    assert_eq!(http.get(gw.url("/faulty/fine")).send().await.unwrap().status(), 200);
+    // Round robin starts at the dead target: a connect error, then the
+    // live one.
+    assert_eq!(http.get(gw.url("/failover/x")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(gw.url("/nowhere")).send().await.unwrap().status(), 404);
+
+    let m = Scraped::from(&gw).await;
+    let requests = |route: &str, status: &str| {
+        m.value(
+            "weir_requests_total",
+            &[("route", route), ("method", "GET"), ("status", status)],
+        )
+    };
+    assert_eq!(requests("api", "2xx"), 3.0);
+    assert_eq!(requests("api", "4xx"), 2.0);
+    assert_eq!(requests("faulty", "5xx"), 1.0);
+    assert_eq!(requests("faulty", "2xx"), 1.0);
+    assert_eq!(requests("failover", "2xx"), 1.0);
+    // No route matched: counted under "-", never the raw path.
+    assert_eq!(requests("-", "4xx"), 1.0);
+    assert_eq!(m.value("weir_requests_in_flight", &[]), 0.0);
+
+    let calls = |plugin: &str, phase: &str, result: &str| {
+        m.value(
+            "weir_plugin_calls_total",
+            &[("plugin", plugin), ("phase", phase), ("result", result)],
+        )
+    };
+    assert_eq!(calls("api-key-auth", "request", "continue"), 3.0);
+    assert_eq!(calls("api-key-auth", "request", "responded"), 2.0);
+    // api-key-auth has no response phase; the test plugin does.
+    assert_eq!(calls("api-key-auth", "response", "continue"), 0.0);
+    assert_eq!(calls("trap", "request", "trap"), 1.0);
+    assert_eq!(calls("trap", "request", "continue"), 1.0);
+    assert_eq!(calls("trap", "response", "continue"), 1.0);
+    assert_eq!(
+        m.value(
+            "weir_plugin_call_duration_seconds",
+            &[("plugin", "api-key-auth"), ("phase", "request")]
+        ),
+        5.0,
+        "five calls observed"
+    );
+
+    let attempts = |target: String, result: &str| {
+        m.value(
+            "weir_upstream_attempts_total",
+            &[("upstream", "pair"), ("target", &target), ("result", result)],
+        )
+    };
+    assert_eq!(attempts(dead.to_string(), "connect-error"), 1.0);
+    let echo_target = echo.to_string();
+    assert_eq!(attempts(echo_target.clone(), "2xx"), 1.0);
+    assert_eq!(
+        m.value(
+            "weir_upstream_retries_total",
+            &[("upstream", "pair"), ("target", &echo_target)]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "weir_upstream_target_state",
+            &[("upstream", "pair"), ("target", &dead.to_string()), ("state", "closed")]
+        ),
+        1.0,
+        "one failure does not open the circuit"
+    );
+    assert_eq!(m.value("weir_request_duration_seconds", &[("route", "api")]), 5.0);
+
+    // A config reload counts; so does a refused one.
+    let response = client().post(gw.admin_url("/reload")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let m = Scraped::from(&gw).await;
+    assert_eq!(m.value("weir_config_reloads_total", &[("result", "ok")]), 1.0);
+    assert_eq!(requests_after_reload(&m), 3.0, "counters survive a reload");
+    gw.stop().await;
+}
+
+fn requests_after_reload(m: &Scraped) -> f64 {
+    m.value(
+        "weir_requests_total",
+        &[("route", "api"), ("method", "GET"), ("status", "2xx")],
+    )
+}
+
+/// The access log's lines, once there are `count` of them across the
+/// current file and its rotated ones.
+async fn access_lines(dir: &std::path::Path, count: usize) -> Vec<serde_json::Value> {
+    wait_for("the access log lines", std::time::Duration::from_secs(10), || async {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("access.log"))
+            .collect();
+        // access.log.N is older the larger N; access.log is the newest.
+        files.sort_by_key(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            std::cmp::Reverse(name.rsplit('.').next().and_then(|n| n.parse::<u32>().ok()).unwrap_or(0))
+        });
+        let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+        (lines.len() >= count).then_some(lines)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn every_request_gets_an_access_log_line_with_its_fields_and_no_credentials() {
+    let (gw, echo, dead) = start_with("[access_log]\nto = \"access.log\"").await;
+    let http = client();
+    let mut sizes = Vec::new();
+    for _ in 0..2 {
+        let response = http
+            .get(gw.url("/api/items"))
+            .header("x-api-key", "alice-key")
+            .header("authorization", "Bearer sk-never-logged")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        sizes.push(response.bytes().await.unwrap().len());
+    }
+    let response = http
+        .get(gw.url("/api/items?api_key=alice-key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the key in the query string");
+    assert_eq!(http.get(gw.url("/api/items")).send().await.unwrap().status(), 401);
+    assert_eq!(http.get(gw.url("/faulty/trap")).send().await.unwrap().status(), 500);
+    let response = http
+        .post(gw.url("/faulty/upload"))
+        .body("0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(http.get(gw.url("/failover/x")).send().await.unwrap().status(), 200);
+
+    let lines = access_lines(gw.dir.path(), 7).await;
+    assert_eq!(lines.len(), 7);
+    let text = lines.iter().map(|l| l.to_string()).collect::<String>();
+    for secret in ["alice-key", "sk-never-logged", "api_key"] {
+        assert!(!text.contains(secret), "{secret} was logged: {text}");
+    }
+    for (line, size) in lines.iter().zip(&sizes) {
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["path"], "/api/items");
+        assert_eq!(line["route"], "api");
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["client"], "127.0.0.1");
+        assert_eq!(line["consumer"], "alice");
+        assert_eq!(line["upstream"], "echo");
+        assert_eq!(line["target"], echo.to_string());
+        assert_eq!(line["bytes_out"], *size as u64);
+        assert_eq!(line["completed"], true);
+        assert_eq!(line["plugins"][0]["plugin"], "api-key-auth");
+        assert_eq!(line["plugins"][0]["outcome"], "continue");
+        assert!(line["duration_ms"].as_f64().unwrap() > 0.0);
+        assert!(line["upstream_ms"].as_f64().unwrap() > 0.0);
+        assert!(line["time"].as_str().unwrap().ends_with('Z'), "{}", line["time"]);
+    }
+    assert_eq!(lines[2]["consumer"], "alice", "a key from the query string");
+    let refused = &lines[3];
+    assert_eq!(refused["status"], 401);
+    assert_eq!(refused["consumer"], serde_json::Value::Null);
+    assert_eq!(refused["plugins"][0]["outcome"], "responded");
+    assert_eq!(refused["plugins"][0]["status"], 401);
+    assert_eq!(refused["attempts"], serde_json::json!([]));
+    let trapped = &lines[4];
+    assert_eq!(trapped["status"], 500);
+    assert_eq!(trapped["error"], "plugin-trap");
+    assert_eq!(trapped["plugins"][0]["outcome"], "fault");
+    assert_eq!(trapped["plugins"][0]["fault"], "trap");
+    assert_eq!(trapped["plugins"][0]["skipped"], false);
+    let upload = &lines[5];
+    assert_eq!(
+        (upload["method"].as_str(), upload["bytes_in"].as_u64()),
+        (Some("POST"), Some(10))
+    );
+    let failover = &lines[6];
+    assert_eq!(failover["upstream"], "pair");
+    let attempts = failover["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["target"], dead.to_string());
+    assert_eq!(attempts[0]["result"], "connect-error");
+    assert_eq!(attempts[1]["target"], echo.to_string());
+    assert_eq!(attempts[1]["result"], "200");
+    assert_eq!(failover["target"], echo.to_string());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_access_log_file_is_rotated_by_size_and_loses_no_line() {
+    let (gw, _, _) = start_with("[access_log]\nto = \"access.log\"\nmax_size_kb = 2\nkeep = 100").await;
+    let http = client();
+    for i in 0..40 {
+        let response = http.get(gw.url(&format!("/faulty/item/{i}"))).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let lines = access_lines(gw.dir.path(), 40).await;
+    let paths: Vec<_> = lines.iter().map(|l| l["path"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<_> = (0..40).map(|i| format!("/faulty/item/{i}")).collect();
+    assert_eq!(paths, expected, "every line, in order, across the rotated files");
+    assert!(
+        gw.dir.path().join("access.log.1").is_file(),
+        "40 lines of about 300 bytes passed 2 KiB"
+    );
+    gw.stop().await;
+}
