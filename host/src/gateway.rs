@@ -147,8 +147,7 @@ impl Gateway {
         let upstreams = build_upstreams(&config)?;
         let ledger = Mutex::new(None);
         let ai = ai_services(&config, &ledger).await?;
-        let observer = Observer::new(&config)
-            .map_err(|e| LoadError::Other(anyhow::anyhow!("access_log.to: {}: {e}", config.access_log.to)))?;
+        let observer = Observer::new(&config).map_err(LoadError::Other)?;
         let serving = Serving {
             caches: answer_caches(&config),
             config,
@@ -534,8 +533,8 @@ fn warn_about_restart_only_changes(old: &Config, new: &Config) {
     if old.limits.max_header_bytes != new.limits.max_header_bytes || old.limits.max_headers != new.limits.max_headers {
         tracing::warn!("header limits take effect only after a restart");
     }
-    if old.access_log != new.access_log {
-        tracing::warn!("access log changes take effect only after a restart");
+    if old.access_log != new.access_log || old.tracing != new.tracing {
+        tracing::warn!("access log and tracing changes take effect only after a restart");
     }
 }
 
@@ -692,8 +691,11 @@ impl RunningGateway {
         for task in self.tasks {
             let _ = task.await;
         }
-        // Requests have finished: every usage record is queued.
+        // Requests have finished: every usage record is queued, every span
+        // batched.
         self.gateway.close_usage().await;
+        let observer = self.gateway.observer();
+        let _ = tokio::task::spawn_blocking(move || observer.shutdown()).await;
     }
 }
 

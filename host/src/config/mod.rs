@@ -89,6 +89,9 @@ pub struct Config {
     /// The access log.
     #[serde(default)]
     pub access_log: AccessLogConfig,
+    /// Trace export over OTLP.
+    #[serde(default)]
+    pub tracing: TracingConfig,
     /// The plugin directory and default plugin limits.
     #[serde(default)]
     pub plugins: PluginsConfig,
@@ -198,6 +201,65 @@ impl AccessLogConfig {
             }),
         }
     }
+}
+
+/// Exporting traces over OTLP/HTTP. W3C `traceparent` headers are read
+/// and sent on whether or not this is set.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Where spans are sent, e.g. `http://127.0.0.1:4318/v1/traces`
+    /// (absent: nothing is exported).
+    pub otlp_endpoint: Option<String>,
+    /// `"http/protobuf"` (the default) or `"http/json"`.
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    /// The `service.name` of the spans (default `weir`).
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// How long spans wait to be sent in a batch, in milliseconds (default
+    /// 1000).
+    #[serde(default = "default_batch_delay_ms")]
+    pub batch_delay_ms: u64,
+    /// Time allowed for one export, in milliseconds (default 5000).
+    #[serde(default = "default_export_timeout_ms")]
+    pub export_timeout_ms: u64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            otlp_endpoint: None,
+            protocol: OtlpProtocol::default(),
+            service_name: default_service_name(),
+            batch_delay_ms: default_batch_delay_ms(),
+            export_timeout_ms: default_export_timeout_ms(),
+        }
+    }
+}
+
+/// The OTLP/HTTP encoding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    /// Protobuf.
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// JSON.
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
+
+fn default_service_name() -> String {
+    "weir".into()
+}
+
+fn default_batch_delay_ms() -> u64 {
+    1_000
+}
+
+fn default_export_timeout_ms() -> u64 {
+    5_000
 }
 
 /// Size limits.
@@ -572,6 +634,23 @@ impl Config {
 
         if self.listeners.is_empty() {
             problem("listeners".into(), "at least one listener is required".into());
+        }
+        if let Some(endpoint) = &self.tracing.otlp_endpoint {
+            match endpoint.parse::<http::Uri>() {
+                Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+                _ => problem(
+                    "tracing.otlp_endpoint".into(),
+                    format!("{endpoint:?} is not an http:// or https:// URL"),
+                ),
+            }
+        }
+        for (field, value) in [
+            ("batch_delay_ms", self.tracing.batch_delay_ms),
+            ("export_timeout_ms", self.tracing.export_timeout_ms),
+        ] {
+            if value == 0 {
+                problem(format!("tracing.{field}"), "must be at least 1".into());
+            }
         }
         if !matches!(self.access_log.to.as_str(), "off" | "stdout") {
             let file = self.resolve(Path::new(&self.access_log.to));

@@ -1,13 +1,14 @@
 //! Seeing what the gateway does: each request's [`RequestRecord`], filled
 //! in along the request path, is reported once its response has ended to
-//! the [`Metrics`](metrics::Metrics) (`GET /metrics` on the admin listener)
-//! and the [access log](access_log).
+//! the [`Metrics`](metrics::Metrics) (`GET /metrics` on the admin listener),
+//! the [access log](access_log) and, when configured, [OTLP traces](trace).
 
 pub mod access_log;
 pub mod metrics;
 pub mod record;
+pub mod trace;
 
-pub use record::{Attempt, AttemptOutcome, Phase, PluginCall, PluginOutcome, Reported, RequestRecord};
+pub use record::{Attempt, AttemptOutcome, Phase, PluginCall, PluginOutcome, Reported, RequestRecord, TraceContext};
 
 /// Where finished requests are reported. One per gateway; it outlives
 /// config reloads, so counters keep counting.
@@ -17,18 +18,25 @@ pub struct Observer {
     pub metrics: metrics::Metrics,
     /// The access log, unless it is off.
     pub access_log: Option<access_log::AccessLog>,
+    /// The OTLP trace exporter, when an endpoint is configured.
+    pub tracing: Option<trace::Tracing>,
 }
 
 impl Observer {
-    /// An observer for `config`: metrics, and the access log it asks for.
-    pub fn new(config: &crate::config::Config) -> std::io::Result<Observer> {
+    /// An observer for `config`: metrics, and the access log and trace
+    /// export it asks for.
+    pub fn new(config: &crate::config::Config) -> anyhow::Result<Observer> {
         let access_log = match config.access_log.destination(config) {
             None => None,
-            Some(destination) => Some(access_log::AccessLog::start(destination)?),
+            Some(destination) => Some(
+                access_log::AccessLog::start(destination)
+                    .map_err(|e| anyhow::anyhow!("access_log.to: {}: {e}", config.access_log.to))?,
+            ),
         };
         Ok(Observer {
             metrics: metrics::Metrics::new(),
             access_log,
+            tracing: trace::Tracing::start(&config.tracing)?,
         })
     }
 
@@ -38,6 +46,16 @@ impl Observer {
         self.metrics.observe(record);
         if let Some(log) = &self.access_log {
             log.write(record);
+        }
+        if let Some(tracing) = &self.tracing {
+            tracing.export(record);
+        }
+    }
+
+    /// Send the spans still batched (at shutdown).
+    pub fn shutdown(&self) {
+        if let Some(tracing) = &self.tracing {
+            tracing.shutdown();
         }
     }
 }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::Method;
@@ -23,8 +23,12 @@ use crate::proxy::{Body, BoxError};
 pub struct RequestRecord {
     /// When it arrived.
     pub started: Instant,
+    /// When it arrived, by the wall clock.
+    pub start_time: SystemTime,
     /// When it arrived, Unix milliseconds.
     pub unix_ms: i64,
+    /// Its place in a distributed trace.
+    pub trace: TraceContext,
     /// Its method.
     pub method: Method,
     /// Its path, without the query (which may carry credentials).
@@ -134,6 +138,8 @@ impl PluginOutcome {
 pub struct Attempt {
     /// The target (`host:port`).
     pub target: String,
+    /// The attempt's span, the parent named in the `traceparent` sent.
+    pub span_id: [u8; 8],
     /// When the attempt started, from the request's start.
     pub offset: Duration,
     /// Until the response head arrived or the attempt failed.
@@ -173,7 +179,9 @@ impl RequestRecord {
     pub fn new(method: Method, path: &str, client: IpAddr) -> Self {
         RequestRecord {
             started: Instant::now(),
+            start_time: SystemTime::now(),
             unix_ms: crate::ai::now_ms(),
+            trace: TraceContext::new(None),
             method,
             path: path.to_string(),
             client,
@@ -206,15 +214,108 @@ impl RequestRecord {
         });
     }
 
-    /// Record an attempt that started at `started`.
-    pub fn attempt(&mut self, target: String, started: Instant, outcome: AttemptOutcome) {
+    /// Record an attempt with span `span_id` that started at `started`.
+    pub fn attempt(&mut self, target: String, span_id: [u8; 8], started: Instant, outcome: AttemptOutcome) {
         self.attempts.push(Attempt {
             target,
+            span_id,
             offset: started.saturating_duration_since(self.started),
             duration: started.elapsed(),
             outcome,
         });
     }
+}
+
+/// A request's place in a W3C trace: the trace, this request's span, and
+/// the caller's span if the client sent a `traceparent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The trace.
+    pub trace_id: [u8; 16],
+    /// The gateway's span for this request.
+    pub span_id: [u8; 8],
+    /// The client's span, from its `traceparent`.
+    pub parent: Option<[u8; 8]>,
+    /// Whether the trace is sampled (recorded).
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// Continue the trace of a valid `traceparent` header, or start one.
+    pub fn new(traceparent: Option<&http::HeaderValue>) -> Self {
+        let span_id = new_span_id();
+        match traceparent.and_then(|v| parse_traceparent(v.as_bytes())) {
+            Some((trace_id, parent, sampled)) => TraceContext {
+                trace_id,
+                span_id,
+                parent: Some(parent),
+                sampled,
+            },
+            None => TraceContext {
+                trace_id: loop {
+                    let id = fastrand::u128(..).to_be_bytes();
+                    if id != [0; 16] {
+                        break id;
+                    }
+                },
+                span_id,
+                parent: None,
+                sampled: true,
+            },
+        }
+    }
+
+    /// The trace id, hex.
+    pub fn trace_hex(&self) -> String {
+        hex::encode(self.trace_id)
+    }
+
+    /// The `traceparent` naming `span_id` as the parent, for a request
+    /// the gateway sends on.
+    pub fn traceparent(&self, span_id: [u8; 8]) -> http::HeaderValue {
+        let value = format!(
+            "00-{}-{}-{}",
+            hex::encode(self.trace_id),
+            hex::encode(span_id),
+            if self.sampled { "01" } else { "00" }
+        );
+        http::HeaderValue::from_str(&value).unwrap_or_else(|_| http::HeaderValue::from_static(""))
+    }
+}
+
+/// A new non-zero span id.
+pub fn new_span_id() -> [u8; 8] {
+    loop {
+        let id = fastrand::u64(..).to_be_bytes();
+        if id != [0; 8] {
+            return id;
+        }
+    }
+}
+
+/// `00-TRACE-PARENT-FLAGS` (W3C Trace Context, version 00; later versions
+/// are read by their first four fields). Invalid: all-zero ids, version
+/// `ff`, anything not lowercase hex of the right length.
+pub fn parse_traceparent(value: &[u8]) -> Option<([u8; 16], [u8; 8], bool)> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let mut fields = text.split('-');
+    let (version, trace, parent, flags) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+    let lower_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !lower_hex(version, 2) || version == "ff" || (version == "00" && fields.next().is_some()) {
+        return None;
+    }
+    if !lower_hex(trace, 32) || !lower_hex(parent, 16) || !lower_hex(flags, 2) {
+        return None;
+    }
+    let mut trace_id = [0u8; 16];
+    let mut parent_id = [0u8; 8];
+    hex::decode_to_slice(trace, &mut trace_id).ok()?;
+    hex::decode_to_slice(parent, &mut parent_id).ok()?;
+    if trace_id == [0; 16] || parent_id == [0; 8] {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some((trace_id, parent_id, flags & 1 == 1))
 }
 
 /// A response body that counts what it sends and reports the request's
@@ -281,5 +382,52 @@ impl Drop for Reported {
         // the client went away.
         let ended = self.body.is_end_stream();
         self.report(ended);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_traceparent_is_continued_and_an_invalid_one_starts_a_trace() {
+        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = TraceContext::new(Some(&http::HeaderValue::from_static(given)));
+        assert_eq!(context.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(context.parent, Some(hex_array("00f067aa0ba902b7")));
+        assert!(context.sampled);
+        assert_ne!(context.span_id, [0; 8]);
+        let sent = context.traceparent([1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(sent, "00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01");
+
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "garbage",
+            "",
+        ] {
+            let context = TraceContext::new(Some(&http::HeaderValue::from_static(bad)));
+            assert_eq!(context.parent, None, "{bad}");
+            assert_ne!(context.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
+            assert!(context.sampled);
+        }
+        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more";
+        let context = TraceContext::new(Some(&http::HeaderValue::from_static(later)));
+        assert_eq!(
+            context.parent,
+            Some(hex_array("00f067aa0ba902b7")),
+            "a later version is read"
+        );
+        assert!(!context.sampled);
+    }
+
+    fn hex_array(text: &str) -> [u8; 8] {
+        let mut out = [0u8; 8];
+        hex::decode_to_slice(text, &mut out).unwrap();
+        out
     }
 }

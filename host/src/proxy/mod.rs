@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 
 use crate::config::InstanceMode;
 use crate::config::Limits;
-use crate::observe::{Observer, Phase, PluginOutcome, Reported, RequestRecord};
+use crate::observe::{Observer, Phase, PluginOutcome, Reported, RequestRecord, TraceContext};
 use crate::plugins::state::{Properties, RequestState, ResponseState};
 use crate::plugins::{ChainLink, Lease, PluginFault, Reply, RequestAction};
 use error::GatewayError;
@@ -123,6 +123,7 @@ impl Proxy {
             request.uri().path(),
             peer.addr.ip(),
         ));
+        record.trace = TraceContext::new(request.headers().get("traceparent"));
         self.observer.metrics.in_flight.inc();
         let bytes_in = record.bytes_in.clone();
         let request = request.map(|b| {

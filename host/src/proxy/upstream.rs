@@ -30,7 +30,10 @@ use super::{Body, BoxError};
 use crate::ai::now_ms;
 use crate::config::{Balance, HealthCheckConfig};
 use crate::config::{Config, Target, UpstreamConfig, UpstreamName, parse_target};
+use crate::observe::record::new_span_id;
 use crate::observe::{AttemptOutcome, RequestRecord};
+
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -317,10 +320,16 @@ impl UpstreamPool {
             let mut request = Request::from_parts(parts, body);
             *request.uri_mut() = uri;
             *request.version_mut() = http::Version::HTTP_11;
+            // Each attempt is a span of the request's trace; the upstream
+            // continues the trace from it.
+            let span_id = new_span_id();
+            request
+                .headers_mut()
+                .insert(TRACEPARENT, record.trace.traceparent(span_id));
             let in_flight = self.health[index].start_request();
             let started = Instant::now();
             let attempted = |record: &mut RequestRecord, outcome| {
-                record.attempt(target.authority.to_string(), started.into_std(), outcome);
+                record.attempt(target.authority.to_string(), span_id, started.into_std(), outcome);
             };
             // Whether a failed idempotent attempt may go to another target.
             let may_retry = || idempotent && attempt + 1 < attempts && self.retries.try_spend();
