@@ -14,3 +14,4 @@ quickstart: setup
 
 test: setup
 	cargo test --workspace
+	scripts/fuzz.sh

@@ -13,9 +13,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::relay::push_event;
 use crate::config::AiCacheConfig;
 
 /// A cached answer.
@@ -25,6 +27,40 @@ pub struct CachedAnswer {
     pub completion: Value,
     /// The target that produced it.
     pub target: String,
+}
+
+impl CachedAnswer {
+    /// The answer to keep for a shim's whole `chat.completion` body from
+    /// `target`; `None` unless the body is a JSON object.
+    pub fn from_completion(body: &[u8], target: &str) -> Option<CachedAnswer> {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(completion @ Value::Object(_)) => Some(CachedAnswer {
+                completion,
+                target: target.to_string(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The answer under a new `id` and `created` time: the
+    /// `chat.completion` object, or with `stream` its replayed chunks as
+    /// server-sent events ending in `[DONE]`.
+    pub fn replay(&self, id: &str, created: i64, stream: bool, include_usage: bool) -> Bytes {
+        let mut completion = self.completion.clone();
+        if let Some(fields) = completion.as_object_mut() {
+            fields.insert("id".into(), json!(id));
+            fields.insert("created".into(), json!(created.max(0)));
+        }
+        if !stream {
+            return Bytes::from(completion.to_string());
+        }
+        let mut events = BytesMut::new();
+        for chunk in replay_chunks(&completion, include_usage) {
+            push_event(&mut events, &chunk);
+        }
+        push_event(&mut events, "[DONE]");
+        events.freeze()
+    }
 }
 
 /// One route's cache; clones share the entries.
@@ -318,6 +354,21 @@ mod tests {
         assert_eq!(again.finish(), completion);
         let without_usage = replay_chunks(&completion, false);
         assert!(without_usage.iter().all(|c| !c.contains("\"usage\"")));
+    }
+
+    #[test]
+    fn only_an_object_is_cached_and_it_replays_under_the_new_id() {
+        for body in [&b"[1]"[..], b"\"text\"", b"7", b"null", b"not json"] {
+            assert!(CachedAnswer::from_completion(body, "t").is_none(), "{body:?}");
+        }
+        let answer = CachedAnswer::from_completion(br#"{"id": "old", "choices": []}"#, "t").unwrap();
+        let whole: Value = serde_json::from_slice(&answer.replay("new", 5, false, false)).unwrap();
+        assert_eq!(
+            (whole["id"].as_str(), whole["created"].as_i64()),
+            (Some("new"), Some(5))
+        );
+        let stream = answer.replay("new", 5, true, false);
+        assert!(stream.ends_with(b"data: [DONE]\n\n"), "{stream:?}");
     }
 
     #[test]

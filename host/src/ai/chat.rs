@@ -12,16 +12,19 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use super::budget::Reservation;
-use super::cache::{CachedAnswer, replay_chunks};
+use super::cache::CachedAnswer;
 use super::relay::Relay;
 use super::targets::{AiRoute, AiTarget};
 use super::usage::UsageRecord;
 use super::{AiServices, now_ms};
+use crate::config::Target;
 use crate::plugins::PluginFault;
+use crate::plugins::capabilities::header_list;
 use crate::plugins::capabilities::shim::exports::weir::plugin::provider::{
     ApiError, Completion, Exchange, KeyPlacement, ProviderRequest, Usage,
 };
 use crate::plugins::state::Properties;
+use crate::proxy::forwarding;
 use crate::proxy::upstream::error_chain;
 use crate::proxy::{Body, full_body};
 
@@ -251,15 +254,9 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
             Ok(Answer::Whole(completion)) => {
                 let usage = completion.usage;
                 if let (Some(cache), Some(key)) = (&route.cache, cache_key.clone())
-                    && let Ok(value) = serde_json::from_slice::<Value>(&completion.body)
+                    && let Some(answer) = CachedAnswer::from_completion(&completion.body, &target.name)
                 {
-                    cache.put(
-                        key,
-                        CachedAnswer {
-                            completion: value,
-                            target: target.name.clone(),
-                        },
-                    );
+                    cache.put(key, answer);
                 }
                 accounting.complete(usage.as_ref(), 200);
                 let mut response = Response::new(full_body(completion.body));
@@ -322,29 +319,17 @@ fn cached_answer(
     head: &ChatHead,
     accounting: Accounting,
 ) -> Response<Body> {
-    let mut completion = answer.completion.clone();
-    completion["id"] = json!(id);
-    completion["created"] = json!((arrived_ms / 1000).max(0));
     let mut accounting = accounting;
     accounting.record.target = answer.target.clone();
     accounting.record.cached = true;
     accounting.complete(None, 200);
-    let mut response = if head.stream {
-        let mut events = String::new();
-        for chunk in replay_chunks(&completion, head.include_usage) {
-            events.push_str("data: ");
-            events.push_str(&chunk);
-            events.push_str("\n\n");
-        }
-        events.push_str("data: [DONE]\n\n");
-        let mut response = Response::new(full_body(events));
+    let body = answer.replay(id, arrived_ms / 1000, head.stream, head.include_usage);
+    let mut response = Response::new(full_body(body));
+    if head.stream {
         set_event_stream(&mut response);
-        response
     } else {
-        let mut response = Response::new(full_body(completion.to_string()));
         set_json(&mut response);
-        response
-    };
+    }
     let headers = response.headers_mut();
     headers.insert("x-weir-cache", HeaderValue::from_static("hit"));
     if let Ok(target) = HeaderValue::from_str(&answer.target) {
@@ -460,29 +445,61 @@ fn redact_key(error: &mut ApiError, target: &AiTarget) {
 /// The HTTP request for a target: its base URL plus the shim's path, the
 /// shim's headers, and the key where the shim said.
 fn build_request(target: &AiTarget, request: ProviderRequest) -> Result<Request<Body>, String> {
+    let endpoint = Endpoint {
+        name: &target.name,
+        base: &target.base,
+        base_path: &target.base_path,
+        key: target.key.as_deref(),
+    };
+    provider_request(&endpoint, request)
+}
+
+/// What [`provider_request`] needs of a target.
+pub struct Endpoint<'a> {
+    /// The target's name, for messages.
+    pub name: &'a str,
+    /// Scheme and authority of its base URL.
+    pub base: &'a Target,
+    /// The base URL's path, without trailing `/`.
+    pub base_path: &'a str,
+    /// The provider key, if the target has one.
+    pub key: Option<&'a str>,
+}
+
+/// The HTTP request a shim's [`ProviderRequest`] becomes for `endpoint`.
+/// Whatever the shim returned, the result goes to the endpoint's scheme
+/// and authority, under its base path, with valid headers and a
+/// `content-length` that is the body's; a value it cannot make so is
+/// refused with a message.
+pub fn provider_request(endpoint: &Endpoint<'_>, request: ProviderRequest) -> Result<Request<Body>, String> {
     let shim_said =
         |what: &str, detail: &dyn std::fmt::Display| format!("the provider shim gave an invalid {what}: {detail}");
-    if !request.path.starts_with('/') {
-        return Err(shim_said("path", &request.path));
+    // A fragment is never sent: the key's query parameter would go with it.
+    if !request.path.starts_with('/') || request.path.contains('#') {
+        return Err(shim_said("path", &format!("{:?}", request.path)));
     }
-    let mut path = format!("{}{}", target.base_path, request.path);
-    let mut builder =
-        Request::builder().method(Method::from_bytes(request.method.as_bytes()).map_err(|e| shim_said("method", &e))?);
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in &request.headers {
-        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| shim_said("header name", &e))?;
-        let value = HeaderValue::from_str(value).map_err(|e| shim_said("header value", &e))?;
-        headers.append(name, value);
-    }
-    if let Some(key) = &target.key {
+    let mut path = format!("{}{}", endpoint.base_path, request.path);
+    let method = Method::from_bytes(request.method.as_bytes()).map_err(|e| shim_said("method", &e))?;
+    let mut headers = header_list(&request.headers).map_err(|e| shim_said("header", &e))?;
+    // Connection-level fields are the host's to set, as for any message
+    // it forwards.
+    forwarding::strip_hop_by_hop(&mut headers);
+    if let Some(key) = endpoint.key {
         match &request.key {
             KeyPlacement::None => {}
             KeyPlacement::Header((name, prefix)) => {
                 let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| shim_said("key header", &e))?;
+                // The host sets these itself: a key there would be lost or
+                // would change how the request is framed or routed.
+                if name == header::CONTENT_LENGTH || name == header::HOST || forwarding::is_hop_by_hop(&name) {
+                    return Err(shim_said("key header", &name));
+                }
                 let mut value = HeaderValue::from_str(&format!("{prefix}{key}"))
-                    .map_err(|_| format!("the key of target {} is not a valid header value", target.name))?;
+                    .map_err(|_| format!("the key of target {} is not a valid header value", endpoint.name))?;
                 value.set_sensitive(true);
-                headers.insert(name, value);
+                headers
+                    .try_insert(name, value)
+                    .map_err(|e| shim_said("header list", &e))?;
             }
             KeyPlacement::Query(name) => {
                 let pair: String = form_urlencoded::Serializer::new(String::new())
@@ -493,15 +510,20 @@ fn build_request(target: &AiTarget, request: ProviderRequest) -> Result<Request<
             }
         }
     }
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(request.body.len()));
+    headers
+        .try_insert(header::CONTENT_LENGTH, HeaderValue::from(request.body.len()))
+        .map_err(|e| shim_said("header list", &e))?;
     let uri = http::Uri::builder()
-        .scheme(target.base.scheme.clone())
-        .authority(target.base.authority.clone())
+        .scheme(endpoint.base.scheme.clone())
+        .authority(endpoint.base.authority.clone())
         .path_and_query(path)
         .build()
         .map_err(|e| shim_said("path", &e))?;
-    builder = builder.uri(uri);
-    let mut http_request = builder.body(full_body(request.body)).map_err(|e| e.to_string())?;
+    let mut http_request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(full_body(request.body))
+        .map_err(|e| e.to_string())?;
     *http_request.headers_mut() = headers;
     Ok(http_request)
 }
@@ -698,5 +720,75 @@ fn tag(response: &mut Response<Body>, target: &AiTarget, cache: Option<&'static 
     }
     if let Some(status) = cache {
         headers.insert("x-weir-cache", HeaderValue::from_static(status));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_target;
+
+    fn shim_request(path: &str, key: KeyPlacement, headers: &[(&str, &str)]) -> ProviderRequest {
+        ProviderRequest {
+            method: "POST".into(),
+            path: path.into(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            body: b"{}".to_vec(),
+            key,
+        }
+    }
+
+    fn build(request: ProviderRequest) -> Result<Request<Body>, String> {
+        let base = parse_target("https://api.provider.test").unwrap();
+        let endpoint = Endpoint {
+            name: "t",
+            base: &base,
+            base_path: "/v1",
+            key: Some("sk-secret"),
+        };
+        provider_request(&endpoint, request)
+    }
+
+    #[test]
+    fn the_key_goes_where_the_shim_says() {
+        let request = build(shim_request("/chat?x=1", KeyPlacement::Query("key".into()), &[])).unwrap();
+        assert_eq!(
+            request.uri().to_string(),
+            "https://api.provider.test:443/v1/chat?x=1&key=sk-secret"
+        );
+        let header = KeyPlacement::Header(("authorization".into(), "Bearer ".into()));
+        let request = build(shim_request("/chat", header, &[])).unwrap();
+        assert_eq!(request.headers()["authorization"], "Bearer sk-secret");
+        assert!(request.headers()["authorization"].is_sensitive());
+        assert_eq!(request.headers()[header::CONTENT_LENGTH], "2");
+    }
+
+    #[test]
+    fn a_path_with_a_fragment_is_refused_rather_than_losing_the_key() {
+        let error = build(shim_request("/chat#x", KeyPlacement::Query("key".into()), &[])).unwrap_err();
+        assert!(error.contains("invalid path"), "{error}");
+    }
+
+    #[test]
+    fn the_key_cannot_go_in_a_header_the_host_sets() {
+        for name in ["content-length", "Host", "transfer-encoding", "connection"] {
+            let placement = KeyPlacement::Header((name.into(), String::new()));
+            let error = build(shim_request("/chat", placement, &[])).unwrap_err();
+            assert!(error.contains("key header"), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn connection_fields_from_a_shim_are_dropped_and_the_length_is_the_bodys() {
+        let headers = [
+            ("transfer-encoding", "chunked"),
+            ("connection", "x-a"),
+            ("x-a", "1"),
+            ("content-length", "99"),
+        ];
+        let request = build(shim_request("/chat", KeyPlacement::None, &headers)).unwrap();
+        let names: Vec<&str> = request.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-length"]);
+        assert_eq!(request.headers()[header::CONTENT_LENGTH], "2");
     }
 }

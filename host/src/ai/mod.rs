@@ -25,7 +25,7 @@
 pub mod budget;
 pub mod cache;
 pub mod chat;
-mod relay;
+pub mod relay;
 pub mod targets;
 pub mod usage;
 

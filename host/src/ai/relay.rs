@@ -158,6 +158,24 @@ impl Relay {
     }
 }
 
+/// Append a server-sent event carrying `data` to `out`. Each line of
+/// `data` becomes a `data:` line (the client joins them with `\n`), so a
+/// chunk with line breaks in it stays one event and cannot end it early.
+pub fn push_event(out: &mut BytesMut, data: &str) {
+    let mut rest = data;
+    loop {
+        let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&rest.as_bytes()[..end]);
+        out.extend_from_slice(b"\n");
+        let Some(next) = rest[end..].strip_prefix("\r\n").or_else(|| rest.get(end + 1..)) else {
+            break;
+        };
+        rest = next;
+    }
+    out.extend_from_slice(b"\n");
+}
+
 /// The client-facing stream's state.
 struct Streaming {
     relay: Relay,
@@ -182,9 +200,7 @@ impl Streaming {
                     {
                         self.builder = None;
                     }
-                    out.extend_from_slice(b"data: ");
-                    out.extend_from_slice(chunk.as_bytes());
-                    out.extend_from_slice(b"\n\n");
+                    push_event(&mut out, &chunk);
                 }
                 if let Some(accounting) = &mut self.accounting {
                     accounting.first_token();
@@ -212,5 +228,21 @@ impl Streaming {
                 return Some(Bytes::from(event));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_with_line_breaks_stays_one_event() {
+        let mut out = BytesMut::new();
+        push_event(&mut out, "{\"a\":1}");
+        push_event(&mut out, "{\n \"b\": 2\r\n}\r\n\ndata: [DONE]");
+        assert_eq!(
+            &out[..],
+            b"data: {\"a\":1}\n\ndata: {\ndata:  \"b\": 2\ndata: }\ndata: \ndata: data: [DONE]\n\n"
+        );
     }
 }

@@ -224,14 +224,41 @@ fn all_headers(headers: &HeaderMap) -> Vec<Header> {
         .collect()
 }
 
+/// A `HeaderMap` holds at most 32768 distinct names (its `insert` and
+/// `append` panic past that); a plugin that adds more gets this error.
+fn too_many_headers(name: &HeaderName) -> CapError {
+    CapError::Invalid(format!("{name:?}: too many header names"))
+}
+
+fn insert_checked(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) -> Result<(), CapError> {
+    let refused = too_many_headers(&name);
+    headers.try_insert(name, value).map(drop).map_err(|_| refused)
+}
+
+fn append_checked(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) -> Result<(), CapError> {
+    let refused = too_many_headers(&name);
+    headers.try_append(name, value).map(drop).map_err(|_| refused)
+}
+
 fn set_header(headers: &mut HeaderMap, name: &str, value: &str) -> Result<(), CapError> {
-    headers.insert(header_name(name)?, header_value(name, value)?);
-    Ok(())
+    insert_checked(headers, header_name(name)?, header_value(name, value)?)
 }
 
 fn append_header(headers: &mut HeaderMap, name: &str, value: &str) -> Result<(), CapError> {
-    headers.append(header_name(name)?, header_value(name, value)?);
-    Ok(())
+    append_checked(headers, header_name(name)?, header_value(name, value)?)
+}
+
+/// Headers a plugin hands over as a list (a reply's, a provider shim's
+/// request), checked: every name and value valid, and no more names than
+/// a `HeaderMap` holds.
+pub fn header_list(pairs: &[Header]) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in pairs {
+        append_header(&mut headers, name, value).map_err(|e| match e {
+            CapError::NotGranted(m) | CapError::Invalid(m) | CapError::Failed(m) => m,
+        })?;
+    }
+    Ok(headers)
 }
 
 fn remove_header(headers: &mut HeaderMap, name: &str) {
@@ -256,6 +283,21 @@ enum CheckedEdit {
     Rename(Vec<(HeaderName, HeaderName)>),
 }
 
+impl CheckedEdit {
+    /// How many names the edit may add to a map, at most.
+    fn names_added(&self) -> usize {
+        match self {
+            CheckedEdit::Set(..) | CheckedEdit::Append(..) => 1,
+            CheckedEdit::Remove(_) => 0,
+            CheckedEdit::Rename(pairs) => pairs.len(),
+        }
+    }
+}
+
+/// A map with at most this many names, even under the hash-collision
+/// defence that grows it early, stays far from `HeaderMap`'s limit.
+const NAMES_WITHOUT_UNDO: usize = 4096;
+
 /// Apply `edits` in order, after checking every name and value: one
 /// invalid edit refuses them all, so a plugin never sees half its changes.
 fn edit_headers(headers: &mut HeaderMap, edits: &[HeaderEdit]) -> Result<(), CapError> {
@@ -277,18 +319,27 @@ fn edit_headers(headers: &mut HeaderMap, edits: &[HeaderEdit]) -> Result<(), Cap
             })
         })
         .collect::<Result<Vec<_>, CapError>>()?;
+    // Only the map's size limit can refuse an edit now. A map that may
+    // reach it is copied first, so the edits can be undone and a plugin
+    // still never sees half its changes; a small one (nearly every map)
+    // cannot, and is not copied.
+    let added: usize = checked.iter().map(CheckedEdit::names_added).sum();
+    let undo = (headers.keys_len().saturating_add(added) > NAMES_WITHOUT_UNDO).then(|| headers.clone());
     for edit in checked {
-        match edit {
-            CheckedEdit::Set(name, value) => {
-                headers.insert(name, value);
-            }
-            CheckedEdit::Append(name, value) => {
-                headers.append(name, value);
-            }
+        let applied = match edit {
+            CheckedEdit::Set(name, value) => insert_checked(headers, name, value),
+            CheckedEdit::Append(name, value) => append_checked(headers, name, value),
             CheckedEdit::Remove(name) => {
                 headers.remove(name);
+                Ok(())
             }
             CheckedEdit::Rename(pairs) => rename_headers(headers, &pairs),
+        };
+        if let Err(error) = applied {
+            if let Some(before) = undo {
+                *headers = before;
+            }
+            return Err(error);
         }
     }
     Ok(())
@@ -296,7 +347,7 @@ fn edit_headers(headers: &mut HeaderMap, edits: &[HeaderEdit]) -> Result<(), Cap
 
 /// Move the values of each `old` to its `new`, all pairs at once. A `new`
 /// keeps its own values when its `old` has none.
-fn rename_headers(headers: &mut HeaderMap, pairs: &[(HeaderName, HeaderName)]) {
+fn rename_headers(headers: &mut HeaderMap, pairs: &[(HeaderName, HeaderName)]) -> Result<(), CapError> {
     let moved: Vec<(&HeaderName, Vec<HeaderValue>)> = pairs
         .iter()
         .map(|(old, new)| (new, headers.get_all(old).iter().cloned().collect::<Vec<_>>()))
@@ -310,9 +361,10 @@ fn rename_headers(headers: &mut HeaderMap, pairs: &[(HeaderName, HeaderName)]) {
     }
     for (new, values) in moved {
         for value in values {
-            headers.append(new.clone(), value);
+            append_checked(headers, new.clone(), value)?;
         }
     }
+    Ok(())
 }
 
 /// The methods `request` and `response` handles share: headers, body and
@@ -640,6 +692,22 @@ mod tests {
             matches!(&error, CapError::Invalid(m) if m.contains("bad name")),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn more_header_names_than_a_map_holds_are_refused_not_a_panic() {
+        let mut headers = HeaderMap::new();
+        let refused = (0..40_000).find(|i| set_header(&mut headers, &format!("x-{i}"), "v").is_err());
+        let full = headers.clone();
+        assert!(refused.is_some(), "40000 names accepted");
+        assert!(append_header(&mut headers, "x-one-more", "v").is_err());
+        let edits: Vec<HeaderEdit> = (0..40_000)
+            .map(|i| HeaderEdit::Set(pair(&format!("y-{i}"), "v")))
+            .collect();
+        assert!(edit_headers(&mut headers, &edits).is_err());
+        assert!(headers == full, "a refused edit list changed the headers");
+        let pairs: Vec<Header> = (0..40_000).map(|i| pair(&format!("z-{i}"), "v")).collect();
+        assert!(header_list(&pairs).is_err());
     }
 
     #[test]

@@ -24,9 +24,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Most messages carry none of these, so one pass over the names finds out
 /// before anything is looked up or removed.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let present = headers
-        .keys()
-        .any(|name| HOP_BY_HOP.contains(name) || name == header::UPGRADE);
+    let present = headers.keys().any(is_hop_by_hop);
     if !present {
         return;
     }
@@ -44,6 +42,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
+}
+
+/// Whether `name` is a hop-by-hop field (one [`strip_hop_by_hop`] removes
+/// by name).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::UPGRADE
 }
 
 /// The host the client asked for: the URI's authority (HTTP/2) or `host`.

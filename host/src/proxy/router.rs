@@ -50,13 +50,56 @@ pub enum Backend {
     Ai(Arc<AiRoute>),
 }
 
+/// What a route matches: a host, a path prefix and methods.
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    host: HostMatch,
+    prefix: String,
+    methods: Option<Vec<Method>>,
+}
+
+impl RouteMatch {
+    /// The match of a route with these (validated) settings: `host` is
+    /// `None` for any host or `*.example.com` for subdomains, `methods`
+    /// `None` for any method; method names that do not parse are left out.
+    pub fn new(host: Option<&str>, path_prefix: &str, methods: Option<&[String]>) -> Self {
+        RouteMatch {
+            host: HostMatch::new(host),
+            prefix: path_prefix.to_string(),
+            methods: methods.map(|ms| {
+                ms.iter()
+                    .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                    .collect()
+            }),
+        }
+    }
+
+    /// Whether a request matches; `host` without its port.
+    pub fn matches(&self, method: &Method, host: Option<&str>, path: &str) -> bool {
+        self.host.matches(host)
+            && prefix_matches(&self.prefix, path)
+            && self.methods.as_ref().is_none_or(|ms| ms.contains(method))
+    }
+}
+
+/// The index of the first of `matches` that a request matches: the rule
+/// [`RouteTable::find`] applies. `host` may carry a port; it is ignored.
+pub fn first_match<'a>(
+    matches: impl IntoIterator<Item = &'a RouteMatch>,
+    method: &Method,
+    host: Option<&str>,
+    path: &str,
+) -> Option<usize> {
+    let host = host.map(strip_port);
+    matches.into_iter().position(|m| m.matches(method, host, path))
+}
+
 /// One compiled route.
 pub struct Route {
     /// Its name.
     pub name: RouteName,
-    host: HostMatch,
-    prefix: String,
-    methods: Option<Vec<Method>>,
+    /// What it matches.
+    pub matcher: RouteMatch,
     /// Where it sends requests.
     pub backend: Backend,
     /// Send the client's host upstream.
@@ -98,27 +141,14 @@ impl InFlightLimit {
 impl Route {
     /// Compile a validated route.
     pub fn new(config: &RouteConfig, backend: Backend, chain: Arc<Chain>) -> Self {
-        let methods = config.methods.as_ref().map(|ms| {
-            ms.iter()
-                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
-                .collect()
-        });
         Route {
             name: config.name.clone(),
-            host: HostMatch::new(config.host.as_deref()),
-            prefix: config.path_prefix.clone(),
-            methods,
+            matcher: RouteMatch::new(config.host.as_deref(), &config.path_prefix, config.methods.as_deref()),
             backend,
             preserve_host: config.preserve_host,
             chain,
             in_flight: config.max_concurrent_requests.map(InFlightLimit::new),
         }
-    }
-
-    fn matches(&self, method: &Method, host: Option<&str>, path: &str) -> bool {
-        self.host.matches(host)
-            && prefix_matches(&self.prefix, path)
-            && self.methods.as_ref().is_none_or(|ms| ms.contains(method))
     }
 }
 
@@ -150,8 +180,7 @@ impl RouteTable {
 
     /// The first route matching. `host` may carry a port; it is ignored.
     pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
-        let host = host.map(strip_port);
-        self.routes.iter().find(|r| r.matches(method, host, path))
+        first_match(self.routes.iter().map(|r| &r.matcher), method, host, path).and_then(|i| self.routes.get(i))
     }
 
     /// Every route, in order.

@@ -113,6 +113,13 @@ pub struct TargetConfig {
 }
 
 impl TargetConfig {
+    /// A config from its JSON, as the gateway hands it to
+    /// [`Provider::configure`]: for driving a shim natively (tests,
+    /// fuzzing).
+    pub fn new(json: impl Into<String>) -> Self {
+        TargetConfig { json: json.into() }
+    }
+
     /// The config as JSON.
     pub fn as_json(&self) -> &str {
         &self.json

@@ -21,6 +21,11 @@ impl LineDecoder {
 
     /// Feed bytes; call `line` with each complete line (without its end).
     pub fn push(&mut self, mut bytes: &[u8], mut line: impl FnMut(&[u8])) {
+        // An empty piece (a transport may deliver one) must not end the
+        // wait for the `\n` of a `\r\n` split across pieces.
+        if bytes.is_empty() {
+            return;
+        }
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
@@ -71,12 +76,16 @@ pub struct SseEvent {
 
 /// Splits bytes into server-sent events (the WHATWG event-stream format:
 /// `field: value` lines, events ended by a blank line, `:` comments).
+///
+/// A line that is not UTF-8 breaks the stream: the events completed before
+/// it are still returned, then every call returns the error — wherever
+/// the pieces were cut.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
     lines: LineDecoder,
     event: Option<String>,
     data: Option<String>,
-    invalid_utf8: bool,
+    failed: Option<String>,
 }
 
 impl SseDecoder {
@@ -85,15 +94,14 @@ impl SseDecoder {
         Self::default()
     }
 
-    /// Feed bytes; returns the events they completed. An error if a line
-    /// is not UTF-8.
+    /// Feed bytes; returns the events they completed. An error once a
+    /// line was not UTF-8 (after the events completed before it).
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, String> {
         let mut events = Vec::new();
         let mut lines = std::mem::take(&mut self.lines);
         lines.push(bytes, |line| self.line(line, &mut events));
         self.lines = lines;
-        self.check()?;
-        Ok(events)
+        self.check(events)
     }
 
     /// The body ended: an event still open is complete now (servers may
@@ -103,25 +111,33 @@ impl SseDecoder {
         if let Some(line) = self.lines.finish() {
             self.line(&line, &mut events);
         }
-        self.check()?;
-        self.dispatch(&mut events);
-        Ok(events)
+        if self.failed.is_none() {
+            self.dispatch(&mut events);
+        }
+        self.check(events)
     }
 
-    fn check(&mut self) -> Result<(), String> {
-        if std::mem::take(&mut self.invalid_utf8) {
-            return Err("the event stream is not valid UTF-8".into());
+    /// `events`, then the error on the next call if the stream broke.
+    fn check(&self, events: Vec<SseEvent>) -> Result<Vec<SseEvent>, String> {
+        match &self.failed {
+            Some(error) if events.is_empty() => Err(error.clone()),
+            _ => Ok(events),
         }
-        Ok(())
     }
 
     fn line(&mut self, line: &[u8], events: &mut Vec<SseEvent>) {
+        if self.failed.is_some() {
+            return;
+        }
         if line.is_empty() {
             self.dispatch(events);
             return;
         }
         let Ok(line) = std::str::from_utf8(line) else {
-            self.invalid_utf8 = true;
+            // The event this line belongs to is lost with it.
+            self.event = None;
+            self.data = None;
+            self.failed = Some("the event stream is not valid UTF-8".into());
             return;
         };
         if line.starts_with(':') {
@@ -211,6 +227,27 @@ mod tests {
     fn invalid_utf8_is_an_error() {
         let mut decoder = SseDecoder::new();
         assert!(decoder.push(b"data: \xff\xfe\n\n").is_err());
+    }
+
+    #[test]
+    fn events_before_invalid_utf8_come_out_then_the_error() {
+        let body = b"data: first\n\ndata: \xff\n\ndata: after\n\n";
+        let mut decoder = SseDecoder::new();
+        let events = decoder.push(body).unwrap();
+        assert_eq!(events.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["first"]);
+        assert!(decoder.push(b"data: more\n\n").is_err());
+        assert!(decoder.finish().is_err());
+    }
+
+    #[test]
+    fn an_empty_piece_between_cr_and_lf_adds_no_line() {
+        let mut decoder = LineDecoder::new();
+        let mut lines = Vec::new();
+        for piece in [&b"a\r"[..], b"", b"\nb"] {
+            decoder.push(piece, |l| lines.push(l.to_vec()));
+        }
+        lines.extend(decoder.finish());
+        assert_eq!(lines, [b"a".to_vec(), b"b".to_vec()]);
     }
 
     #[test]
