@@ -10,6 +10,8 @@
 #   C plugins           clang, lld, wasi-libc and clang's wasm32 runtime (Debian)
 #   AI gateway tests    the OpenAI Python library, pinned (the example's
 #                       client.py runs against Weir unchanged)
+#   Dashboard test      Chromium and chromedriver (Debian), driven headless
+#                       over WebDriver by host/tests/dashboard.rs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,8 @@ command -v npm >/dev/null || debian+=(npm)
 command -v wasm-ld >/dev/null || command -v wasm-ld-14 >/dev/null || debian+=(lld)
 [[ -e /usr/lib/wasm32-wasi/libc.a || -e /usr/lib/wasm32-wasi/lib/libc.a ]] || debian+=(wasi-libc)
 compgen -G '/usr/lib/llvm-14/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a' >/dev/null || debian+=(libclang-rt-14-dev-wasm32)
+command -v chromium >/dev/null || debian+=(chromium)
+command -v chromedriver >/dev/null || debian+=(chromium-driver)
 if ((${#debian[@]})); then
     log "installing Debian packages: ${debian[*]}"
     sudo=()

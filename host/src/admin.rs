@@ -13,8 +13,16 @@
 //!   record matching the filters (`consumer`, `route`, `target`, `model`,
 //!   `since_ms`, `until_ms`, `limit`, `group_by` =
 //!   consumer|route|target|model) in the query string.
+//! - `GET /` — the live dashboard (its script and style at
+//!   `/dashboard/app.js` and `/dashboard/app.css`, embedded in the binary).
+//! - `GET /dashboard/data?minutes=N` — the last N (1–15) minutes of traffic
+//!   the dashboard draws (see `observe::history`).
 //!
-//! Every request needs `authorization: Bearer TOKEN` when a token is set.
+//! When a token is set, every request needs `authorization: Bearer TOKEN`
+//! or the session cookie. A browser cannot send a header when it navigates,
+//! so `GET /?token=TOKEN` with the right token sets the cookie (`HttpOnly;
+//! SameSite=Strict`, holding a hash of the token, not the token) and
+//! redirects to `/`, which takes the token out of the address bar.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -77,13 +85,18 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body>
 
 async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gateway) -> Response<Body> {
     if let Some(token) = token {
-        let expected = format!("Bearer {token}");
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if !constant_time_eq(given, expected.as_bytes()) {
+        let navigating = request.method() == Method::GET && request.uri().path() == "/";
+        if navigating && let Some(given) = query_token(request.uri().query()) {
+            return login(given, token);
+        }
+        if !authorized(request.headers(), token) {
+            if navigating {
+                return dashboard::page_response(
+                    StatusCode::UNAUTHORIZED,
+                    dashboard::LOGIN_PAGE,
+                    "text/html; charset=utf-8",
+                );
+            }
             return json_response(
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "missing or wrong bearer token"}),
@@ -91,6 +104,22 @@ async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gatew
         }
     }
     match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => dashboard::page_response(StatusCode::OK, dashboard::INDEX, "text/html; charset=utf-8"),
+        (&Method::GET, "/dashboard/app.js") => {
+            dashboard::page_response(StatusCode::OK, dashboard::SCRIPT, "text/javascript; charset=utf-8")
+        }
+        (&Method::GET, "/dashboard/app.css") => {
+            dashboard::page_response(StatusCode::OK, dashboard::STYLE, "text/css; charset=utf-8")
+        }
+        (&Method::GET, "/dashboard/data") => {
+            let minutes = request
+                .uri()
+                .query()
+                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "minutes"))
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+                .unwrap_or(crate::observe::history::WINDOW_MINUTES);
+            json_response(StatusCode::OK, gateway.observer().history.snapshot(minutes))
+        }
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/plugins") => json_response(StatusCode::OK, json!({ "plugins": plugins(gateway) })),
         (&Method::GET, "/routes") => json_response(StatusCode::OK, json!({ "routes": routes(gateway) })),
@@ -103,9 +132,11 @@ async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gatew
                 json!({"reloaded": false, "problems": e.to_string().lines().map(str::trim).collect::<Vec<_>>()}),
             ),
         },
-        (_, "/healthz" | "/plugins" | "/routes" | "/reload" | "/usage" | "/metrics") => {
-            json_response(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method not allowed"}))
-        }
+        (
+            _,
+            "/" | "/dashboard/app.js" | "/dashboard/app.css" | "/dashboard/data" | "/healthz" | "/plugins" | "/routes"
+            | "/reload" | "/usage" | "/metrics",
+        ) => json_response(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method not allowed"})),
         _ => json_response(StatusCode::NOT_FOUND, json!({"error": "no such admin endpoint"})),
     }
 }
@@ -253,6 +284,104 @@ async fn usage(gateway: &Gateway, query: &str) -> Response<Body> {
             serde_json::to_value(&report).unwrap_or_else(|_| json!({})),
         ),
         Err(e) => json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()})),
+    }
+}
+
+/// The session cookie's name.
+const COOKIE: &str = "weir_admin";
+
+/// The session cookie's value for `token`: a hash, so the token itself is
+/// never stored by the browser.
+fn cookie_value(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("weir admin session\0{token}").as_bytes()))
+}
+
+/// Whether a request carries the bearer token or the session cookie.
+fn authorized(headers: &http::HeaderMap, token: &str) -> bool {
+    let expected = format!("Bearer {token}");
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()));
+    if bearer {
+        return true;
+    }
+    let expected = cookie_value(token);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, value)| name == COOKIE && constant_time_eq(value.as_bytes(), expected.as_bytes()))
+}
+
+/// The `token` parameter of a query string, if any.
+fn query_token(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `GET /?token=...`: with the right token, set the session cookie and
+/// send the browser to `/`, so the token leaves the address bar.
+fn login(given: String, token: &str) -> Response<Body> {
+    if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        return dashboard::page_response(
+            StatusCode::UNAUTHORIZED,
+            dashboard::LOGIN_PAGE,
+            "text/html; charset=utf-8",
+        );
+    }
+    let mut response = Response::new(full_body(""));
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, http::HeaderValue::from_static("/"));
+    headers.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, http::HeaderValue::from_static("no-referrer"));
+    if let Ok(cookie) = http::HeaderValue::from_str(&format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+        cookie_value(token)
+    )) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The dashboard's files, embedded in the binary.
+mod dashboard {
+    use super::*;
+
+    /// The page.
+    pub const INDEX: &str = include_str!("observe/dashboard/index.html");
+    /// Its script.
+    pub const SCRIPT: &str = include_str!("observe/dashboard/app.js");
+    /// Its style.
+    pub const STYLE: &str = include_str!("observe/dashboard/app.css");
+    /// What a browser without the session cookie sees.
+    pub const LOGIN_PAGE: &str = include_str!("observe/dashboard/login.html");
+
+    /// A page or asset. The page loads nothing but its own files and the
+    /// admin API: the policy forbids any other origin, and inline script.
+    pub fn page_response(status: StatusCode, body: &'static str, content_type: &'static str) -> Response<Body> {
+        let mut response = Response::new(full_body(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+        headers.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            http::HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+                 base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+            ),
+        );
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            http::HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(header::REFERRER_POLICY, http::HeaderValue::from_static("no-referrer"));
+        response
     }
 }
 

@@ -146,8 +146,8 @@ impl Gateway {
             .map_err(LoadError::Plugins)?;
         let upstreams = build_upstreams(&config)?;
         let ledger = Mutex::new(None);
-        let ai = ai_services(&config, &ledger).await?;
-        let observer = Observer::new(&config).map_err(LoadError::Other)?;
+        let observer = Arc::new(Observer::new(&config).map_err(LoadError::Other)?);
+        let ai = ai_services(&config, &ledger, &observer).await?;
         let serving = Serving {
             caches: answer_caches(&config),
             config,
@@ -155,7 +155,7 @@ impl Gateway {
             upstreams,
             loaded,
             ai,
-            observer: Arc::new(observer),
+            observer,
         };
         let proxy = Arc::new(ArcSwap::from_pointee(build_proxy(&serving)?));
         let gateway = Gateway {
@@ -238,7 +238,7 @@ impl Gateway {
             .load(&config, &capabilities, serving_now)
             .await
             .map_err(LoadError::Plugins)?;
-        let ai = ai_services(&config, &self.ledger).await?;
+        let ai = ai_services(&config, &self.ledger, &serving.observer).await?;
         let next = Serving {
             caches: answer_caches(&config),
             config,
@@ -555,6 +555,7 @@ fn build_upstreams(config: &Config) -> Result<HashMap<UpstreamName, Arc<Upstream
 async fn ai_services(
     config: &Config,
     ledger: &Mutex<Option<Arc<UsageLedger>>>,
+    observer: &Arc<Observer>,
 ) -> Result<Option<Arc<AiServices>>, LoadError> {
     if !config.has_ai_routes() {
         return Ok(None);
@@ -599,6 +600,7 @@ async fn ai_services(
         ledger,
         budgets,
         prices: config.ai.prices.clone(),
+        observer: observer.clone(),
     })))
 }
 

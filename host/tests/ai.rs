@@ -6,7 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{TestGateway, client};
+use common::{Scraped, TestGateway, client};
 use serde_json::{Value, json};
 use weir_emulator::Emulator;
 
@@ -354,6 +354,76 @@ async fn a_target_failing_five_times_in_a_row_has_its_circuit_opened_and_is_aske
     let routes: Value = gw.admin_json("/routes").await;
     assert_eq!(routes["routes"][0]["ai_targets"][0]["circuit"], "open");
     assert_eq!(routes["routes"][0]["ai_targets"][1]["circuit"], "closed");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn ai_traffic_shows_in_the_metrics() {
+    let (bad, bad_addr) = emulator().await;
+    bad.set_faults(Some("500"));
+    let (_good, good_addr) = emulator().await;
+    let targets = [
+        target("first", "ai-gemini", bad_addr, "gemini-test", "chat", "priority = 0"),
+        target(
+            "anthropic",
+            "ai-anthropic",
+            good_addr,
+            "claude-test",
+            "chat",
+            "priority = 1",
+        ),
+    ]
+    .concat();
+    let prices = "[ai.prices.claude-test]\ninput_per_million = 3.0\noutput_per_million = 15.0\n\
+                  [ai.budgets.consumers.bob]\ntokens = 1\nperiod = \"day\"\n";
+    let gw = TestGateway::start(&config(&targets, prices, "cache = { ttl_secs = 60 }"), SHIMS).await;
+    let refused = chat(&gw, "bob", json!({"model": "chat", "messages": user("over budget")})).await;
+    assert_eq!(refused.status(), 429);
+    let body = json!({"model": "chat", "messages": user("one two three"), "temperature": 0});
+    for expected in ["miss", "hit"] {
+        let response = chat(&gw, "alice", body.clone()).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-weir-cache"], expected);
+        response.text().await.unwrap();
+    }
+    let m = Scraped::from(&gw).await;
+    let claude = [("route", "ai"), ("target", "anthropic"), ("model", "claude-test")];
+    let tokens = |kind: &str| {
+        let mut labels = claude.to_vec();
+        labels.push(("kind", kind));
+        m.value("weir_ai_tokens_total", &labels)
+    };
+    // Prompt "one two three" plus the emulator's 2: 5; "Echo: one two three": 4.
+    // The cache hit spent nothing.
+    assert_eq!((tokens("prompt"), tokens("completion")), (5.0, 4.0));
+    let cost = m.value("weir_ai_cost_total", &claude);
+    assert!((cost - (5.0 * 3.0 + 4.0 * 15.0) / 1e6).abs() < 1e-12, "{cost}");
+    // Misses: alice's first request, and bob's (looked up before his
+    // budget refused it).
+    assert_eq!(
+        m.value("weir_ai_cache_total", &[("route", "ai"), ("result", "miss")]),
+        2.0
+    );
+    assert_eq!(
+        m.value("weir_ai_cache_total", &[("route", "ai"), ("result", "hit")]),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "weir_ai_failovers_total",
+            &[("route", "ai"), ("target", "first"), ("model", "gemini-test")]
+        ),
+        1.0,
+        "the failing target was passed over once; the hit never reached a target"
+    );
+    assert_eq!(
+        m.value(
+            "weir_requests_total",
+            &[("route", "ai"), ("method", "POST"), ("status", "2xx")]
+        ),
+        2.0
+    );
+    assert_eq!(m.value("weir_ai_budget_rejections_total", &[("route", "ai")]), 1.0);
     gw.stop().await;
 }
 

@@ -53,48 +53,6 @@ async fn start_with(extra: &str) -> (TestGateway, std::net::SocketAddr, std::net
     (TestGateway::start(&config, PLUGINS).await, echo, dead)
 }
 
-/// The scraped metrics.
-struct Scraped(prometheus_parse::Scrape);
-
-impl Scraped {
-    async fn from(gw: &TestGateway) -> Scraped {
-        let response = client().get(gw.admin_url("/metrics")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("application/openmetrics-text"),
-        );
-        let text = response.text().await.unwrap();
-        if std::env::var_os("WEIR_PRINT_METRICS").is_some() {
-            println!("{text}");
-        }
-        let lines = text.lines().map(|l| Ok(l.to_string()));
-        Scraped(prometheus_parse::Scrape::parse(lines).expect("the exposition parses"))
-    }
-
-    /// The value of the one sample of `metric` whose labels include
-    /// `labels`; 0 if there is none (a counter never touched).
-    fn value(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
-        let matching: Vec<_> = self
-            .0
-            .samples
-            .iter()
-            .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .collect();
-        assert!(matching.len() <= 1, "{metric} {labels:?}: {} samples", matching.len());
-        match matching.first().map(|s| &s.value) {
-            None => 0.0,
-            Some(prometheus_parse::Value::Counter(v))
-            | Some(prometheus_parse::Value::Gauge(v))
-            | Some(prometheus_parse::Value::Untyped(v)) => *v,
-            Some(prometheus_parse::Value::Histogram(buckets)) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
-            Some(other) => panic!("{metric}: unexpected {other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn known_traffic_gives_exact_metric_values() {
     let (gw, echo, dead) = start().await;
@@ -147,6 +105,21 @@ async fn known_traffic_gives_exact_metric_values() {
     assert_eq!(calls("trap", "request", "trap"), 1.0);
     assert_eq!(calls("trap", "request", "continue"), 1.0);
     assert_eq!(calls("trap", "response", "continue"), 1.0);
+    assert_eq!(
+        m.value(
+            "weir_plugin_answers_total",
+            &[("plugin", "api-key-auth"), ("status", "401")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        m.value("weir_errors_total", &[("route", "faulty"), ("kind", "plugin-trap")]),
+        1.0
+    );
+    assert_eq!(
+        m.value("weir_errors_total", &[("route", "-"), ("kind", "no-route")]),
+        1.0
+    );
     assert_eq!(
         m.value(
             "weir_plugin_call_duration_seconds",
@@ -235,11 +208,7 @@ async fn every_request_gets_an_access_log_line_with_its_fields_and_no_credential
         assert_eq!(response.status(), 200);
         sizes.push(response.bytes().await.unwrap().len());
     }
-    let response = http
-        .get(gw.url("/api/items?api_key=alice-key"))
-        .send()
-        .await
-        .unwrap();
+    let response = http.get(gw.url("/api/items?api_key=alice-key")).send().await.unwrap();
     assert_eq!(response.status(), 200, "the key in the query string");
     assert_eq!(http.get(gw.url("/api/items")).send().await.unwrap().status(), 401);
     assert_eq!(http.get(gw.url("/faulty/trap")).send().await.unwrap().status(), 500);

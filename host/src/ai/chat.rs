@@ -190,11 +190,14 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
         .cache
         .as_ref()
         .and_then(|cache| cache.key(route.name.as_str(), consumer.as_deref(), &parsed));
-    if let (Some(cache), Some(key)) = (&route.cache, &cache_key)
-        && let Some(answer) = cache.get(key)
-    {
-        let accounting = Accounting::new(request.services.clone(), record, None, 0, started);
-        return cached_answer(&answer, &id, arrived_ms, &head, accounting);
+    if let (Some(cache), Some(key)) = (&route.cache, &cache_key) {
+        let answer = cache.get(key);
+        let metrics = &request.services.observer.metrics;
+        metrics.ai_cache_lookup(route.name.as_str(), answer.is_some());
+        if let Some(answer) = answer {
+            let accounting = Accounting::new(request.services.clone(), record, None, 0, started);
+            return cached_answer(&answer, &id, arrived_ms, &head, accounting);
+        }
     }
 
     // Reserve what the request may use: its prompt (about four bytes a
@@ -208,6 +211,11 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
     {
         Ok(reservation) => reservation,
         Err(exceeded) => {
+            request
+                .services
+                .observer
+                .metrics
+                .ai_budget_rejection(route.name.as_str());
             let mut response = error_response(&ApiError {
                 code: Some("budget_exceeded".into()),
                 ..api_error(429, "rate_limit_error", &exceeded.to_string())
@@ -227,7 +235,7 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
     };
     let mut failures: Vec<String> = Vec::new();
     let mut last: Option<ApiError> = None;
-    for target in &plan {
+    for (index, target) in plan.iter().enumerate() {
         accounting.record.target = target.name.clone();
         accounting.record.model = target.model.clone();
         // A half-open circuit takes this request as its trial.
@@ -287,6 +295,10 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
             }
             Err(Outcome::Retry(failure)) => {
                 tracing::warn!(route = %route.name, target = %target.name, "AI target failed, trying the next: {}", failure.message);
+                if index + 1 < plan.len() {
+                    let metrics = &request.services.observer.metrics;
+                    metrics.ai_failover(route.name.as_str(), &target.name, &target.model);
+                }
                 failures.push(format!("{}: {}", target.name, failure.message));
                 last = Some(failure);
             }
@@ -631,6 +643,8 @@ impl Accounting {
         self.record.completion_tokens = completion;
         self.record.cost = self.services.cost(&self.record.model, prompt, completion);
         self.record.latency_ms = self.started.elapsed().as_millis() as u64;
+        let priced = self.services.prices.contains_key(&self.record.model);
+        self.services.observer.ai_usage(&self.record, priced);
         self.services.ledger.record(self.record.clone());
     }
 }

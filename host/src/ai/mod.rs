@@ -46,6 +46,8 @@ pub struct AiServices {
     pub budgets: Arc<Budgets>,
     /// Prices per provider model.
     pub prices: BTreeMap<String, ModelPrice>,
+    /// Where AI usage is reported (metrics, the dashboard).
+    pub observer: Arc<crate::observe::Observer>,
 }
 
 impl AiServices {

@@ -7,6 +7,8 @@
 //! reload keeps them); the gauges of target and instance-pool state are
 //! taken afresh at each scrape.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -54,6 +56,24 @@ pub struct PluginResultLabels {
     pub result: &'static str,
 }
 
+/// Labels of a plugin's own answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginAnswerLabels {
+    /// The plugin.
+    pub plugin: String,
+    /// The status it answered with.
+    pub status: u16,
+}
+
+/// Labels of an error the gateway answered with.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The route, or `-`.
+    pub route: String,
+    /// The error's kind, as in `x-weir-error`.
+    pub kind: &'static str,
+}
+
 /// Labels of a plugin (reloads, skips, instances).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginNameLabels {
@@ -92,6 +112,39 @@ pub struct StateLabels {
     pub state: &'static str,
 }
 
+/// Labels of an AI route's target and model.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AiLabels {
+    /// The AI route.
+    pub route: String,
+    /// The target.
+    pub target: String,
+    /// The provider's model.
+    pub model: String,
+}
+
+/// Labels of AI tokens.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AiTokenLabels {
+    /// The AI route.
+    pub route: String,
+    /// The target.
+    pub target: String,
+    /// The provider's model.
+    pub model: String,
+    /// `prompt` or `completion`.
+    pub kind: &'static str,
+}
+
+/// Labels of an AI route's answer cache.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AiCacheLabels {
+    /// The AI route.
+    pub route: String,
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
 /// Labels of a reload.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
@@ -116,6 +169,11 @@ pub struct Metrics {
     pub plugin_calls: Family<PluginResultLabels, Counter>,
     /// Fail-open plugins skipped after a fault.
     pub plugin_skips: Family<PluginNameLabels, Counter>,
+    /// Requests a plugin answered itself (401s, 429s, ...), by status.
+    pub plugin_answers: Family<PluginAnswerLabels, Counter>,
+    /// Errors the gateway answered with, by kind (overloaded, no-route,
+    /// plugin-trap, upstream-timeout, ...).
+    pub errors: Family<ErrorLabels, Counter>,
     /// Time to an upstream target's response head.
     pub upstream_duration: HistogramFamily<TargetLabels>,
     /// Attempts at upstream targets by result.
@@ -130,6 +188,16 @@ pub struct Metrics {
     pub plugin_reloads: Family<ReloadLabels, Counter>,
     /// Config reloads by result.
     pub config_reloads: Family<ReloadLabels, Counter>,
+    /// AI tokens, by route, target, model and kind.
+    pub ai_tokens: Family<AiTokenLabels, Counter>,
+    /// AI cost in the configured prices' currency.
+    pub ai_cost: Family<AiLabels, Counter<f64, AtomicU64>>,
+    /// AI requests answered from or past the cache.
+    pub ai_cache: Family<AiCacheLabels, Counter>,
+    /// AI targets failed over from (the request went on to another).
+    pub ai_failovers: Family<AiLabels, Counter>,
+    /// AI requests refused by a token budget.
+    pub ai_budget_rejections: Family<RouteLabels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -158,6 +226,8 @@ impl Metrics {
             plugin_duration: histograms(),
             plugin_calls: Family::default(),
             plugin_skips: Family::default(),
+            plugin_answers: Family::default(),
+            errors: Family::default(),
             upstream_duration: histograms(),
             upstream_attempts: Family::default(),
             upstream_retries: Family::default(),
@@ -165,6 +235,11 @@ impl Metrics {
             idle_instances: Family::default(),
             plugin_reloads: Family::default(),
             config_reloads: Family::default(),
+            ai_tokens: Family::default(),
+            ai_cost: Family::default(),
+            ai_cache: Family::default(),
+            ai_failovers: Family::default(),
+            ai_budget_rejections: Family::default(),
         };
         let mut registry = Registry::with_prefix("weir");
         registry.register("requests", "Requests answered", metrics.requests.clone());
@@ -184,6 +259,16 @@ impl Metrics {
             "plugin_fail_open_skips",
             "Fail-open plugins skipped after a fault",
             metrics.plugin_skips.clone(),
+        );
+        registry.register(
+            "plugin_answers",
+            "Requests a plugin answered itself, by status",
+            metrics.plugin_answers.clone(),
+        );
+        registry.register(
+            "errors",
+            "Errors the gateway answered with, by kind",
+            metrics.errors.clone(),
         );
         registry.register(
             "upstream_duration_seconds",
@@ -220,12 +305,41 @@ impl Metrics {
             "Config reloads by result",
             metrics.config_reloads.clone(),
         );
+        registry.register("ai_tokens", "AI tokens by kind", metrics.ai_tokens.clone());
+        registry.register(
+            "ai_cost",
+            "AI cost in the configured prices' currency",
+            metrics.ai_cost.clone(),
+        );
+        registry.register(
+            "ai_cache",
+            "AI answer cache lookups by result",
+            metrics.ai_cache.clone(),
+        );
+        registry.register(
+            "ai_failovers",
+            "AI targets failed over from, the request going on to another",
+            metrics.ai_failovers.clone(),
+        );
+        registry.register(
+            "ai_budget_rejections",
+            "AI requests refused by a token budget",
+            metrics.ai_budget_rejections.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 
     /// Count a finished request.
     pub fn observe(&self, record: &RequestRecord) {
         let route = record.route.as_ref().map_or("-", |r| r.as_str()).to_string();
+        if let Some(kind) = record.error {
+            self.errors
+                .get_or_create(&ErrorLabels {
+                    route: route.clone(),
+                    kind,
+                })
+                .inc();
+        }
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.clone(),
@@ -240,7 +354,15 @@ impl Metrics {
             let plugin = call.plugin.as_str().to_string();
             let result = match call.outcome {
                 PluginOutcome::Continue => "continue",
-                PluginOutcome::Responded(_) => "responded",
+                PluginOutcome::Responded(status) => {
+                    self.plugin_answers
+                        .get_or_create(&PluginAnswerLabels {
+                            plugin: plugin.clone(),
+                            status,
+                        })
+                        .inc();
+                    "responded"
+                }
                 PluginOutcome::Fault { kind, skipped } => {
                     if skipped {
                         self.plugin_skips
@@ -290,6 +412,60 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Count a settled AI request: its tokens and cost.
+    pub fn observe_ai(&self, usage: &crate::ai::usage::UsageRecord) {
+        let labels = AiLabels {
+            route: usage.route.clone(),
+            target: usage.target.clone(),
+            model: usage.model.clone(),
+        };
+        for (kind, tokens) in [("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens)] {
+            if tokens > 0 {
+                self.ai_tokens
+                    .get_or_create(&AiTokenLabels {
+                        route: labels.route.clone(),
+                        target: labels.target.clone(),
+                        model: labels.model.clone(),
+                        kind,
+                    })
+                    .inc_by(tokens);
+            }
+        }
+        if usage.cost > 0.0 {
+            self.ai_cost.get_or_create(&labels).inc_by(usage.cost);
+        }
+    }
+
+    /// Count an AI answer-cache lookup.
+    pub fn ai_cache_lookup(&self, route: &str, hit: bool) {
+        self.ai_cache
+            .get_or_create(&AiCacheLabels {
+                route: route.to_string(),
+                result: if hit { "hit" } else { "miss" },
+            })
+            .inc();
+    }
+
+    /// Count a target failed over from.
+    pub fn ai_failover(&self, route: &str, target: &str, model: &str) {
+        self.ai_failovers
+            .get_or_create(&AiLabels {
+                route: route.to_string(),
+                target: target.to_string(),
+                model: model.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count a request a token budget refused.
+    pub fn ai_budget_rejection(&self, route: &str) {
+        self.ai_budget_rejections
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .inc();
     }
 
     /// The registry in the OpenMetrics text format.

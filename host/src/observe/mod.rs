@@ -4,6 +4,7 @@
 //! the [access log](access_log) and, when configured, [OTLP traces](trace).
 
 pub mod access_log;
+pub mod history;
 pub mod metrics;
 pub mod record;
 pub mod trace;
@@ -20,6 +21,8 @@ pub struct Observer {
     pub access_log: Option<access_log::AccessLog>,
     /// The OTLP trace exporter, when an endpoint is configured.
     pub tracing: Option<trace::Tracing>,
+    /// The last fifteen minutes, for the dashboard and `weir status`.
+    pub history: history::History,
 }
 
 impl Observer {
@@ -37,6 +40,7 @@ impl Observer {
             metrics: metrics::Metrics::new(),
             access_log,
             tracing: trace::Tracing::start(&config.tracing)?,
+            history: history::History::new(),
         })
     }
 
@@ -44,12 +48,27 @@ impl Observer {
     pub fn finish(&self, record: &RequestRecord) {
         self.metrics.in_flight.dec();
         self.metrics.observe(record);
+        self.history.record(record);
         if let Some(log) = &self.access_log {
             log.write(record);
         }
         if let Some(tracing) = &self.tracing {
             tracing.export(record);
         }
+    }
+
+    /// Report a settled AI request (`priced`: its model has a price).
+    pub fn ai_usage(&self, usage: &crate::ai::usage::UsageRecord, priced: bool) {
+        self.metrics.observe_ai(usage);
+        self.history.ai_usage(
+            &usage.route,
+            &usage.target,
+            &usage.model,
+            usage.consumer.as_deref(),
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            priced.then_some(usage.cost),
+        );
     }
 
     /// Send the spans still batched (at shutdown).

@@ -216,3 +216,46 @@ pub fn rss_kib() -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
+
+/// Metrics scraped from the admin API and parsed as Prometheus text.
+pub struct Scraped(pub prometheus_parse::Scrape);
+
+impl Scraped {
+    /// Scrape `GET /metrics` of `gw`'s admin API (no token).
+    pub async fn from(gw: &TestGateway) -> Scraped {
+        let response = client().get(gw.admin_url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text"),
+        );
+        let text = response.text().await.unwrap();
+        if std::env::var_os("WEIR_PRINT_METRICS").is_some() {
+            println!("{text}");
+        }
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        Scraped(prometheus_parse::Scrape::parse(lines).expect("the exposition parses"))
+    }
+
+    /// The value of the one sample of `metric` whose labels include
+    /// `labels`; 0 if there is none (a counter never touched).
+    pub fn value(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
+        let matching: Vec<_> = self
+            .0
+            .samples
+            .iter()
+            .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .collect();
+        assert!(matching.len() <= 1, "{metric} {labels:?}: {} samples", matching.len());
+        match matching.first().map(|s| &s.value) {
+            None => 0.0,
+            Some(prometheus_parse::Value::Counter(v))
+            | Some(prometheus_parse::Value::Gauge(v))
+            | Some(prometheus_parse::Value::Untyped(v)) => *v,
+            Some(prometheus_parse::Value::Histogram(buckets)) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+            Some(other) => panic!("{metric}: unexpected {other:?}"),
+        }
+    }
+}
