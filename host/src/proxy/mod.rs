@@ -549,11 +549,10 @@ fn reply_response(reply: Reply, link: &ChainLink) -> Result<Response<Body>, Gate
     let status = StatusCode::from_u16(reply.status).map_err(|_| invalid("status", reply.status.to_string()))?;
     let mut response = Response::new(full_body(reply.body));
     *response.status_mut() = status;
-    for (name, value) in reply.headers {
-        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid("header name", name.clone()))?;
-        let value = HeaderValue::from_str(&value).map_err(|_| invalid("header value", name.to_string()))?;
-        response.headers_mut().append(name, value);
-    }
+    // Checked like every header list a plugin hands over: bad names and
+    // values, and more names than a header map holds, are refused.
+    *response.headers_mut() =
+        crate::plugins::capabilities::header_list(&reply.headers).map_err(|detail| invalid("headers", detail))?;
     Ok(response)
 }
 
