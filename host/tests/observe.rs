@@ -202,6 +202,7 @@ async fn every_request_gets_an_access_log_line_with_its_fields_and_no_credential
             .get(gw.url("/api/items"))
             .header("x-api-key", "alice-key")
             .header("authorization", "Bearer sk-never-logged")
+            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
             .send()
             .await
             .unwrap();
@@ -243,7 +244,16 @@ async fn every_request_gets_an_access_log_line_with_its_fields_and_no_credential
         assert!(line["duration_ms"].as_f64().unwrap() > 0.0);
         assert!(line["upstream_ms"].as_f64().unwrap() > 0.0);
         assert!(line["time"].as_str().unwrap().ends_with('Z'), "{}", line["time"]);
+        assert_eq!(line["trace_id"].as_str().unwrap().len(), 32);
     }
+    assert_eq!(
+        lines[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the client's trace"
+    );
+    assert_ne!(
+        lines[2]["trace_id"], lines[3]["trace_id"],
+        "a trace started per request"
+    );
     assert_eq!(lines[2]["consumer"], "alice", "a key from the query string");
     let refused = &lines[3];
     assert_eq!(refused["status"], 401);

@@ -118,6 +118,7 @@ fn write_lines(receiver: Receiver<String>, out: Box<dyn Write + Send>) {
 #[derive(Serialize)]
 struct Line<'a> {
     time: String,
+    trace_id: String,
     client: String,
     method: &'a str,
     path: &'a str,
@@ -169,6 +170,7 @@ pub fn line(record: &RequestRecord) -> String {
     let last = record.attempts.last();
     let line = Line {
         time: humantime::format_rfc3339_millis(time).to_string(),
+        trace_id: record.trace.trace_hex(),
         client: record.client.to_string(),
         method: record.method.as_str(),
         path: &record.path,
