@@ -219,7 +219,7 @@ impl Metrics {
     /// A registry with every metric at zero.
     pub fn new() -> Self {
         let metrics = Metrics {
-            registry: Registry::with_prefix("weir"),
+            registry: Registry::default(),
             requests: Family::default(),
             in_flight: Gauge::default(),
             request_duration: histograms(),
