@@ -155,18 +155,6 @@ impl Proxy {
             Err(error) => self.error_response(error, &mut record),
         };
         record.status = response.status().as_u16();
-        if tracing::enabled!(target: "weir::access", tracing::Level::DEBUG) {
-            tracing::debug!(
-                target: "weir::access",
-                client = %peer.addr.ip(),
-                route = record.route.as_ref().map_or("-", |r| r.as_str()),
-                status = record.status,
-                elapsed_us = record.elapsed().as_micros() as u64,
-                "{} {}",
-                record.method,
-                record.path
-            );
-        }
         let observer = self.observer.clone();
         response.map(|body| Reported::new(body, record, observer).boxed_unsync())
     }
