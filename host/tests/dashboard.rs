@@ -16,37 +16,9 @@ use common::*;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "dashboard-admin-token";
-const PLUGINS: &[(&str, &str)] = &[("api-key-auth", "api-key-auth"), ("trap", "guest-trap")];
 
 async fn start() -> TestGateway {
-    let echo = echo_upstream("echo").await;
-    let config = format!(
-        r#"
-        [[listeners]]
-        address = "127.0.0.1:0"
-        [admin]
-        address = "127.0.0.1:0"
-        token = "{TOKEN}"
-        [upstreams.echo]
-        targets = ["{echo}"]
-
-        [[routes]]
-        name = "api"
-        path_prefix = "/api"
-        upstream = "echo"
-        [[routes.plugins]]
-        name = "api-key-auth"
-        config = {{ keys = {{ alice = "alice-key" }} }}
-
-        [[routes]]
-        name = "faulty"
-        path_prefix = "/faulty"
-        upstream = "echo"
-        [[routes.plugins]]
-        name = "trap"
-        "#
-    );
-    TestGateway::start(&config, PLUGINS).await
+    api_and_faulty_gateway(Some(TOKEN)).await
 }
 
 /// One round of mixed traffic: a success, a refused key, a plugin trap.

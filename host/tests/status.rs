@@ -11,34 +11,7 @@ use common::*;
 const TOKEN: &str = "status-admin-token";
 
 async fn start() -> TestGateway {
-    let echo = echo_upstream("echo").await;
-    let config = format!(
-        r#"
-        [[listeners]]
-        address = "127.0.0.1:0"
-        [admin]
-        address = "127.0.0.1:0"
-        token = "{TOKEN}"
-        [upstreams.echo]
-        targets = ["{echo}"]
-
-        [[routes]]
-        name = "api"
-        path_prefix = "/api"
-        upstream = "echo"
-        [[routes.plugins]]
-        name = "api-key-auth"
-        config = {{ keys = {{ alice = "alice-key" }} }}
-
-        [[routes]]
-        name = "faulty"
-        path_prefix = "/faulty"
-        upstream = "echo"
-        [[routes.plugins]]
-        name = "trap"
-        "#
-    );
-    TestGateway::start(&config, &[("api-key-auth", "api-key-auth"), ("trap", "guest-trap")]).await
+    api_and_faulty_gateway(Some(TOKEN)).await
 }
 
 /// Run `weir status` with `args` (and `WEIR_ADMIN_TOKEN` if given); its

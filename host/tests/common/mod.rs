@@ -259,3 +259,38 @@ impl Scraped {
         }
     }
 }
+
+/// A gateway with an echo upstream, a route `api` (`/api`) behind
+/// `api-key-auth` (key `alice-key`), a route `faulty` (`/faulty`) through
+/// the trapping test plugin, and an admin API with `token`, if given.
+pub async fn api_and_faulty_gateway(token: Option<&str>) -> TestGateway {
+    let echo = echo_upstream("echo").await;
+    let token = token.map(|t| format!("token = {t:?}")).unwrap_or_default();
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [admin]
+        address = "127.0.0.1:0"
+        {token}
+        [upstreams.echo]
+        targets = ["{echo}"]
+
+        [[routes]]
+        name = "api"
+        path_prefix = "/api"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "api-key-auth"
+        config = {{ keys = {{ alice = "alice-key" }} }}
+
+        [[routes]]
+        name = "faulty"
+        path_prefix = "/faulty"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "trap"
+        "#
+    );
+    TestGateway::start(&config, &[("api-key-auth", "api-key-auth"), ("trap", "guest-trap")]).await
+}
