@@ -223,7 +223,7 @@ fn chunks(chunks: Vec<String>) {
 
 /// A shim's whole answer, cached and replayed both ways.
 fn answer(body: &[u8], include_usage: bool) {
-    let Some(answer) = CachedAnswer::from_completion(body, "target") else {
+    let Some(answer) = CachedAnswer::from_completion(body, "target", "model") else {
         return;
     };
     let whole = answer.replay("chatcmpl-new", 1_700_000_000, false, include_usage);

@@ -6,7 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{Scraped, TestGateway, client};
+use common::{Scraped, TestGateway, access_lines, client};
 use serde_json::{Value, json};
 use weir_emulator::Emulator;
 
@@ -428,6 +428,61 @@ async fn ai_traffic_shows_in_the_metrics() {
 }
 
 #[tokio::test]
+async fn ai_requests_are_logged_with_target_model_cache_and_tokens() {
+    let (_emu, addr) = emulator().await;
+    let targets = target("anthropic", "ai-anthropic", addr, "claude-test", "chat", "");
+    let prices = "[ai.prices.claude-test]\ninput_per_million = 3.0\noutput_per_million = 15.0\n";
+    let cfg = format!(
+        "[access_log]\nto = \"access.log\"\n{}",
+        config(&targets, prices, "cache = { ttl_secs = 60 }")
+    );
+    let gw = TestGateway::start(&cfg, SHIMS).await;
+    let body = json!({"model": "chat", "messages": user("one two three"), "temperature": 0});
+    for expected in ["miss", "hit"] {
+        let response = chat(&gw, "alice", body.clone()).await;
+        assert_eq!(response.headers()["x-weir-cache"], expected);
+        response.text().await.unwrap();
+    }
+    // Not cacheable (temperature above 0), streamed.
+    let warm = json!({"model": "chat", "messages": user("one two three"), "temperature": 0.5, "stream": true});
+    let response = chat(&gw, "bob", warm).await;
+    assert_eq!(response.headers()["x-weir-cache"], "bypass");
+    assert!(response.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+
+    let lines = access_lines(gw.dir.path(), 3).await;
+    let ai: Vec<&Value> = lines.iter().map(|line| &line["ai"]).collect();
+    let cost = (5.0 * 3.0 + 4.0 * 15.0) / 1e6;
+    for (line, (consumer, cache, tokens)) in lines.iter().zip([
+        ("alice", "miss", (5, 4)),
+        ("alice", "hit", (0, 0)),
+        ("bob", "bypass", (5, 4)),
+    ]) {
+        assert_eq!(line["route"], "ai");
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["consumer"], consumer);
+        assert_eq!(line["target"], "anthropic", "{line}");
+        let ai = &line["ai"];
+        assert_eq!(ai["target"], "anthropic");
+        assert_eq!(ai["model"], "claude-test");
+        assert_eq!(ai["cache"], cache, "{line}");
+        assert_eq!(
+            (ai["prompt_tokens"].as_u64(), ai["completion_tokens"].as_u64()),
+            (Some(tokens.0), Some(tokens.1)),
+            "{line}"
+        );
+        let expected_cost = if tokens.0 > 0 { cost } else { 0.0 };
+        assert!((ai["cost"].as_f64().unwrap() - expected_cost).abs() < 1e-12, "{line}");
+    }
+    assert!(ai[0].get("ttft_ms").is_none(), "a whole answer has no first-token time");
+    assert!(ai[2]["ttft_ms"].as_u64().is_some(), "a streamed one has");
+    let text = serde_json::to_string(&lines).unwrap();
+    for secret in ["alice-key", "bob-key", "sk-provider-secret"] {
+        assert!(!text.contains(secret), "{secret} was logged");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_target_refusing_connections_is_failed_over() {
     let (good, good_addr) = emulator().await;
     let dead = common::dead_address().await;
@@ -686,7 +741,9 @@ async fn a_cache_hit_is_served_without_asking_the_provider_whole_and_streamed() 
 
     // A temperature above 0 is not cached.
     let warm = json!({"model": "chat", "messages": user("cache me"), "temperature": 0.8});
-    chat(&gw, "alice", warm.clone()).await.text().await.unwrap();
+    let response = chat(&gw, "alice", warm.clone()).await;
+    assert_eq!(response.headers()["x-weir-cache"], "bypass");
+    response.text().await.unwrap();
     chat(&gw, "alice", warm).await.text().await.unwrap();
     assert_eq!(emu.count(), 4);
     gw.stop().await;

@@ -171,27 +171,6 @@ fn requests_after_reload(m: &Scraped) -> f64 {
     )
 }
 
-/// The access log's lines, once there are `count` of them across the
-/// current file and its rotated ones.
-async fn access_lines(dir: &std::path::Path, count: usize) -> Vec<serde_json::Value> {
-    wait_for("the access log lines", std::time::Duration::from_secs(10), || async {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("access.log"))
-            .collect();
-        // access.log.N is older the larger N; access.log is the newest.
-        files.sort_by_key(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            std::cmp::Reverse(name.rsplit('.').next().and_then(|n| n.parse::<u32>().ok()).unwrap_or(0))
-        });
-        let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
-        (lines.len() >= count).then_some(lines)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn every_request_gets_an_access_log_line_with_its_fields_and_no_credentials() {
     let (gw, echo, dead) = start_with("[access_log]\nto = \"access.log\"").await;
@@ -300,5 +279,54 @@ async fn the_access_log_file_is_rotated_by_size_and_loses_no_line() {
         gw.dir.path().join("access.log.1").is_file(),
         "40 lines of about 300 bytes passed 2 KiB"
     );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn chunk_plugin_calls_are_timed_in_the_access_log_and_metrics() {
+    let echo = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [access_log]
+        to = "access.log"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [admin]
+        address = "127.0.0.1:0"
+        [upstreams.echo]
+        targets = ["{echo}"]
+        [[routes]]
+        name = "stream"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "upper"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[("upper", "guest-chunks")]).await;
+    for _ in 0..2 {
+        let response = client().get(gw.url("/stream/20")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.unwrap().starts_with("CHUNK 0\n"));
+    }
+    let lines = access_lines(gw.dir.path(), 2).await;
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        let plugins = line["plugins"].as_array().unwrap();
+        assert_eq!(plugins.len(), 1, "{line}");
+        let call = &plugins[0];
+        assert_eq!(call["plugin"], "upper");
+        assert_eq!(call["phase"], "chunk");
+        assert_eq!(call["outcome"], "continue");
+        // At least one data chunk and the final call.
+        assert!(call["calls"].as_u64().unwrap() >= 2, "{line}");
+        assert!(call["ms"].as_f64().unwrap() > 0.0, "{line}");
+        assert_eq!(line["completed"], true);
+    }
+    let m = Scraped::from(&gw).await;
+    let chunk = [("plugin", "upper"), ("phase", "chunk")];
+    let mut continued = chunk.to_vec();
+    continued.push(("result", "continue"));
+    assert_eq!(m.value("weir_plugin_calls_total", &continued), 2.0);
+    assert_eq!(m.value("weir_plugin_call_duration_seconds", &chunk), 2.0);
     gw.stop().await;
 }

@@ -27,16 +27,19 @@ pub struct CachedAnswer {
     pub completion: Value,
     /// The target that produced it.
     pub target: String,
+    /// The target's model.
+    pub model: String,
 }
 
 impl CachedAnswer {
     /// The answer to keep for a shim's whole `chat.completion` body from
-    /// `target`; `None` unless the body is a JSON object.
-    pub fn from_completion(body: &[u8], target: &str) -> Option<CachedAnswer> {
+    /// `target` and its `model`; `None` unless the body is a JSON object.
+    pub fn from_completion(body: &[u8], target: &str, model: &str) -> Option<CachedAnswer> {
         match serde_json::from_slice::<Value>(body) {
             Ok(completion @ Value::Object(_)) => Some(CachedAnswer {
                 completion,
                 target: target.to_string(),
+                model: model.to_string(),
             }),
             _ => None,
         }
@@ -359,9 +362,9 @@ mod tests {
     #[test]
     fn only_an_object_is_cached_and_it_replays_under_the_new_id() {
         for body in [&b"[1]"[..], b"\"text\"", b"7", b"null", b"not json"] {
-            assert!(CachedAnswer::from_completion(body, "t").is_none(), "{body:?}");
+            assert!(CachedAnswer::from_completion(body, "t", "m").is_none(), "{body:?}");
         }
-        let answer = CachedAnswer::from_completion(br#"{"id": "old", "choices": []}"#, "t").unwrap();
+        let answer = CachedAnswer::from_completion(br#"{"id": "old", "choices": []}"#, "t", "m").unwrap();
         let whole: Value = serde_json::from_slice(&answer.replay("new", 5, false, false)).unwrap();
         assert_eq!(
             (whole["id"].as_str(), whole["created"].as_i64()),
@@ -379,6 +382,7 @@ mod tests {
             CachedAnswer {
                 completion: json!({"id": "x"}),
                 target: "t".into(),
+                model: "m".into(),
             },
         );
         assert_eq!(cache.get("k").unwrap().target, "t");

@@ -18,6 +18,7 @@ use super::targets::{AiRoute, AiTarget};
 use super::usage::UsageRecord;
 use super::{AiServices, now_ms};
 use crate::config::Target;
+use crate::observe::{AiSlot, AiSummary};
 use crate::plugins::PluginFault;
 use crate::plugins::capabilities::header_list;
 use crate::plugins::capabilities::shim::exports::weir::plugin::provider::{
@@ -45,6 +46,9 @@ pub struct AiRequest<'a> {
     pub properties: &'a Properties,
     /// Largest provider answer read whole.
     pub max_response_bytes: usize,
+    /// Where the request's account (target, tokens, cache) is left for
+    /// its access-log line.
+    pub account: AiSlot,
 }
 
 /// Answer a request on an AI route. Every failure is an OpenAI-shaped
@@ -190,12 +194,26 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
         .cache
         .as_ref()
         .and_then(|cache| cache.key(route.name.as_str(), consumer.as_deref(), &parsed));
+    // `x-weir-cache` and the access log's `cache`: none without a cache.
+    let cache_status = match (&route.cache, &cache_key) {
+        (None, _) => None,
+        (Some(_), None) => Some("bypass"),
+        (Some(_), Some(_)) => Some("miss"),
+    };
+    let account = Account {
+        slot: request.account.clone(),
+        cache: cache_status,
+    };
     if let (Some(cache), Some(key)) = (&route.cache, &cache_key) {
         let answer = cache.get(key);
         let metrics = &request.services.observer.metrics;
         metrics.ai_cache_lookup(route.name.as_str(), answer.is_some());
         if let Some(answer) = answer {
-            let accounting = Accounting::new(request.services.clone(), record, None, 0, started);
+            let account = Account {
+                cache: Some("hit"),
+                ..account
+            };
+            let accounting = Accounting::new(request.services.clone(), record, None, 0, started, account);
             return cached_answer(&answer, &id, arrived_ms, &head, accounting);
         }
     }
@@ -226,7 +244,14 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
             return response;
         }
     };
-    let mut accounting = Accounting::new(request.services.clone(), record, Some(reservation), estimate, started);
+    let mut accounting = Accounting::new(
+        request.services.clone(),
+        record,
+        Some(reservation),
+        estimate,
+        started,
+        account,
+    );
 
     let exchange = Exchange {
         id: id.clone(),
@@ -262,31 +287,37 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
             Ok(Answer::Whole(completion)) => {
                 let usage = completion.usage;
                 if let (Some(cache), Some(key)) = (&route.cache, cache_key.clone())
-                    && let Some(answer) = CachedAnswer::from_completion(&completion.body, &target.name)
+                    && let Some(answer) = CachedAnswer::from_completion(&completion.body, &target.name, &target.model)
                 {
                     cache.put(key, answer);
                 }
                 accounting.complete(usage.as_ref(), 200);
                 let mut response = Response::new(full_body(completion.body));
                 set_json(&mut response);
-                tag(&mut response, target, route.cache.as_ref().map(|_| "miss"));
+                tag(&mut response, target, cache_status);
                 return response;
             }
             Ok(Answer::Stream(relay)) => {
                 let store = match (&route.cache, cache_key.clone()) {
                     (Some(cache), Some(key)) => {
                         let cache = cache.clone();
-                        let target = target.name.clone();
-                        Some(
-                            Box::new(move |completion: Value| cache.put(key, CachedAnswer { completion, target }))
-                                as Box<dyn FnOnce(Value) + Send>,
-                        )
+                        let (target, model) = (target.name.clone(), target.model.clone());
+                        Some(Box::new(move |completion: Value| {
+                            cache.put(
+                                key,
+                                CachedAnswer {
+                                    completion,
+                                    target,
+                                    model,
+                                },
+                            )
+                        }) as Box<dyn FnOnce(Value) + Send>)
                     }
                     _ => None,
                 };
                 let mut response = Response::new(relay.into_body(accounting, store));
                 set_event_stream(&mut response);
-                tag(&mut response, target, route.cache.as_ref().map(|_| "miss"));
+                tag(&mut response, target, cache_status);
                 return response;
             }
             Err(Outcome::Refused(error)) => {
@@ -333,6 +364,7 @@ fn cached_answer(
 ) -> Response<Body> {
     let mut accounting = accounting;
     accounting.record.target = answer.target.clone();
+    accounting.record.model = answer.model.clone();
     accounting.record.cached = true;
     accounting.complete(None, 200);
     let body = answer.replay(id, arrived_ms / 1000, head.stream, head.include_usage);
@@ -571,6 +603,13 @@ where
     Ok(buffer.freeze())
 }
 
+/// Where a request's settled usage goes besides the ledger: its slot in
+/// the request's record, with the cache status.
+struct Account {
+    slot: AiSlot,
+    cache: Option<&'static str>,
+}
+
 /// Settles a request's reservation and records its usage, once: when the
 /// answer is complete, broken, or dropped (the client went away).
 pub(super) struct Accounting {
@@ -580,6 +619,7 @@ pub(super) struct Accounting {
     estimate: u64,
     started: Instant,
     produced: bool,
+    account: Account,
 }
 
 impl Accounting {
@@ -589,6 +629,7 @@ impl Accounting {
         reservation: Option<Reservation>,
         estimate: u64,
         started: Instant,
+        account: Account,
     ) -> Self {
         Accounting {
             services,
@@ -597,6 +638,7 @@ impl Accounting {
             estimate,
             started,
             produced: false,
+            account,
         }
     }
 
@@ -645,6 +687,11 @@ impl Accounting {
         self.record.latency_ms = self.started.elapsed().as_millis() as u64;
         let priced = self.services.prices.contains_key(&self.record.model);
         self.services.observer.ai_usage(&self.record, priced);
+        let _ = self.account.slot.set(AiSummary {
+            usage: self.record.clone(),
+            cache: self.account.cache,
+            priced,
+        });
         self.services.ledger.record(self.record.clone());
     }
 }

@@ -75,7 +75,7 @@ const COLUMNS: &str = "time_ms, request_id, consumer, route, target, model, prom
 pub const NO_CONSUMER: &str = "-";
 
 /// One AI request the gateway served.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// When the request arrived, in Unix milliseconds.
     pub time_ms: i64,

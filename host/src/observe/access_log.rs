@@ -135,13 +135,32 @@ struct Line<'a> {
     upstream_ms: Option<f64>,
     plugins: Vec<PluginEntry<'a>>,
     attempts: Vec<AttemptEntry<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ai: Option<AiEntry<'a>>,
     completed: bool,
+}
+
+/// What an AI route made of the request.
+#[derive(Serialize)]
+struct AiEntry<'a> {
+    target: &'a str,
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<&'static str>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttft_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
 struct PluginEntry<'a> {
     plugin: &'a str,
     phase: &'static str,
+    #[serde(skip_serializing_if = "is_one")]
+    calls: u32,
     outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<u16>,
@@ -159,6 +178,10 @@ struct AttemptEntry<'a> {
     ms: f64,
 }
 
+fn is_one(calls: &u32) -> bool {
+    *calls == 1
+}
+
 fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1_000_000.0).round() / 1_000.0
 }
@@ -168,6 +191,7 @@ pub fn line(record: &RequestRecord) -> String {
     use super::record::PluginOutcome;
     let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(record.unix_ms).unwrap_or(0));
     let last = record.attempts.last();
+    let ai = record.ai();
     let line = Line {
         time: humantime::format_rfc3339_millis(time).to_string(),
         trace_id: record.trace.trace_hex(),
@@ -181,7 +205,9 @@ pub fn line(record: &RequestRecord) -> String {
         bytes_out: record.bytes_out,
         consumer: record.consumer.as_deref(),
         upstream: record.upstream.as_deref(),
-        target: last.map(|a| a.target.as_str()),
+        target: last
+            .map(|a| a.target.as_str())
+            .or(ai.map(|ai| ai.usage.target.as_str()).filter(|t| !t.is_empty())),
         duration_ms: millis(record.elapsed()),
         upstream_ms: last.map(|a| millis(a.duration)),
         plugins: record
@@ -190,6 +216,7 @@ pub fn line(record: &RequestRecord) -> String {
             .map(|call| PluginEntry {
                 plugin: call.plugin.as_str(),
                 phase: call.phase.as_str(),
+                calls: call.calls,
                 outcome: call.outcome.as_str(),
                 status: match call.outcome {
                     PluginOutcome::Responded(status) => Some(status),
@@ -215,6 +242,15 @@ pub fn line(record: &RequestRecord) -> String {
                 ms: millis(a.duration),
             })
             .collect(),
+        ai: ai.map(|ai| AiEntry {
+            target: &ai.usage.target,
+            model: &ai.usage.model,
+            cache: ai.cache,
+            prompt_tokens: ai.usage.prompt_tokens,
+            completion_tokens: ai.usage.completion_tokens,
+            cost: ai.priced.then_some(ai.usage.cost),
+            ttft_ms: ai.usage.ttft_ms,
+        }),
         completed: record.completed,
     };
     serde_json::to_string(&line).unwrap_or_default()

@@ -251,10 +251,14 @@ impl Metrics {
         );
         registry.register(
             "plugin_call_duration_seconds",
-            "Time in one plugin call, waiting for an instance included",
+            "Time in one plugin call, waiting for an instance included (phase chunk: a response's chunk calls added up)",
             metrics.plugin_duration.clone(),
         );
-        registry.register("plugin_calls", "Plugin calls by result", metrics.plugin_calls.clone());
+        registry.register(
+            "plugin_calls",
+            "Plugin calls by result (phase chunk: one per streamed response, a fault if any chunk call faulted)",
+            metrics.plugin_calls.clone(),
+        );
         registry.register(
             "plugin_fail_open_skips",
             "Fail-open plugins skipped after a fault",

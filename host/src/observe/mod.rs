@@ -9,7 +9,10 @@ pub mod metrics;
 pub mod record;
 pub mod trace;
 
-pub use record::{Attempt, AttemptOutcome, Phase, PluginCall, PluginOutcome, Reported, RequestRecord, TraceContext};
+pub use record::{
+    AiSlot, AiSummary, Attempt, AttemptOutcome, ChunkCalls, Phase, PluginCall, PluginOutcome, Reported, RequestRecord,
+    TraceContext,
+};
 
 /// Where finished requests are reported. One per gateway; it outlives
 /// config reloads, so counters keep counting.

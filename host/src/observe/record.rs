@@ -4,8 +4,8 @@
 
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -55,6 +55,12 @@ pub struct RequestRecord {
     pub attempts: Vec<Attempt>,
     /// The `consumer` property a plugin set, if any.
     pub consumer: Option<String>,
+    /// The plugins' `on-response-chunk` calls, tallied while the body
+    /// streams and added to `plugins` when the record is reported.
+    pub chunk_calls: Option<ChunkCalls>,
+    /// What an AI route made of the request, filled in when its usage is
+    /// settled (before the response body ends).
+    pub ai: Option<AiSlot>,
     /// Whether the response body was sent to its end (false: the client
     /// went away or the body failed).
     pub completed: bool,
@@ -67,6 +73,9 @@ pub enum Phase {
     Request,
     /// `on-response`.
     Response,
+    /// `on-response-chunk`: one entry per response, covering all its
+    /// chunk calls.
+    Chunk,
 }
 
 impl Phase {
@@ -75,6 +84,7 @@ impl Phase {
         match self {
             Phase::Request => "request",
             Phase::Response => "response",
+            Phase::Chunk => "chunk",
         }
     }
 }
@@ -88,10 +98,32 @@ pub struct PluginCall {
     pub phase: Phase,
     /// When the call started, from the request's start.
     pub offset: Duration,
-    /// How long it took (waiting for an instance included).
+    /// How long it took (waiting for an instance included); for the
+    /// chunk phase, the time of all its calls added up.
     pub duration: Duration,
-    /// What came of it.
+    /// Calls made: 1, or for the chunk phase, one per chunk plus the
+    /// final one.
+    pub calls: u32,
+    /// What came of it (for the chunk phase, a fault if any call faulted).
     pub outcome: PluginOutcome,
+}
+
+/// A request's chunk-phase plugin calls, shared with the streaming body.
+pub type ChunkCalls = Arc<Mutex<Vec<PluginCall>>>;
+
+/// Where an AI route leaves its account of a request.
+pub type AiSlot = Arc<OnceLock<AiSummary>>;
+
+/// An AI route's account of one request, for the access log.
+#[derive(Debug, Clone)]
+pub struct AiSummary {
+    /// The usage record (target, model, tokens, cost, latencies).
+    pub usage: crate::ai::usage::UsageRecord,
+    /// `hit`, `miss`, or `bypass` (not cacheable); `None` when the route
+    /// has no cache.
+    pub cache: Option<&'static str>,
+    /// Whether the model has a price (otherwise the cost means nothing).
+    pub priced: bool,
 }
 
 /// What came of a plugin call.
@@ -194,6 +226,8 @@ impl RequestRecord {
             plugins: Vec::new(),
             attempts: Vec::new(),
             consumer: None,
+            chunk_calls: None,
+            ai: None,
             completed: false,
         }
     }
@@ -210,8 +244,40 @@ impl RequestRecord {
             phase,
             offset: started.saturating_duration_since(self.started),
             duration: started.elapsed(),
+            calls: 1,
             outcome,
         });
+    }
+
+    /// Start tallying chunk-phase calls for `plugins`, in chain order; the
+    /// streaming body adds to entry `i` for the `i`th plugin.
+    pub fn chunk_calls(&mut self, plugins: impl Iterator<Item = PluginName>) -> ChunkCalls {
+        let calls = plugins
+            .map(|plugin| PluginCall {
+                plugin,
+                phase: Phase::Chunk,
+                offset: Duration::ZERO,
+                duration: Duration::ZERO,
+                calls: 0,
+                outcome: PluginOutcome::Continue,
+            })
+            .collect();
+        let calls = Arc::new(Mutex::new(calls));
+        self.chunk_calls = Some(calls.clone());
+        calls
+    }
+
+    /// The AI account of this request, once settled.
+    pub fn ai(&self) -> Option<&AiSummary> {
+        self.ai.as_ref().and_then(|slot| slot.get())
+    }
+
+    /// Move the chunk calls made into `plugins`.
+    fn gather_chunk_calls(&mut self) {
+        if let Some(calls) = self.chunk_calls.take() {
+            let calls = std::mem::take(&mut *calls.lock().unwrap_or_else(|e| e.into_inner()));
+            self.plugins.extend(calls.into_iter().filter(|call| call.calls > 0));
+        }
     }
 
     /// Record an attempt with span `span_id` that started at `started`.
@@ -339,6 +405,7 @@ impl Reported {
     fn report(&mut self, completed: bool) {
         if let Some(mut record) = self.record.take() {
             record.completed = completed;
+            record.gather_chunk_calls();
             self.observer.finish(&record);
         }
     }
@@ -380,8 +447,13 @@ impl Drop for Reported {
     fn drop(&mut self) {
         // An empty body is never polled; a body dropped half-sent means
         // the client went away.
-        let ended = self.body.is_end_stream();
-        self.report(ended);
+        if self.record.is_some() {
+            // Drop the body first: what it settles on drop (an AI
+            // request's usage) belongs in the report.
+            let ended = self.body.is_end_stream();
+            drop(std::mem::replace(&mut self.body, crate::proxy::empty_body()));
+            self.report(ended);
+        }
     }
 }
 
@@ -423,6 +495,79 @@ mod tests {
             "a later version is read"
         );
         assert!(!context.sampled);
+    }
+
+    /// A body that settles an AI account when dropped, as an AI stream
+    /// cut short by the client does.
+    struct SettlesOnDrop(AiSlot);
+
+    impl http_body::Body for SettlesOnDrop {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Pending
+        }
+    }
+
+    impl Drop for SettlesOnDrop {
+        fn drop(&mut self) {
+            let usage = crate::ai::usage::UsageRecord {
+                target: "t".into(),
+                model: "m".into(),
+                completion_tokens: 3,
+                status: 499,
+                ..Default::default()
+            };
+            let _ = self.0.set(AiSummary {
+                usage,
+                cache: None,
+                priced: false,
+            });
+        }
+    }
+
+    #[test]
+    fn a_body_dropped_unfinished_settles_before_the_record_is_reported() {
+        use http_body_util::BodyExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let destination = super::super::access_log::Destination::File {
+            path: path.clone(),
+            max_bytes: 1 << 20,
+            keep: 1,
+        };
+        let observer = Arc::new(Observer {
+            access_log: Some(super::super::access_log::AccessLog::start(destination).unwrap()),
+            ..Observer::default()
+        });
+        let mut record = Box::new(RequestRecord::new(
+            Method::POST,
+            "/v1/chat/completions",
+            [127, 0, 0, 1].into(),
+        ));
+        let slot = AiSlot::default();
+        record.ai = Some(slot.clone());
+        drop(Reported::new(
+            SettlesOnDrop(slot).boxed_unsync(),
+            record,
+            observer.clone(),
+        ));
+        drop(observer);
+        let line = (0..500)
+            .find_map(|_| {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.is_empty() {
+                    std::thread::sleep(Duration::from_millis(10));
+                    return None;
+                }
+                Some(text)
+            })
+            .expect("the line is written");
+        let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(line["completed"], false);
+        assert_eq!(line["ai"]["target"], "t", "{line}");
+        assert_eq!(line["ai"]["completion_tokens"], 3);
     }
 
     fn hex_array(text: &str) -> [u8; 8] {

@@ -15,7 +15,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider};
 
-use super::record::{AttemptOutcome, PluginOutcome, RequestRecord, TraceContext};
+use super::record::{AttemptOutcome, Phase, PluginOutcome, RequestRecord, TraceContext};
 use crate::config::{OtlpProtocol, TracingConfig};
 
 /// The OTLP exporter.
@@ -110,6 +110,11 @@ impl Tracing {
             ];
             if let PluginOutcome::Responded(status) = call.outcome {
                 attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
+            }
+            if call.phase == Phase::Chunk {
+                // One span for all the chunk calls, from the first call's
+                // start, as long as their time added up.
+                attributes.push(KeyValue::new("weir.plugin.calls", i64::from(call.calls)));
             }
             let mut span = self
                 .tracer

@@ -49,6 +49,13 @@ pub fn full_body(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
+/// An empty body (no allocation).
+pub fn empty_body() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// Everything needed to serve requests under one config: routes (with
 /// their plugin chains and upstreams) and limits. Replaced whole on reload.
 pub struct Proxy {
@@ -221,6 +228,8 @@ impl Proxy {
                         read_limited(Some(body), self.limits.max_request_body_bytes, true).await?
                     }
                 };
+                let account = crate::observe::AiSlot::default();
+                record.ai = Some(account.clone());
                 crate::ai::chat::serve(crate::ai::chat::AiRequest {
                     route: ai,
                     services,
@@ -228,6 +237,7 @@ impl Proxy {
                     body,
                     properties: &forward.properties,
                     max_response_bytes: self.limits.max_response_body_bytes,
+                    account,
                 })
                 .await
             }
@@ -445,7 +455,7 @@ impl Proxy {
         }
         // Transformed chunks change the length.
         parts.headers.remove(header::CONTENT_LENGTH);
-        let body = streaming::transform(body, chunk_links).await?;
+        let body = streaming::transform(body, chunk_links, record).await?;
         Ok(Response::from_parts(parts, body))
     }
 }

@@ -6,6 +6,11 @@
 //! ends, every plugin gets a final call with `end = true` so it can flush
 //! what it held back. A stream cut short leaves the instances unfit for
 //! reuse, so they are thrown away.
+//!
+//! Each plugin's calls are timed and added up in the request's record
+//! (phase `chunk`).
+
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -14,17 +19,26 @@ use http_body_util::{BodyExt, BodyStream, StreamBody};
 
 use super::error::GatewayError;
 use super::{Body, BoxError};
-use crate::plugins::{ChainLink, Lease};
+use crate::observe::{ChunkCalls, PluginOutcome, RequestRecord};
+use crate::plugins::{ChainLink, Lease, PluginFault};
 
 struct Transformer {
     lease: Lease,
     slot: usize,
     fail_open: bool,
+    /// This plugin's entry in `calls`.
+    index: usize,
+    calls: ChunkCalls,
+    /// When the request arrived.
+    request_started: Instant,
 }
 
 impl Transformer {
     async fn apply(&mut self, chunk: Bytes, end: bool) -> Result<Bytes, BoxError> {
-        match self.lease.on_response_chunk(self.slot, &chunk, end).await {
+        let started = Instant::now();
+        let result = self.lease.on_response_chunk(self.slot, &chunk, end).await;
+        self.tally(started, result.as_ref().err());
+        match result {
             Ok(out) => Ok(Bytes::from(out)),
             Err(fault) if self.fail_open => {
                 tracing::warn!("skipping fail-open plugin on a chunk: {fault}");
@@ -36,13 +50,36 @@ impl Transformer {
             }
         }
     }
+
+    /// Add a call that started at `started` to the plugin's entry.
+    fn tally(&self, started: Instant, fault: Option<&PluginFault>) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(call) = calls.get_mut(self.index) else {
+            return;
+        };
+        if call.calls == 0 {
+            call.offset = started.saturating_duration_since(self.request_started);
+        }
+        call.calls += 1;
+        call.duration += started.elapsed();
+        if let Some(fault) = fault
+            && !matches!(call.outcome, PluginOutcome::Fault { .. })
+        {
+            call.outcome = PluginOutcome::fault(fault, self.fail_open);
+        }
+    }
 }
 
 /// Wrap `body` so every data frame goes through `links` in order.
 /// A plugin that kept its instance from the earlier phases hands it in.
-pub(super) async fn transform(body: Body, links: Vec<(ChainLink, Option<Lease>)>) -> Result<Body, GatewayError> {
+pub(super) async fn transform(
+    body: Body,
+    links: Vec<(ChainLink, Option<Lease>)>,
+    record: &mut RequestRecord,
+) -> Result<Body, GatewayError> {
+    let calls = record.chunk_calls(links.iter().map(|(link, _)| link.plugin.name().clone()));
     let mut transformers = Vec::with_capacity(links.len());
-    for (link, kept) in links {
+    for (index, (link, kept)) in links.into_iter().enumerate() {
         let mut lease = match kept {
             Some(lease) => lease,
             None => link.plugin.lease(link.slot).await?,
@@ -52,6 +89,9 @@ pub(super) async fn transform(body: Body, links: Vec<(ChainLink, Option<Lease>)>
             lease,
             slot: link.slot,
             fail_open: link.plugin.limits.fail_open,
+            index,
+            calls: calls.clone(),
+            request_started: record.started,
         });
     }
 

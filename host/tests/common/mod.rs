@@ -260,6 +260,27 @@ impl Scraped {
     }
 }
 
+/// The access log's lines, once there are `count` of them across the
+/// current file and its rotated ones.
+pub async fn access_lines(dir: &std::path::Path, count: usize) -> Vec<serde_json::Value> {
+    wait_for("the access log lines", std::time::Duration::from_secs(10), || async {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("access.log"))
+            .collect();
+        // access.log.N is older the larger N; access.log is the newest.
+        files.sort_by_key(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            std::cmp::Reverse(name.rsplit('.').next().and_then(|n| n.parse::<u32>().ok()).unwrap_or(0))
+        });
+        let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+        (lines.len() >= count).then_some(lines)
+    })
+    .await
+}
+
 /// A gateway with an echo upstream, a route `api` (`/api`) behind
 /// `api-key-auth` (key `alice-key`), a route `faulty` (`/faulty`) through
 /// the trapping test plugin, and an admin API with `token`, if given.
