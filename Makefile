@@ -14,4 +14,5 @@ quickstart: setup
 
 test: setup
 	cargo test --workspace
+	scripts/check-deploy.sh
 	scripts/fuzz.sh

@@ -12,6 +12,8 @@
 #                       client.py runs against Weir unchanged)
 #   Dashboard test      Chromium and chromedriver (Debian), driven headless
 #                       over WebDriver by host/tests/dashboard.rs
+#   Shared-state tests  redis-server and PostgreSQL (Debian); the tests start
+#                       their own servers on free loopback ports
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +33,8 @@ command -v wasm-ld >/dev/null || command -v wasm-ld-14 >/dev/null || debian+=(ll
 compgen -G '/usr/lib/llvm-14/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a' >/dev/null || debian+=(libclang-rt-14-dev-wasm32)
 command -v chromium >/dev/null || debian+=(chromium)
 command -v chromedriver >/dev/null || debian+=(chromium-driver)
+command -v redis-server >/dev/null || debian+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || debian+=(postgresql)
 if ((${#debian[@]})); then
     log "installing Debian packages: ${debian[*]}"
     sudo=()

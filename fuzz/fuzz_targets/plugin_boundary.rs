@@ -18,11 +18,11 @@ use arbitrary::Arbitrary;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use wasmtime::component::Resource;
-use weir::config::{PluginName, RouteName};
+use weir::config::{OnUnavailable, PluginName, RouteName};
 use weir::plugins::capabilities::weir::plugin::types::{Error as CapError, HeaderEdit, HostRequest, HostResponse};
 use weir::plugins::capabilities::weir::plugin::{kv, log, secrets};
 use weir::plugins::capabilities::{Grants, HostState, PluginIdentity, SharedCapabilities};
-use weir::plugins::kv::KvStore;
+use weir::state::SharedState;
 use weir::plugins::outbound::OutboundClient;
 use weir::plugins::state::{Properties, RequestState, ResponseState};
 
@@ -118,6 +118,7 @@ enum Op {
     KvIncrement(Text, i64, Option<u64>),
     KvDelete(Text),
     KvSwap(Text, Option<Vec<u8>>, Vec<u8>),
+    KvTake(Text, u32, f64, u32),
     Secret(Text),
 }
 
@@ -136,7 +137,7 @@ fn shared() -> Arc<SharedCapabilities> {
     SHARED
         .get_or_init(|| {
             Arc::new(SharedCapabilities {
-                kv: Arc::new(KvStore::default()),
+                state: Arc::new(SharedState::memory()),
                 secrets: HashMap::from([("granted".to_string(), "s3cret".to_string())]),
                 outbound: OutboundClient::new().expect("an outbound client (system root certificates)"),
             })
@@ -184,6 +185,15 @@ fn response() -> ResponseState {
 }
 
 /// `Ok` from the host call: an `Err` would trap the plugin.
+/// The output of a host call that never waits (the in-memory kv store).
+fn now<F: std::future::Future>(future: F) -> F::Output {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("an in-memory kv call waited"),
+    }
+}
+
 fn ok<T>(result: wasmtime::Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("a host call trapped: {e:#}"))
 }
@@ -379,6 +389,7 @@ fuzz_target!(|input: Input| {
     let identity = Arc::new(PluginIdentity {
         name: PluginName("fuzz".into()),
         routes: vec![RouteName("route".into())],
+        state_policies: vec![OnUnavailable::FailClosed],
         grants: Grants {
             kv: input.kv_granted,
             secrets: vec!["granted".into(), "undefined".into()],
@@ -448,20 +459,26 @@ fuzz_target!(|input: Input| {
                 ok(log::Host::log(host, level, message.get()));
             }
             Op::KvSet(key, value, ttl) => {
-                let granted = ok(kv::Host::set(host, key.get(), value, ttl)).is_ok();
+                let granted = ok(now(kv::Host::set(host, key.get(), value, ttl))).is_ok();
                 assert!(!granted || input.kv_granted);
             }
             Op::KvGet(key) => {
-                ok(kv::Host::get(host, key.get())).ok();
+                ok(now(kv::Host::get(host, key.get()))).ok();
             }
             Op::KvIncrement(key, delta, ttl) => {
-                ok(kv::Host::increment(host, key.get(), delta, ttl)).ok();
+                ok(now(kv::Host::increment(host, key.get(), delta, ttl))).ok();
             }
             Op::KvDelete(key) => {
-                ok(kv::Host::delete(host, key.get())).ok();
+                ok(now(kv::Host::delete(host, key.get()))).ok();
             }
             Op::KvSwap(key, expected, value) => {
-                ok(kv::Host::compare_and_swap(host, key.get(), expected, value, None)).ok();
+                ok(now(kv::Host::compare_and_swap(host, key.get(), expected, value, None))).ok();
+            }
+            Op::KvTake(key, capacity, refill, cost) => {
+                if let Ok(taken) = ok(now(kv::Host::take_tokens(host, key.get(), capacity, refill, cost))) {
+                    assert!(taken.remaining <= capacity, "{taken:?} from a bucket of {capacity}");
+                    assert!(taken.allowed || taken.retry_after_secs >= 1, "{taken:?}");
+                }
             }
             Op::Secret(name) => {
                 let name = name.get();

@@ -7,6 +7,8 @@
 //!   requests in flight), plugin chain.
 //! - `GET /metrics` — Prometheus metrics, OpenMetrics text format (see
 //!   `observe::metrics`).
+//! - `GET /state` — where shared state lives (memory, or Redis: whether it
+//!   answers, the last error, outages).
 //! - `POST /reload` — re-read the config file; answers 200, or 422 with
 //!   every problem (the old config keeps serving).
 //! - `GET /usage` — AI usage records, newest first, with totals over every
@@ -23,9 +25,16 @@
 //! so `GET /?token=TOKEN` with the right token sets the cookie (`HttpOnly;
 //! SameSite=Strict`, holding a hash of the token, not the token) and
 //! redirects to `/`, which takes the token out of the address bar.
+//!
+//! Orchestrators probe from outside the host, so liveness and readiness
+//! have a listener of their own, on any address and without a token
+//! ([`probes`], `[admin] health_address`).
+
+pub mod probes;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -124,6 +133,7 @@ async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gatew
         (&Method::GET, "/plugins") => json_response(StatusCode::OK, json!({ "plugins": plugins(gateway) })),
         (&Method::GET, "/routes") => json_response(StatusCode::OK, json!({ "routes": routes(gateway) })),
         (&Method::GET, "/metrics") => metrics(gateway),
+        (&Method::GET, "/state") => json_response(StatusCode::OK, state(gateway)),
         (&Method::GET, "/usage") => usage(gateway, request.uri().query().unwrap_or_default()).await,
         (&Method::POST, "/reload") => match gateway.reload_config().await {
             Ok(()) => json_response(StatusCode::OK, json!({"reloaded": true})),
@@ -135,7 +145,7 @@ async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gatew
         (
             _,
             "/" | "/dashboard/app.js" | "/dashboard/app.css" | "/dashboard/data" | "/healthz" | "/plugins" | "/routes"
-            | "/reload" | "/usage" | "/metrics",
+            | "/state" | "/reload" | "/usage" | "/metrics",
         ) => json_response(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method not allowed"})),
         _ => json_response(StatusCode::NOT_FOUND, json!({"error": "no such admin endpoint"})),
     }
@@ -176,12 +186,45 @@ fn metrics(gateway: &Gateway) -> Response<Body> {
             })
             .set(plugin.idle_instances() as i64);
     }
+    match gateway.state().status() {
+        Some(redis) => {
+            metrics.state_store_up.set(i64::from(redis.up));
+            metrics
+                .state_unavailable_ops
+                .inner()
+                .store(redis.unavailable_ops, Ordering::Relaxed);
+            metrics.state_outages.inner().store(redis.outages, Ordering::Relaxed);
+        }
+        None => {
+            metrics.state_store_up.set(1);
+        }
+    }
     let mut response = Response::new(full_body(metrics.encode()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     response
+}
+
+/// Where shared state lives and whether it answers: `{"store": "memory"}`,
+/// or the Redis URL (password hidden), `up`, the last `error` while down,
+/// `since_ms` (when it last went up or down), the policy routes follow by
+/// default, and counts of unavailable operations and outages.
+fn state(gateway: &Gateway) -> serde_json::Value {
+    let state = gateway.state();
+    match state.status() {
+        None => json!({"store": "memory", "up": true}),
+        Some(redis) => json!({
+            "store": redis.url,
+            "up": redis.up,
+            "error": redis.error,
+            "since_ms": redis.since_ms,
+            "on_unavailable": state.config().on_unavailable.as_str(),
+            "unavailable_operations": redis.unavailable_ops,
+            "outages": redis.outages,
+        }),
+    }
 }
 
 fn plugins(gateway: &Gateway) -> Vec<serde_json::Value> {

@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use crate::admin::probes::{ProbeListener, Readiness};
 use crate::ai::AiServices;
 use crate::ai::budget::Budgets;
 use crate::ai::cache::AnswerCache;
@@ -138,7 +139,10 @@ impl Gateway {
     }
 
     async fn build(config: Config, config_file: Option<PathBuf>) -> Result<Gateway, LoadError> {
-        let runtime = PluginRuntime::new(&config).map_err(LoadError::Other)?;
+        let state = crate::state::SharedState::start(&config.state.config())
+            .await
+            .map_err(LoadError::Other)?;
+        let runtime = PluginRuntime::new(&config, Arc::new(state)).map_err(LoadError::Other)?;
         let capabilities = runtime.capabilities_for(&config).map_err(LoadError::Other)?;
         let loaded = runtime
             .load(&config, &capabilities, &HashMap::new())
@@ -147,9 +151,9 @@ impl Gateway {
         let upstreams = build_upstreams(&config)?;
         let ledger = Mutex::new(None);
         let observer = Arc::new(Observer::new(&config).map_err(LoadError::Other)?);
-        let ai = ai_services(&config, &ledger, &observer).await?;
+        let ai = ai_services(&config, &ledger, &observer, runtime.state()).await?;
         let serving = Serving {
-            caches: answer_caches(&config),
+            caches: answer_caches(&config, runtime.state()),
             config,
             capabilities,
             upstreams,
@@ -168,6 +172,11 @@ impl Gateway {
         };
         gateway.refresh_status(&*gateway.serving.lock().await);
         Ok(gateway)
+    }
+
+    /// The shared state (kv, budgets, caches): in memory or in Redis.
+    pub fn state(&self) -> &Arc<crate::state::SharedState> {
+        self.runtime.state()
     }
 
     /// The proxy serving now.
@@ -238,9 +247,9 @@ impl Gateway {
             .load(&config, &capabilities, serving_now)
             .await
             .map_err(LoadError::Plugins)?;
-        let ai = ai_services(&config, &self.ledger, &serving.observer).await?;
+        let ai = ai_services(&config, &self.ledger, &serving.observer, self.runtime.state()).await?;
         let next = Serving {
-            caches: answer_caches(&config),
+            caches: answer_caches(&config, self.runtime.state()),
             config,
             capabilities,
             upstreams,
@@ -420,11 +429,24 @@ impl Gateway {
         *status = fresh;
     }
 
-    /// Bind every listener and the admin API and start serving.
+    /// Bind every listener, the admin API and the probe listener, and start
+    /// serving.
     pub async fn start(self) -> anyhow::Result<RunningGateway> {
+        self.start_with_probes(None).await
+    }
+
+    /// [`Gateway::start`], with a probe listener bound before the config
+    /// loaded (it answered "not ready" meanwhile). Without one, it is bound
+    /// here if the config has `[admin] health_address`.
+    pub async fn start_with_probes(self, probes: Option<ProbeListener>) -> anyhow::Result<RunningGateway> {
         let gateway = Arc::new(self);
         let (shutdown, signal) = watch::channel(false);
         let config = gateway.serving.lock().await.config.clone();
+        let probes = match (probes, config.admin.as_ref().and_then(|a| a.health_address.as_deref())) {
+            (Some(probes), _) => Some(probes),
+            (None, Some(address)) => Some(ProbeListener::bind(address).await?),
+            (None, None) => None,
+        };
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
         let mut certs = Vec::new();
@@ -482,12 +504,23 @@ impl Gateway {
         if let Some(addr) = admin {
             tracing::info!("admin API on {addr}");
         }
+        let readiness = match &probes {
+            Some(probes) => {
+                tracing::info!("health and readiness probes on {}", probes.addr());
+                probes.readiness().clone()
+            }
+            None => Readiness::starting(),
+        };
+        readiness.set_serving();
         Ok(RunningGateway {
             listeners,
             admin,
+            health: probes.as_ref().map(ProbeListener::addr),
             shutdown,
             tasks,
             gateway,
+            probes,
+            readiness,
         })
     }
 }
@@ -525,10 +558,16 @@ fn warn_about_restart_only_changes(old: &Config, new: &Config) {
             .map(|l| format!("{}{}", l.address, if l.tls.is_some() { " tls" } else { "" }))
             .collect();
         a.push(c.admin.as_ref().map(|a| a.address.clone()).unwrap_or_default());
+        a.push(
+            c.admin
+                .as_ref()
+                .and_then(|a| a.health_address.clone())
+                .unwrap_or_default(),
+        );
         a
     };
     if addresses(old) != addresses(new) {
-        tracing::warn!("listener or admin address changes take effect only after a restart");
+        tracing::warn!("listener, admin and probe address changes take effect only after a restart");
     }
     if old.limits.max_header_bytes != new.limits.max_header_bytes || old.limits.max_headers != new.limits.max_headers {
         tracing::warn!("header limits take effect only after a restart");
@@ -556,25 +595,37 @@ async fn ai_services(
     config: &Config,
     ledger: &Mutex<Option<Arc<UsageLedger>>>,
     observer: &Arc<Observer>,
+    state: &crate::state::SharedState,
 ) -> Result<Option<Arc<AiServices>>, LoadError> {
     if !config.has_ai_routes() {
         return Ok(None);
     }
+    // Errors name the field the store came from, never a password.
+    let field = config.ai.usage_field();
     let ledger = {
         let mut slot = ledger.lock().await;
         match slot.as_ref() {
             Some(open) => open.clone(),
             None => {
-                let path = config.resolve(&config.ai.usage_db);
+                let store = config
+                    .usage_store()
+                    .map_err(|p| LoadError::Other(anyhow::anyhow!("{}: {}", p.path, p.message)))?;
                 let open = Arc::new(
-                    UsageLedger::open(&path).map_err(|e| LoadError::Other(anyhow::anyhow!("ai.usage_db: {e}")))?,
+                    UsageLedger::open_store(&store)
+                        .await
+                        .map_err(|e| LoadError::Other(anyhow::anyhow!("{field}: {e}")))?,
                 );
                 *slot = Some(open.clone());
                 open
             }
         }
     };
-    let budgets = Arc::new(Budgets::new(&config.ai.budgets));
+    // Shared budgets live in Redis; the in-memory counts restored below are
+    // their fallback while it is unavailable.
+    let budgets = Arc::new(match state.redis() {
+        Some(redis) => Budgets::shared(&config.ai.budgets, redis.clone()),
+        None => Budgets::new(&config.ai.budgets),
+    });
     let now = crate::ai::now_ms();
     let mut starts: std::collections::BTreeSet<i64> = config
         .ai
@@ -589,7 +640,7 @@ async fn ai_services(
         let spent = ledger
             .tokens_by_consumer_since(start)
             .await
-            .map_err(|e| LoadError::Other(anyhow::anyhow!("ai.usage_db: {e}")))?;
+            .map_err(|e| LoadError::Other(anyhow::anyhow!("{field}: {e}")))?;
         for (consumer, tokens) in spent {
             if budgets.period_start_ms(&consumer, now) == Some(start) {
                 budgets.restore(&consumer, tokens, now);
@@ -604,14 +655,15 @@ async fn ai_services(
     })))
 }
 
-/// An answer cache for each AI route that asks for one.
-fn answer_caches(config: &Config) -> HashMap<crate::config::RouteName, AnswerCache> {
+/// An answer cache for each AI route that asks for one (in Redis when
+/// the state is shared).
+fn answer_caches(config: &Config, state: &crate::state::SharedState) -> HashMap<crate::config::RouteName, AnswerCache> {
     config
         .routes
         .iter()
         .filter_map(|r| {
             let cache = r.ai.as_ref()?.cache.as_ref()?;
-            Some((r.name.clone(), AnswerCache::new(cache)))
+            Some((r.name.clone(), AnswerCache::with_store(cache, state.redis().cloned())))
         })
         .collect()
 }
@@ -676,9 +728,15 @@ pub struct RunningGateway {
     pub listeners: Vec<SocketAddr>,
     /// The admin API's address.
     pub admin: Option<SocketAddr>,
+    /// The probe listener's address (`[admin] health_address`).
+    pub health: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     gateway: Arc<Gateway>,
+    /// Closed after the listeners have drained, so `/readyz` answers 503
+    /// for as long as requests are still finishing.
+    probes: Option<ProbeListener>,
+    readiness: Arc<Readiness>,
 }
 
 impl RunningGateway {
@@ -687,11 +745,22 @@ impl RunningGateway {
         &self.gateway
     }
 
-    /// Stop accepting, let open requests finish, and return.
+    /// Serving, or draining since shutdown began (one atomic load).
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.readiness
+    }
+
+    /// Stop accepting, let open requests finish, and return. Readiness
+    /// fails first, so a load balancer probing `/readyz` stops sending
+    /// while requests in flight finish.
     pub async fn shutdown(self) {
+        self.readiness.set_draining();
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Some(probes) = self.probes {
+            probes.stop().await;
         }
         // Requests have finished: every usage record is queued, every span
         // batched.

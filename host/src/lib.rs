@@ -18,5 +18,6 @@ pub mod gateway;
 pub mod observe;
 pub mod plugins;
 pub mod proxy;
+pub mod state;
 pub mod toolchain;
 pub mod watch;

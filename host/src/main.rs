@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use weir::admin::probes::ProbeListener;
 
 #[derive(Parser)]
 #[command(
@@ -22,9 +23,8 @@ struct Cli {
 enum Command {
     /// Serve the gateway.
     Run {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Worker threads serving requests (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
@@ -32,9 +32,8 @@ enum Command {
     /// Validate a config, loading and configuring every plugin, without
     /// serving. Exits non-zero listing every problem.
     Check {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Create and build plugin projects.
     #[command(subcommand)]
@@ -60,6 +59,25 @@ enum Command {
         #[arg(long, default_value = "demo")]
         name: String,
     },
+}
+
+/// The config file, given as `weir run FILE` or `weir run --config FILE`.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct ConfigFile {
+    /// The config file.
+    #[arg(value_name = "CONFIG")]
+    file: Option<PathBuf>,
+    /// The config file (the same as the positional argument).
+    #[arg(long = "config", short = 'c', value_name = "CONFIG")]
+    flag: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    fn path(self) -> PathBuf {
+        // The group requires exactly one of the two.
+        self.file.or(self.flag).unwrap_or_default()
+    }
 }
 
 #[derive(Subcommand)]
@@ -116,20 +134,23 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Run { config, .. } => run(config).await,
-            Command::Check { config } => match weir::gateway::check(&config).await {
-                Ok(lines) => {
-                    for line in lines {
-                        println!("{line}");
+            Command::Run { config, .. } => run(config.path()).await,
+            Command::Check { config } => {
+                let config = config.path();
+                match weir::gateway::check(&config).await {
+                    Ok(lines) => {
+                        for line in lines {
+                            println!("{line}");
+                        }
+                        println!("config {} is valid", config.display());
+                        ExitCode::SUCCESS
                     }
-                    println!("config {} is valid", config.display());
-                    ExitCode::SUCCESS
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ExitCode::FAILURE
+                    }
                 }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            },
+            }
             Command::Plugin(command) => plugin(command).await,
             Command::Status { admin, token } => {
                 let token = token.or_else(|| std::env::var("WEIR_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()));
@@ -189,6 +210,32 @@ async fn plugin(command: PluginCommand) -> ExitCode {
 }
 
 async fn run(config: PathBuf) -> ExitCode {
+    // The probe listener comes up before the plugins load, which can take
+    // seconds: meanwhile an orchestrator sees a live process that is not
+    // ready yet, rather than a closed port.
+    let health_address = match weir::config::Config::load(&config) {
+        Ok(c) => c.admin.and_then(|a| a.health_address),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let probes = match health_address {
+        Some(address) => match ProbeListener::bind(&address).await {
+            Ok(probes) => {
+                tracing::info!(
+                    "health and readiness probes on {} (not ready until the config serves)",
+                    probes.addr()
+                );
+                Some(probes)
+            }
+            Err(e) => {
+                eprintln!("weir: admin.health_address: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let gateway = match weir::gateway::Gateway::load_file(&config).await {
         Ok(g) => g,
         Err(e) => {
@@ -196,7 +243,7 @@ async fn run(config: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match gateway.start().await {
+    let running = match gateway.start_with_probes(probes).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weir: {e:#}");
@@ -204,6 +251,7 @@ async fn run(config: PathBuf) -> ExitCode {
         }
     };
     wait_for_signal().await;
+    // From here `/readyz` answers 503 while requests in flight finish.
     tracing::info!("shutting down; letting open requests finish");
     running.shutdown().await;
     ExitCode::SUCCESS
@@ -313,18 +361,33 @@ mod status {
         // Health first: it tells an unreachable API or a refused token apart
         // before anything else is asked.
         let health = admin.get("/healthz").await?;
-        let (routes, plugins, data) = tokio::try_join!(
+        let (routes, plugins, data, state) = tokio::try_join!(
             admin.get("/routes"),
             admin.get("/plugins"),
             admin.get("/dashboard/data?minutes=1"),
+            admin.get("/state"),
         )?;
-        Ok(render(&admin.base, &health, &routes, &plugins, &data))
+        Ok(render(&admin.base, &health, &routes, &plugins, &data, &state))
     }
 
-    fn render(base: &str, health: &Value, routes: &Value, plugins: &Value, data: &Value) -> String {
+    fn render(base: &str, health: &Value, routes: &Value, plugins: &Value, data: &Value, state: &Value) -> String {
         let mut out = String::new();
         let healthy = health["status"] == "ok";
         let _ = writeln!(out, "weir at {base}: {}", if healthy { "up" } else { "NOT healthy" });
+        match (&state["store"], &state["up"]) {
+            (Value::String(store), Value::Bool(false)) => {
+                let _ = writeln!(
+                    out,
+                    "shared state: {store} UNAVAILABLE ({}; routes follow {} by default)",
+                    text(&state["error"]),
+                    text(&state["on_unavailable"])
+                );
+            }
+            (Value::String(store), _) => {
+                let _ = writeln!(out, "shared state: {store}");
+            }
+            _ => {}
+        }
         let totals = &data["totals"]["last_minute"];
         let _ = writeln!(out, "last minute: {}", traffic(totals));
 

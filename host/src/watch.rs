@@ -3,14 +3,34 @@
 //! editors and `cp` write a file in several steps), and SIGHUP reloads the
 //! config. Each change is handed to the [`Gateway`], or for certificates
 //! to the listener's [`ReloadableCert`].
+//!
+//! A change is recognised by what a file holds, not by the name an event
+//! carries. That matters for files reached through symlinks, as in a
+//! Kubernetes ConfigMap or Secret volume: there `weir.toml` is a link to
+//! `..data/weir.toml`, `..data` a link to a timestamped directory, and an
+//! update writes a new timestamped directory and renames a new `..data`
+//! over the old one — no event ever names `weir.toml`. So after any change
+//! in a watched directory:
+//!
+//! - the config file and each certificate and key are read again and
+//!   compared with what was last seen (they are small);
+//! - the plugin directory is listed and each `NAME.wasm` and `NAME.toml`
+//!   compared by where it leads, its size and modification time, besides
+//!   the plugins that events name directly. The gateway compares content
+//!   before swapping anything in, so a plugin that merely moved is cheap.
+//!
+//! Each watched file is watched in the directory holding its name and in
+//! the one holding its content (after symlinks), and the second is
+//! re-resolved after every change, since the old one may be gone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -33,33 +53,26 @@ fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Sort changed paths into a config reload and plugin reloads. `NAME.wasm`
-/// and its manifest `NAME.toml` in the plugin directory are plugin `NAME`.
-fn classify(paths: &[PathBuf], plugin_dir: &Path, config_file: Option<&Path>) -> Changes {
-    let mut changes = Changes::default();
-    for path in paths {
-        let parent = path.parent().map(canonical);
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if let Some(config) = config_file
-            && parent.as_deref() == config.parent()
-            && config.file_name().and_then(|n| n.to_str()) == Some(name)
-        {
-            changes.config = true;
-            continue;
-        }
-        if parent.as_deref() != Some(plugin_dir) {
-            continue;
-        }
-        let stem = name.strip_suffix(".wasm").or_else(|| name.strip_suffix(".toml"));
-        if let Some(stem) = stem.filter(|s| valid_plugin_name(s)) {
-            changes.plugins.insert(PluginName(stem.to_string()));
-        }
-    }
-    changes
+/// The plugin a file in the plugin directory belongs to: `NAME.wasm` and
+/// its manifest `NAME.toml` are plugin `NAME`.
+fn plugin_of(file_name: &str) -> Option<PluginName> {
+    let stem = file_name
+        .strip_suffix(".wasm")
+        .or_else(|| file_name.strip_suffix(".toml"))?;
+    valid_plugin_name(stem).then(|| PluginName(stem.to_string()))
+}
+
+/// The plugins that changed paths name directly.
+fn named_plugins(paths: &[PathBuf], plugin_dir: &Path) -> BTreeSet<PluginName> {
+    paths
+        .iter()
+        .filter(|path| path.parent().map(canonical).as_deref() == Some(plugin_dir))
+        .filter_map(|path| plugin_of(path.file_name()?.to_str()?))
+        .collect()
 }
 
 /// Whether an event can mean new content. Reads (access events, which the
-/// gateway's own reloads cause) are not changes.
+/// gateway's own reloads and the comparisons here cause) are not changes.
 fn is_change(kind: &EventKind) -> bool {
     matches!(
         kind,
@@ -67,9 +80,88 @@ fn is_change(kind: &EventKind) -> bool {
     )
 }
 
-/// Start watching `plugin_dir` and the gateway's config file, and handle
-/// changes until `shutdown` flips. The watches are in place when this
-/// returns, so no change made after it is missed.
+/// A small file watched for new content: the config, a certificate, a key.
+struct WatchedFile {
+    /// The path as configured, made absolute but not resolved.
+    path: PathBuf,
+    /// SHA-256 of the content last seen; `None` while it cannot be read.
+    seen: Option<[u8; 32]>,
+}
+
+impl WatchedFile {
+    fn new(path: &Path) -> WatchedFile {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let seen = content_hash(&path);
+        WatchedFile { path, seen }
+    }
+
+    /// Where events can say this file changed: the directory holding its
+    /// name and the one holding its content now.
+    fn dirs(&self) -> impl Iterator<Item = PathBuf> {
+        let named = self.path.parent().map(Path::to_path_buf);
+        let content = canonical(&self.path).parent().map(Path::to_path_buf);
+        named.into_iter().chain(content)
+    }
+
+    /// Whether the content differs from what was last seen; remembers it.
+    fn changed(&mut self) -> bool {
+        let now = content_hash(&self.path);
+        let changed = now != self.seen;
+        self.seen = now;
+        changed
+    }
+}
+
+fn content_hash(path: &Path) -> Option<[u8; 32]> {
+    std::fs::read(path).ok().map(|bytes| Sha256::digest(&bytes).into())
+}
+
+/// What a plugin file leads to now: the file its symlinks end at, its size
+/// and modification time. Taken without opening the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    target: PathBuf,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+/// Every `NAME.wasm` and `NAME.toml` in `dir`, by file name.
+fn plugin_files(dir: &Path) -> BTreeMap<String, FileStamp> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            plugin_of(&name)?;
+            let path = entry.path();
+            // Follows symlinks; a dangling one counts as absent.
+            let meta = std::fs::metadata(&path).ok()?;
+            let stamp = FileStamp {
+                target: canonical(&path),
+                len: meta.len(),
+                modified: meta.modified().ok(),
+            };
+            Some((name, stamp))
+        })
+        .collect()
+}
+
+/// The plugins with a file that appeared, disappeared or changed between
+/// two listings.
+fn changed_plugins(before: &BTreeMap<String, FileStamp>, after: &BTreeMap<String, FileStamp>) -> BTreeSet<PluginName> {
+    before
+        .keys()
+        .chain(after.keys())
+        .filter(|name| before.get(*name) != after.get(*name))
+        .filter_map(|name| plugin_of(name))
+        .collect()
+}
+
+/// Start watching `plugin_dir`, the gateway's config file and the
+/// certificates, and handle changes until `shutdown` flips. The watches
+/// are in place when this returns, so no change made after it is missed.
 pub fn spawn(
     gateway: Arc<Gateway>,
     plugin_dir: &Path,
@@ -86,45 +178,78 @@ pub fn spawn(
             return tokio::spawn(wait_for_signals(gateway, shutdown));
         }
     };
+    let plugin_dir = canonical(plugin_dir);
     let mut watching = Watching {
         debouncer,
-        plugin_dir: canonical(plugin_dir),
-        config_file: gateway.config_file().map(canonical),
-        cert_files: certs.iter().flat_map(|c| c.files().map(canonical)).collect(),
+        watched: BTreeSet::new(),
+        unwatchable: BTreeSet::new(),
+        plugin_files: plugin_files(&plugin_dir),
+        plugin_dir,
+        config_file: gateway.config_file().map(WatchedFile::new),
+        cert_files: certs.iter().flat_map(|c| c.files().map(WatchedFile::new)).collect(),
         certs,
     };
-    let cert_dirs: BTreeSet<PathBuf> = watching
-        .cert_files
-        .iter()
-        .filter_map(|f| f.parent().map(Path::to_path_buf))
-        .collect();
-    for dir in cert_dirs {
-        if let Err(e) = watching.debouncer.watch(&dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), "cannot watch the certificates' directory: {e}");
-        }
-    }
-    if let Some(dir) = watching.config_file.clone().as_ref().and_then(|f| f.parent())
-        && let Err(e) = watching.debouncer.watch(dir, RecursiveMode::NonRecursive)
-    {
-        tracing::warn!(dir = %dir.display(), "cannot watch the config file's directory: {e}");
-    }
-    watching.watch_plugin_dir();
+    watching.rewatch();
     tokio::spawn(watching.run(gateway, rx, shutdown))
 }
 
 struct Watching {
     debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+    /// The directories watched now.
+    watched: BTreeSet<PathBuf>,
+    /// Directories that could not be watched, warned about once.
+    unwatchable: BTreeSet<PathBuf>,
     plugin_dir: PathBuf,
-    config_file: Option<PathBuf>,
-    cert_files: Vec<PathBuf>,
+    plugin_files: BTreeMap<String, FileStamp>,
+    config_file: Option<WatchedFile>,
+    cert_files: Vec<WatchedFile>,
     certs: Vec<Arc<ReloadableCert>>,
 }
 
 impl Watching {
-    fn watch_plugin_dir(&mut self) {
-        if let Err(e) = self.debouncer.watch(&self.plugin_dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %self.plugin_dir.display(), "cannot watch the plugin directory: {e}");
+    /// Watch the directories where changes can show now, and stop watching
+    /// those where they no longer can (such as a ConfigMap's old
+    /// timestamped directory, already deleted).
+    fn rewatch(&mut self) {
+        let mut wanted: BTreeSet<PathBuf> = BTreeSet::from([self.plugin_dir.clone()]);
+        for file in self.config_file.iter().chain(&self.cert_files) {
+            wanted.extend(file.dirs());
         }
+        for gone in self.watched.difference(&wanted) {
+            let _ = self.debouncer.unwatch(gone);
+        }
+        self.watched.retain(|dir| wanted.contains(dir));
+        for dir in wanted {
+            if self.watched.contains(&dir) {
+                continue;
+            }
+            match self.debouncer.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.unwatchable.remove(&dir);
+                    self.watched.insert(dir);
+                }
+                Err(e) => {
+                    if self.unwatchable.insert(dir.clone()) {
+                        tracing::warn!(dir = %dir.display(), "cannot watch for changes: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// What changed, after events in the watched directories.
+    fn changes(&mut self, paths: &[PathBuf]) -> Changes {
+        let config = self.config_file.as_mut().is_some_and(WatchedFile::changed);
+        let mut certs = false;
+        for file in &mut self.cert_files {
+            // Every file is compared, so that each remembers what it holds.
+            certs |= file.changed();
+        }
+        let now = plugin_files(&self.plugin_dir);
+        let mut plugins = changed_plugins(&self.plugin_files, &now);
+        self.plugin_files = now;
+        plugins.extend(named_plugins(paths, &self.plugin_dir));
+        Changes { config, certs, plugins }
     }
 
     async fn run(
@@ -143,9 +268,10 @@ impl Watching {
                             .filter(|e| is_change(&e.kind))
                             .flat_map(|e| e.event.paths)
                             .collect();
-                        let mut changes = classify(&paths, &self.plugin_dir, self.config_file.as_deref());
-                        changes.certs = paths.iter().any(|p| self.cert_files.contains(&canonical(p)));
-                        changes
+                        if paths.is_empty() {
+                            continue;
+                        }
+                        self.changes(&paths)
                     }
                     Err(errors) => {
                         for e in errors {
@@ -172,14 +298,14 @@ impl Watching {
                 let _ = gateway.reload_config().await;
                 let dir = canonical(&gateway.plugin_dir().await);
                 if dir != self.plugin_dir {
-                    let _ = self.debouncer.unwatch(&self.plugin_dir);
+                    self.plugin_files = plugin_files(&dir);
                     self.plugin_dir = dir;
-                    self.watch_plugin_dir();
                 }
             }
             for name in &changes.plugins {
                 gateway.reload_plugin(name).await;
             }
+            self.rewatch();
         }
     }
 }
@@ -225,22 +351,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_are_sorted_into_plugins_and_config() {
-        let dir = std::env::temp_dir();
-        let plugins = canonical(&dir);
-        let config = plugins.join("weir.toml");
+    fn paths_name_plugins_by_their_wasm_file_or_manifest() {
+        let plugins = canonical(&std::env::temp_dir());
         let paths = vec![
             plugins.join("auth.wasm"),
             plugins.join("auth.toml"),
             plugins.join("rate-limit.wasm"),
             plugins.join(".auth.wasm.swp"),
             plugins.join("notes.txt"),
-            plugins.join("weir.toml"),
+            plugins.join("..data"),
             PathBuf::from("/elsewhere/x.wasm"),
         ];
-        let changes = classify(&paths, &plugins, Some(&config));
-        assert!(changes.config);
-        let names: Vec<&str> = changes.plugins.iter().map(|p| p.as_str()).collect();
+        let names: Vec<String> = named_plugins(&paths, &plugins).iter().map(|p| p.to_string()).collect();
         assert_eq!(names, ["auth", "rate-limit"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_plugin_reached_through_a_swapped_symlink_counts_as_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (dir.path().join("..v1"), dir.path().join("..v2"));
+        for version in [&old, &new] {
+            std::fs::create_dir(version).unwrap();
+            std::fs::write(version.join("auth.wasm"), b"same bytes").unwrap();
+            std::fs::write(version.join("other.wasm"), b"same bytes").unwrap();
+        }
+        std::os::unix::fs::symlink("..v1", dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/auth.wasm", dir.path().join("auth.wasm")).unwrap();
+        let before = plugin_files(dir.path());
+        assert_eq!(before.keys().collect::<Vec<_>>(), ["auth.wasm"]);
+
+        std::os::unix::fs::symlink("..v2", dir.path().join("..data_tmp")).unwrap();
+        std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+        let after = plugin_files(dir.path());
+        let changed: Vec<String> = changed_plugins(&before, &after).iter().map(|p| p.to_string()).collect();
+        assert_eq!(changed, ["auth"]);
+        assert!(changed_plugins(&after, &plugin_files(dir.path())).is_empty());
     }
 }

@@ -347,7 +347,39 @@ declare module 'weir:plugin/kv@0.1.0' {
    * (`none`: only if it is absent). True if the swap happened.
    */
   export function compareAndSwap(key: string, expected: Uint8Array | undefined, value: Uint8Array, ttlMs: bigint | undefined): boolean;
+  /**
+   * Take `cost` tokens from the token bucket at `key`, which holds at
+   * most `capacity` tokens and gains `refill-per-second` a second (a
+   * missing bucket is full). The store reads, refills, takes and writes
+   * in one atomic step on one clock (with a shared backend, the
+   * backend's), so concurrent takes from any number of gateways never
+   * admit more than the bucket holds. `error.invalid` when `capacity`
+   * is 0, the rate is not positive, or `cost` is 0 or above `capacity`.
+   */
+  export function takeTokens(key: string, capacity: number, refillPerSecond: number, cost: number): TokensTaken;
   export type Error = import('weir:plugin/types@0.1.0').Error;
+  /**
+   * What `take-tokens` decided.
+   */
+  export interface TokensTaken {
+    /**
+     * Whether the tokens were taken.
+     */
+    allowed: boolean,
+    /**
+     * Whole tokens left in the bucket.
+     */
+    remaining: number,
+    /**
+     * When refused: whole seconds until `cost` tokens are there (at
+     * least 1); 0 when allowed.
+     */
+    retryAfterSecs: bigint,
+    /**
+     * Seconds until the bucket is full again.
+     */
+    resetSecs: bigint,
+  }
 }
 
 declare module 'weir:plugin/secrets@0.1.0' {

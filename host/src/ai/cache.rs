@@ -9,6 +9,12 @@
 //! with a stream replayed from it, and a streamed request that misses
 //! builds the whole answer from its chunks ([`CompletionBuilder`]) as they
 //! pass.
+//!
+//! With Redis as the gateway's `state`, answers are kept there instead (as
+//! JSON under `{prefix}cache:{key}`, with the TTL), so an answer one
+//! gateway stored is served by every other. While Redis is unavailable the
+//! cache falls back to this gateway's memory: a cache is not a limit, so
+//! neither policy refuses a request over it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +25,10 @@ use sha2::{Digest, Sha256};
 
 use super::relay::push_event;
 use crate::config::AiCacheConfig;
+use crate::state::redis::RedisStore;
 
 /// A cached answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CachedAnswer {
     /// The `chat.completion` object.
     pub completion: Value,
@@ -71,10 +78,22 @@ impl CachedAnswer {
 pub struct AnswerCache {
     entries: moka::sync::Cache<String, Arc<CachedAnswer>>,
     include_nonzero_temperature: bool,
+    /// Where gateways sharing the cache keep it.
+    shared: Option<Arc<RedisStore>>,
+    ttl_ms: u64,
 }
 
 impl AnswerCache {
-    /// A cache with the route's settings.
+    /// A cache with the route's settings, in `shared` Redis if given (and
+    /// in memory while it is unavailable).
+    pub fn with_store(config: &AiCacheConfig, shared: Option<Arc<RedisStore>>) -> Self {
+        AnswerCache {
+            shared,
+            ..AnswerCache::new(config)
+        }
+    }
+
+    /// A cache with the route's settings, in this gateway's memory.
     pub fn new(config: &AiCacheConfig) -> Self {
         let entries = moka::sync::Cache::builder()
             .max_capacity(config.max_mb.saturating_mul(1 << 20))
@@ -87,6 +106,8 @@ impl AnswerCache {
         AnswerCache {
             entries,
             include_nonzero_temperature: config.include_nonzero_temperature,
+            shared: None,
+            ttl_ms: config.ttl_secs.saturating_mul(1000),
         }
     }
 
@@ -112,13 +133,49 @@ impl AnswerCache {
     }
 
     /// The answer stored under `key`, if fresh.
-    pub fn get(&self, key: &str) -> Option<Arc<CachedAnswer>> {
-        self.entries.get(key)
+    pub async fn get(&self, key: &str) -> Option<Arc<CachedAnswer>> {
+        let Some(redis) = self.shared.as_ref().filter(|r| r.is_up()) else {
+            return self.entries.get(key);
+        };
+        match redis.get(redis.key(&["cache", key])).await {
+            Ok(Some(bytes)) => match serde_json::from_slice::<CachedAnswer>(&bytes) {
+                Ok(answer) => Some(Arc::new(answer)),
+                Err(e) => {
+                    tracing::warn!("ignoring an unreadable cached answer in {}: {e}", redis.url());
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(_) => self.entries.get(key),
+        }
     }
 
-    /// Store an answer.
-    pub fn put(&self, key: String, answer: CachedAnswer) {
+    /// Store an answer: in Redis when shared and reachable, else in
+    /// memory.
+    pub async fn put(&self, key: String, answer: CachedAnswer) {
+        if let Some(redis) = self.shared.as_ref().filter(|r| r.is_up())
+            && let Ok(json) = serde_json::to_vec(&answer)
+            && redis
+                .set(redis.key(&["cache", &key]), json, Some(self.ttl_ms))
+                .await
+                .is_ok()
+        {
+            return;
+        }
         self.entries.insert(key, Arc::new(answer));
+    }
+
+    /// [`AnswerCache::put`] without waiting (from a body being polled).
+    pub fn put_later(&self, key: String, answer: CachedAnswer) {
+        match (&self.shared, tokio::runtime::Handle::try_current()) {
+            (Some(_), Ok(runtime)) => {
+                let cache = self.clone();
+                runtime.spawn(async move { cache.put(key, answer).await });
+            }
+            _ => {
+                self.entries.insert(key, Arc::new(answer));
+            }
+        }
     }
 }
 
@@ -374,18 +431,20 @@ mod tests {
         assert!(stream.ends_with(b"data: [DONE]\n\n"), "{stream:?}");
     }
 
-    #[test]
-    fn entries_are_found_until_they_expire() {
+    #[tokio::test]
+    async fn entries_are_found_until_they_expire() {
         let cache = cache(false);
-        cache.put(
-            "k".into(),
-            CachedAnswer {
-                completion: json!({"id": "x"}),
-                target: "t".into(),
-                model: "m".into(),
-            },
-        );
-        assert_eq!(cache.get("k").unwrap().target, "t");
-        assert!(cache.get("other").is_none());
+        cache
+            .put(
+                "k".into(),
+                CachedAnswer {
+                    completion: json!({"id": "x"}),
+                    target: "t".into(),
+                    model: "m".into(),
+                },
+            )
+            .await;
+        assert_eq!(cache.get("k").await.unwrap().target, "t");
+        assert!(cache.get("other").await.is_none());
     }
 }

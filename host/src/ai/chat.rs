@@ -11,7 +11,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use super::budget::Reservation;
+use super::budget::{Denied, Reservation};
 use super::cache::CachedAnswer;
 use super::relay::Relay;
 use super::targets::{AiRoute, AiTarget};
@@ -205,7 +205,7 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
         cache: cache_status,
     };
     if let (Some(cache), Some(key)) = (&route.cache, &cache_key) {
-        let answer = cache.get(key);
+        let answer = cache.get(key).await;
         let metrics = &request.services.observer.metrics;
         metrics.ai_cache_lookup(route.name.as_str(), answer.is_some());
         if let Some(answer) = answer {
@@ -225,10 +225,11 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
     let reservation = match request
         .services
         .budgets
-        .reserve(consumer.as_deref(), estimate, arrived_ms)
+        .admit(consumer.as_deref(), estimate, arrived_ms, route.state_policy)
+        .await
     {
         Ok(reservation) => reservation,
-        Err(exceeded) => {
+        Err(Denied::Exceeded(exceeded)) => {
             request
                 .services
                 .observer
@@ -241,6 +242,16 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(exceeded.retry_after_secs.max(1)));
+            return response;
+        }
+        Err(Denied::Unavailable(cause)) => {
+            let mut response = error_response(&ApiError {
+                code: Some("budget_store_unavailable".into()),
+                ..api_error(503, "api_error", &format!("token budgets cannot be checked: {cause}"))
+            });
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return response;
         }
     };
@@ -289,7 +300,7 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
                 if let (Some(cache), Some(key)) = (&route.cache, cache_key.clone())
                     && let Some(answer) = CachedAnswer::from_completion(&completion.body, &target.name, &target.model)
                 {
-                    cache.put(key, answer);
+                    cache.put(key, answer).await;
                 }
                 accounting.complete(usage.as_ref(), 200);
                 let mut response = Response::new(full_body(completion.body));
@@ -303,7 +314,7 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
                         let cache = cache.clone();
                         let (target, model) = (target.name.clone(), target.model.clone());
                         Some(Box::new(move |completion: Value| {
-                            cache.put(
+                            cache.put_later(
                                 key,
                                 CachedAnswer {
                                     completion,

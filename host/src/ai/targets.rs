@@ -76,6 +76,8 @@ pub struct AiRoute {
     pub max_attempts: Option<usize>,
     /// The answer cache, if on.
     pub cache: Option<AnswerCache>,
+    /// What the route does while shared budgets are unavailable.
+    pub state_policy: crate::config::OnUnavailable,
     rotation: AtomicUsize,
 }
 
@@ -135,6 +137,7 @@ impl AiRoute {
             default_max_tokens: ai.default_max_tokens,
             max_attempts: ai.max_attempts,
             cache,
+            state_policy: config.state_policy(route),
             rotation: AtomicUsize::new(0),
         })
     }

@@ -1,10 +1,15 @@
 //! AI routes: their targets (provider endpoints reached through shims),
-//! answer cache, prices and budgets.
+//! answer cache, prices and budgets; and where usage is recorded (a SQLite
+//! file, or a PostgreSQL URL given directly or through an environment
+//! variable).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use crate::ai::usage::{PostgresStore, UsageStore, redact_url};
 
 use super::upstream::{
     Target, default_connect_timeout_ms, default_eject_after_failures, default_eject_ms, default_weight, parse_target,
@@ -12,24 +17,80 @@ use super::upstream::{
 use super::{Config, PluginName, Problem, empty_table, plugin_config_json, valid_plugin_name};
 
 /// Settings shared by every AI route.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Deserialize)]
+#[serde(from = "AiConfigFile")]
 pub struct AiConfig {
-    /// The SQLite file usage is recorded in (relative to the config file).
+    /// Where usage is recorded: a SQLite file (relative to the config
+    /// file), or a `postgres://` / `postgresql://` URL of a database
+    /// several gateways share.
     pub usage_db: PathBuf,
+    /// The name of an environment variable holding `usage_db` instead (so
+    /// that a URL with a password need not sit in the file).
+    pub usage_db_env: Option<String>,
+    /// The name a PostgreSQL store's rows carry in their `instance` column
+    /// (default: `HOSTNAME:PID`).
+    pub usage_instance: Option<String>,
     /// Prices per model (the provider's model name), for the cost of each
     /// request.
     pub prices: BTreeMap<String, ModelPrice>,
     /// Per-consumer token budgets and tokens-per-minute limits.
     pub budgets: crate::ai::budget::BudgetConfig,
+    /// Whether the file set `usage_db` (which, beside `usage_db_env`, is
+    /// refused).
+    usage_db_given: bool,
 }
 
 impl Default for AiConfig {
     fn default() -> Self {
+        AiConfigFile::default().into()
+    }
+}
+
+/// Shows `usage_db` without a password.
+impl fmt::Debug for AiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AiConfig")
+            .field("usage_db", &redact_url(&self.usage_db.to_string_lossy()))
+            .field("usage_db_env", &self.usage_db_env)
+            .field("usage_instance", &self.usage_instance)
+            .field("prices", &self.prices)
+            .field("budgets", &self.budgets)
+            .finish()
+    }
+}
+
+/// `[ai]` as written in the file.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AiConfigFile {
+    usage_db: Option<PathBuf>,
+    usage_db_env: Option<String>,
+    usage_instance: Option<String>,
+    prices: BTreeMap<String, ModelPrice>,
+    budgets: crate::ai::budget::BudgetConfig,
+}
+
+impl From<AiConfigFile> for AiConfig {
+    fn from(file: AiConfigFile) -> AiConfig {
         AiConfig {
-            usage_db: PathBuf::from("weir-usage.db"),
-            prices: BTreeMap::new(),
-            budgets: Default::default(),
+            usage_db_given: file.usage_db.is_some(),
+            usage_db: file.usage_db.unwrap_or_else(|| PathBuf::from("weir-usage.db")),
+            usage_db_env: file.usage_db_env,
+            usage_instance: file.usage_instance,
+            prices: file.prices,
+            budgets: file.budgets,
+        }
+    }
+}
+
+impl AiConfig {
+    /// The field the usage store comes from, for messages: `ai.usage_db`
+    /// or `ai.usage_db_env`.
+    pub fn usage_field(&self) -> &'static str {
+        if self.usage_db_env.is_some() {
+            "ai.usage_db_env"
+        } else {
+            "ai.usage_db"
         }
     }
 }
@@ -158,6 +219,68 @@ fn default_cache_mb() -> u64 {
 }
 
 impl Config {
+    /// Where usage is recorded: `ai.usage_db`, or the variable
+    /// `ai.usage_db_env` names, as a SQLite path resolved against the
+    /// config file's directory or a PostgreSQL URL. The problem names the
+    /// field at fault and never shows a password.
+    pub fn usage_store(&self) -> Result<UsageStore, Problem> {
+        let ai = &self.ai;
+        let problem = |path: &str, message: String| Problem {
+            path: path.to_owned(),
+            message,
+        };
+        let setting = match &ai.usage_db_env {
+            Some(_) if ai.usage_db_given => {
+                return Err(problem(
+                    "ai.usage_db_env",
+                    "set usage_db or usage_db_env, not both".into(),
+                ));
+            }
+            Some(var) => match std::env::var(var) {
+                Ok(value) if !value.is_empty() => value,
+                _ => {
+                    return Err(problem(
+                        "ai.usage_db_env",
+                        format!("environment variable {var} is not set"),
+                    ));
+                }
+            },
+            None => ai.usage_db.to_string_lossy().into_owned(),
+        };
+        let field = ai.usage_field();
+        if ai.usage_instance.as_deref() == Some("") {
+            return Err(problem("ai.usage_instance", "must not be empty".into()));
+        }
+        if setting.is_empty() {
+            return Err(problem(field, "must not be empty".into()));
+        }
+        if UsageStore::is_postgres_url(&setting) {
+            let instance = match &ai.usage_instance {
+                Some(instance) => instance.clone(),
+                None => PostgresStore::default_instance(),
+            };
+            return PostgresStore::new(&setting, &instance)
+                .map(UsageStore::Postgres)
+                .map_err(|message| problem(field, message));
+        }
+        if setting.contains("://") {
+            return Err(problem(
+                field,
+                format!(
+                    "{}: a usage store is a file path or a postgres:// or postgresql:// URL",
+                    redact_url(&setting)
+                ),
+            ));
+        }
+        Ok(UsageStore::Sqlite(self.resolve(std::path::Path::new(&setting))))
+    }
+
+    /// Problems with the usage store settings (see [`Config::usage_store`]),
+    /// for [`Config::validate`].
+    pub fn usage_store_problems(&self) -> Vec<Problem> {
+        self.usage_store().err().into_iter().collect()
+    }
+
     pub(super) fn ai_route_problems(&self, at: &str, ai: &AiRouteConfig) -> Vec<Problem> {
         let mut problems = Vec::new();
         let mut problem = |path: String, message: String| problems.push(Problem { path, message });
@@ -241,4 +364,100 @@ pub fn parse_base_url(text: &str) -> Result<(Target, String), String> {
     );
     let target = parse_target(&base)?;
     Ok((target, uri.path().trim_end_matches('/').to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn parse(ai: &str) -> Result<Config, super::super::ConfigError> {
+        let text = format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[ai]\n{ai}\n");
+        Config::parse(&text, Path::new("/etc/weir/weir.toml"), Path::new("/etc/weir"))
+    }
+
+    fn config(ai: &str) -> Config {
+        parse(ai).expect("config parses")
+    }
+
+    /// The one usage store problem of `[ai]` holding `ai`, whether
+    /// validation or opening the store finds it.
+    fn problem(ai: &str) -> Problem {
+        let problems = match parse(ai) {
+            Ok(config) => config.usage_store_problems(),
+            Err(error) => error.problems,
+        };
+        assert_eq!(problems.len(), 1, "{ai}: {problems:?}");
+        problems[0].clone()
+    }
+
+    #[test]
+    fn the_usage_store_is_a_sqlite_file_beside_the_config_by_default() {
+        let store = config("").usage_store().unwrap();
+        assert_eq!(store, UsageStore::Sqlite(PathBuf::from("/etc/weir/weir-usage.db")));
+        let store = config("usage_db = \"/var/lib/weir/usage.db\"").usage_store().unwrap();
+        assert_eq!(store, UsageStore::Sqlite(PathBuf::from("/var/lib/weir/usage.db")));
+    }
+
+    #[test]
+    fn a_postgres_url_is_a_shared_store_shown_without_its_password() {
+        let config = config("usage_db = \"postgresql://weir:hunter2@db.internal:5432/weir\"");
+        let UsageStore::Postgres(store) = config.usage_store().unwrap() else {
+            panic!("not a PostgreSQL store")
+        };
+        assert_eq!(store.shown(), "postgresql://weir:***@db.internal:5432/weir");
+        assert_eq!(store.instance(), PostgresStore::default_instance());
+        assert!(!format!("{config:?}").contains("hunter2"));
+
+        let named = self::config("usage_db = \"postgres://db/weir\"\nusage_instance = \"eu-1\"");
+        let UsageStore::Postgres(store) = named.usage_store().unwrap() else {
+            panic!("not a PostgreSQL store")
+        };
+        assert_eq!(store.instance(), "eu-1");
+    }
+
+    #[test]
+    fn usage_store_problems_name_the_field_and_hide_the_password() {
+        let both = problem("usage_db = \"usage.db\"\nusage_db_env = \"WEIR_USAGE_DB\"");
+        assert_eq!(both.path, "ai.usage_db_env");
+        assert_eq!(both.message, "set usage_db or usage_db_env, not both");
+
+        let unset = problem("usage_db_env = \"WEIR_TEST_USAGE_DB_NEVER_SET\"");
+        assert_eq!(unset.path, "ai.usage_db_env");
+        assert_eq!(
+            unset.message,
+            "environment variable WEIR_TEST_USAGE_DB_NEVER_SET is not set"
+        );
+
+        for (ai, path, shown) in [
+            (
+                "usage_db = \"postgres://weir:hunter2@db:port/weir\"",
+                "ai.usage_db",
+                "postgres://weir:***@db:port/weir",
+            ),
+            (
+                "usage_db = \"postgres://weir:hunter2@db/weir?sslmode=require\"",
+                "ai.usage_db",
+                "sslmode=require",
+            ),
+            (
+                "usage_db = \"mysql://weir:hunter2@db/weir\"",
+                "ai.usage_db",
+                "mysql://weir:***@db/weir",
+            ),
+            ("usage_db = \"\"", "ai.usage_db", "must not be empty"),
+            (
+                "usage_db = \"postgres://db/weir\"\nusage_instance = \"\"",
+                "ai.usage_instance",
+                "must not be empty",
+            ),
+        ] {
+            let problem = problem(ai);
+            assert_eq!(problem.path, path, "{ai}");
+            assert!(problem.message.contains(shown), "{ai}: {}", problem.message);
+            assert!(!problem.message.contains("hunter2"), "{ai}: {}", problem.message);
+        }
+        assert!(config("").usage_store_problems().is_empty());
+    }
 }

@@ -38,10 +38,12 @@ use serde::Deserialize;
 
 mod ai;
 mod observe;
+mod state;
 mod upstream;
 
 pub use ai::*;
 pub use observe::*;
+pub use state::*;
 pub use upstream::*;
 
 /// A route's name, unique within a config.
@@ -94,6 +96,9 @@ pub struct Config {
     /// Trace export over OTLP.
     #[serde(default)]
     pub tracing: TracingConfig,
+    /// Where shared state (kv, rate limits, AI budgets and cache) lives.
+    #[serde(default)]
+    pub state: StateSetting,
     /// The plugin directory and default plugin limits.
     #[serde(default)]
     pub plugins: PluginsConfig,
@@ -149,6 +154,10 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Name of an environment variable holding the bearer token.
     pub token_env: Option<String>,
+    /// `IP:PORT` of the probe listener (`GET /healthz`, `GET /readyz`, no
+    /// token), for orchestrators and load balancers probing from outside
+    /// the host; any address. Absent: no probe listener.
+    pub health_address: Option<String>,
 }
 
 /// Size limits.
@@ -362,6 +371,9 @@ pub struct RouteConfig {
     /// Most requests in flight on this route; more are answered 503 with
     /// `retry-after` at once. Absent: only the gateway's limit applies.
     pub max_concurrent_requests: Option<usize>,
+    /// What this route does while a shared (Redis) state store is
+    /// unavailable; absent: `state.on_unavailable`.
+    pub state_unavailable: Option<OnUnavailable>,
     /// The plugin chain, run in order on requests and in reverse on
     /// responses.
     #[serde(default)]
@@ -481,6 +493,15 @@ impl Config {
         self.resolve(&self.plugins.dir)
     }
 
+    /// What `route` does while the shared state store is unavailable.
+    pub fn state_policy(&self, route: &RouteName) -> OnUnavailable {
+        self.routes
+            .iter()
+            .find(|r| &r.name == route)
+            .and_then(|r| r.state_unavailable)
+            .unwrap_or_else(|| self.state.config().on_unavailable)
+    }
+
     /// The config's own settings for a plugin (all unset when it has none).
     pub fn plugin_settings(&self, name: &PluginName) -> PluginSettings {
         self.plugin.get(name).cloned().unwrap_or_default()
@@ -529,6 +550,7 @@ impl Config {
             .problems()
             .into_iter()
             .chain(self.access_log.problems(self))
+            .chain(self.state.config().problems())
         {
             problem(p.path, p.message);
         }
@@ -566,6 +588,35 @@ impl Config {
                     "admin.address".into(),
                     format!("{:?} is not IP:PORT: {e}", admin.address),
                 ),
+            }
+            if let Some(health) = &admin.health_address {
+                match health.parse::<SocketAddr>() {
+                    Ok(addr) => {
+                        // Two binds clash on one port when the addresses are
+                        // equal or either is a wildcard; port 0 never clashes.
+                        let clash = |other: SocketAddr| {
+                            addr.port() != 0
+                                && addr.port() == other.port()
+                                && (addr.ip() == other.ip()
+                                    || addr.ip().is_unspecified()
+                                    || other.ip().is_unspecified())
+                        };
+                        let mut taken: Vec<(&str, &String)> =
+                            self.listeners.iter().map(|l| ("a listener", &l.address)).collect();
+                        taken.push(("the admin address", &admin.address));
+                        for (what, other) in taken {
+                            if other.parse::<SocketAddr>().is_ok_and(clash) {
+                                problem(
+                                    "admin.health_address".into(),
+                                    format!(
+                                        "{health} is also {what} ({other}); the probe listener needs a port of its own"
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                    Err(e) => problem("admin.health_address".into(), format!("{health:?} is not IP:PORT: {e}")),
+                }
             }
             if let Some(var) = &admin.token_env {
                 if admin.token.is_some() {
@@ -647,6 +698,9 @@ impl Config {
             }
         }
 
+        for p in self.usage_store_problems() {
+            problem(p.path, p.message);
+        }
         for message in self.ai.budgets.validate() {
             let (path, message) = message.split_once(": ").unwrap_or(("", &message));
             problem(format!("ai.budgets.{path}"), message.to_string());

@@ -198,6 +198,14 @@ pub struct Metrics {
     pub ai_failovers: Family<AiLabels, Counter>,
     /// AI requests refused by a token budget.
     pub ai_budget_rejections: Family<RouteLabels, Counter>,
+    /// Whether the shared state store answers (1) or not (0); memory
+    /// always answers.
+    pub state_store_up: Gauge,
+    /// Operations that found the shared state store unavailable (taken
+    /// from the store at each scrape).
+    pub state_unavailable_ops: Counter,
+    /// Times the shared state store went down.
+    pub state_outages: Counter,
 }
 
 fn duration_histogram() -> Histogram {
@@ -233,6 +241,9 @@ impl Metrics {
             upstream_retries: Family::default(),
             target_state: Family::default(),
             idle_instances: Family::default(),
+            state_store_up: Gauge::default(),
+            state_unavailable_ops: Counter::default(),
+            state_outages: Counter::default(),
             plugin_reloads: Family::default(),
             config_reloads: Family::default(),
             ai_tokens: Family::default(),
@@ -298,6 +309,21 @@ impl Metrics {
             "plugin_idle_instances",
             "Warm instances waiting in a plugin's pool",
             metrics.idle_instances.clone(),
+        );
+        registry.register(
+            "state_store_up",
+            "Whether the shared state store (Redis) answers: 1 yes, 0 no; always 1 in memory",
+            metrics.state_store_up.clone(),
+        );
+        registry.register(
+            "state_unavailable_operations",
+            "Shared-state operations that found the store unavailable (then refused or served locally by route policy)",
+            metrics.state_unavailable_ops.clone(),
+        );
+        registry.register(
+            "state_outages",
+            "Times the shared state store became unavailable",
+            metrics.state_outages.clone(),
         );
         registry.register(
             "plugin_reloads",

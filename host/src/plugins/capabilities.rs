@@ -18,17 +18,19 @@ use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, Result};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::kv::KvStore;
 use super::outbound::OutboundClient;
 use super::output::PluginOutput;
 pub use super::state::{RequestState, ResponseState};
-use crate::config::{PluginName, RouteName};
+use crate::config::{OnUnavailable, PluginName, RouteName};
+use crate::state::bucket::Bucket;
+use crate::state::{SharedState, StateError};
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "weir:plugin/plugin",
     imports: {
         "weir:plugin/outbound-http.send": async | trappable,
+        "weir:plugin/kv": async | trappable,
         default: trappable,
     },
     exports: { default: async },
@@ -73,8 +75,8 @@ pub struct Grants {
 
 /// Parts shared by every plugin instance of a gateway.
 pub struct SharedCapabilities {
-    /// The key-value store.
-    pub kv: Arc<KvStore>,
+    /// The shared state behind `kv`.
+    pub state: Arc<SharedState>,
     /// Secret values by name.
     pub secrets: HashMap<String, String>,
     /// Client for outbound calls.
@@ -88,6 +90,9 @@ pub struct PluginIdentity {
     pub name: PluginName,
     /// The routes it is configured for, by slot.
     pub routes: Vec<RouteName>,
+    /// What each slot's route does while the shared state store is
+    /// unavailable.
+    pub state_policies: Vec<OnUnavailable>,
     /// What it may use.
     pub grants: Grants,
 }
@@ -170,14 +175,29 @@ impl HostState {
             .map_or("-", RouteName::as_str)
     }
 
-    fn kv_key(&self, key: &str) -> Result<String, CapError> {
+    /// The plugin's name, once it is known to hold the `kv` grant.
+    fn kv_owner(&self) -> Result<String, CapError> {
         if !self.identity.grants.kv {
             return Err(CapError::NotGranted(format!(
                 "kv (grant it with [plugin.{}] kv = true)",
                 self.identity.name
             )));
         }
-        Ok(format!("{}\u{0}{key}", self.identity.name))
+        Ok(self.identity.name.to_string())
+    }
+
+    /// The current call's route's policy for an unavailable state store.
+    fn state_policy(&self) -> OnUnavailable {
+        self.slot
+            .and_then(|slot| self.identity.state_policies.get(slot).copied())
+            .unwrap_or_default()
+    }
+}
+
+fn state_error(error: StateError) -> CapError {
+    match error {
+        StateError::Invalid(message) => CapError::Invalid(message),
+        StateError::Unavailable(message) => CapError::Failed(message),
     }
 }
 
@@ -531,50 +551,106 @@ impl weir::plugin::log::Host for HostState {
     }
 }
 
-fn ttl(ms: Option<u64>) -> Option<Duration> {
-    ms.map(Duration::from_millis)
-}
-
 impl weir::plugin::kv::Host for HostState {
-    fn get(&mut self, key: String) -> Result<Result<Option<Vec<u8>>, CapError>> {
-        Ok(self.kv_key(&key).map(|k| self.shared.kv.get(&k)))
+    async fn get(&mut self, key: String) -> Result<Result<Option<Vec<u8>>, CapError>> {
+        let owner = match self.kv_owner() {
+            Ok(owner) => owner,
+            Err(e) => return Ok(Err(e)),
+        };
+        let policy = self.state_policy();
+        Ok(self.shared.state.get(&owner, &key, policy).await.map_err(state_error))
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<Result<(), CapError>> {
-        Ok(self.kv_key(&key).and_then(|k| {
-            self.shared
-                .kv
-                .set(&k, &value, ttl(ttl_ms))
-                .map_err(|e| CapError::Invalid(e.to_string()))
-        }))
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<Result<(), CapError>> {
+        let owner = match self.kv_owner() {
+            Ok(owner) => owner,
+            Err(e) => return Ok(Err(e)),
+        };
+        let policy = self.state_policy();
+        Ok(self
+            .shared
+            .state
+            .set(&owner, &key, value, ttl_ms, policy)
+            .await
+            .map_err(state_error))
     }
 
-    fn delete(&mut self, key: String) -> Result<Result<bool, CapError>> {
-        Ok(self.kv_key(&key).map(|k| self.shared.kv.delete(&k)))
+    async fn delete(&mut self, key: String) -> Result<Result<bool, CapError>> {
+        let owner = match self.kv_owner() {
+            Ok(owner) => owner,
+            Err(e) => return Ok(Err(e)),
+        };
+        let policy = self.state_policy();
+        Ok(self
+            .shared
+            .state
+            .delete(&owner, &key, policy)
+            .await
+            .map_err(state_error))
     }
 
-    fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<Result<i64, CapError>> {
-        Ok(self.kv_key(&key).and_then(|k| {
-            self.shared
-                .kv
-                .increment(&k, delta, ttl(ttl_ms))
-                .map_err(|e| CapError::Invalid(e.to_string()))
-        }))
+    async fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<Result<i64, CapError>> {
+        let owner = match self.kv_owner() {
+            Ok(owner) => owner,
+            Err(e) => return Ok(Err(e)),
+        };
+        let policy = self.state_policy();
+        Ok(self
+            .shared
+            .state
+            .increment(&owner, &key, delta, ttl_ms, policy)
+            .await
+            .map_err(state_error))
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &mut self,
         key: String,
         expected: Option<Vec<u8>>,
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<Result<bool, CapError>> {
-        Ok(self.kv_key(&key).and_then(|k| {
-            self.shared
-                .kv
-                .compare_and_swap(&k, expected.as_deref(), &value, ttl(ttl_ms))
-                .map_err(|e| CapError::Invalid(e.to_string()))
-        }))
+        let owner = match self.kv_owner() {
+            Ok(owner) => owner,
+            Err(e) => return Ok(Err(e)),
+        };
+        let policy = self.state_policy();
+        Ok(self
+            .shared
+            .state
+            .compare_and_swap(&owner, &key, expected, value, ttl_ms, policy)
+            .await
+            .map_err(state_error))
+    }
+
+    async fn take_tokens(
+        &mut self,
+        key: String,
+        capacity: u32,
+        refill_per_second: f64,
+        cost: u32,
+    ) -> Result<Result<weir::plugin::kv::TokensTaken, CapError>> {
+        let owner = match self.kv_owner() {
+            Ok(owner) => owner,
+            Err(e) => return Ok(Err(e)),
+        };
+        let policy = self.state_policy();
+        let bucket = Bucket {
+            capacity,
+            refill_per_second,
+        };
+        Ok(self
+            .shared
+            .state
+            .take_tokens(&owner, &key, bucket, cost, policy)
+            .await
+            .map(|taken| weir::plugin::kv::TokensTaken {
+                allowed: taken.allowed,
+                remaining: taken.remaining,
+                retry_after_secs: taken.retry_after_secs,
+                reset_secs: taken.reset_secs,
+            })
+            .map_err(state_error))
     }
 }
 

@@ -23,7 +23,6 @@
 pub mod capabilities;
 pub mod engine;
 pub mod instance;
-pub mod kv;
 pub mod outbound;
 mod output;
 pub mod state;
@@ -36,6 +35,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+use crate::state::SharedState;
 pub use capabilities::weir::plugin::types::{Interests, Reply, RequestAction};
 use capabilities::{Grants, HostState, PluginIdentity, SharedCapabilities};
 use engine::{CompileCache, content_hash};
@@ -43,7 +43,6 @@ use instance::{InstantiateError, LoadedPlugin, PluginLimits, RouteSlot};
 pub use instance::{Lease, PluginFault};
 
 use crate::config::{Config, PluginName, PluginSettings, RouteName, plugin_config_json, read_manifest};
-use kv::KvStore;
 
 /// Why a plugin could not be loaded. Messages name the file or the route
 /// and plugin, and the reason.
@@ -90,13 +89,13 @@ pub enum PluginLoadError {
 }
 
 /// Everything plugins share in one gateway: engine, linker, compile cache,
-/// and the capabilities that outlive a config (the key-value store, the
+/// and the capabilities that outlive a config (the shared state, the
 /// outbound client).
 pub struct PluginRuntime {
     engine: Engine,
     linker: Linker<HostState>,
     cache: CompileCache,
-    kv: Arc<KvStore>,
+    state: Arc<SharedState>,
     outbound: outbound::OutboundClient,
 }
 
@@ -127,8 +126,8 @@ impl PluginSource {
 
 impl PluginRuntime {
     /// A runtime for `config`: the engine, the linker with every import,
-    /// the compile cache.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    /// the compile cache; plugins' `kv` goes to `state`.
+    pub fn new(config: &Config, state: Arc<SharedState>) -> anyhow::Result<Self> {
         let engine = engine::shared_engine().map_err(anyhow::Error::msg)?;
         let mut linker = Linker::new(&engine);
         capabilities::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("linking host imports: {e:#}"))?;
@@ -142,16 +141,24 @@ impl PluginRuntime {
             engine,
             linker,
             cache: CompileCache::new(cache_dir),
-            kv: Arc::new(KvStore::default()),
+            state,
             outbound: outbound::OutboundClient::new().map_err(anyhow::Error::msg)?,
         })
+    }
+
+    /// The shared state (kv, budgets, caches).
+    pub fn state(&self) -> &Arc<SharedState> {
+        &self.state
     }
 
     /// The capabilities plugins configured under `config` get: its secrets,
     /// and the runtime's long-lived store and client.
     pub fn capabilities_for(&self, config: &Config) -> anyhow::Result<Arc<SharedCapabilities>> {
+        if config.state.config() != *self.state.config() {
+            tracing::warn!("the [state] settings changed; they take effect at the next restart");
+        }
         Ok(Arc::new(SharedCapabilities {
-            kv: self.kv.clone(),
+            state: self.state.clone(),
             secrets: resolve_secrets(config)?,
             outbound: self.outbound.clone(),
         }))
@@ -270,6 +277,7 @@ impl PluginRuntime {
         let identity = Arc::new(PluginIdentity {
             name: name.clone(),
             routes: slots.iter().map(|s| s.route.clone()).collect(),
+            state_policies: slots.iter().map(|s| config.state_policy(&s.route)).collect(),
             grants: Grants {
                 kv: settings.kv.unwrap_or(false),
                 secrets: settings.secrets.clone().unwrap_or_default(),

@@ -280,7 +280,9 @@ pub async fn validate(wasm: &Path, name: &str, cache_dir: Option<&Path>) -> Resu
         ),
     )?;
     let config = crate::config::Config::load(&config_file).map_err(|e| ToolchainError::Failed(e.to_string()))?;
-    let runtime = crate::plugins::PluginRuntime::new(&config).map_err(|e| ToolchainError::Failed(format!("{e:#}")))?;
+    let state = std::sync::Arc::new(crate::state::SharedState::memory());
+    let runtime =
+        crate::plugins::PluginRuntime::new(&config, state).map_err(|e| ToolchainError::Failed(format!("{e:#}")))?;
     let plugin_name = crate::config::PluginName(name.to_string());
     runtime
         .compile(&plugins, &plugin_name, None)

@@ -2,6 +2,9 @@
 //! gateway on `127.0.0.1:0`, and plugins built from this tree.
 #![allow(dead_code)]
 
+pub mod postgres;
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -9,10 +9,11 @@
 //! IETF draft `ratelimit-*` fields; an allowed request gets the same fields
 //! on its response.
 //!
-//! The bucket is updated with `kv::get` then `kv::compare_and_swap`,
-//! retried a few times when another request got there first; if it is
-//! still contended, the request is answered 429 (the bucket is evidently
-//! hot). A failing kv store is handled by `on_kv_error`.
+//! The bucket is updated by `kv::take_tokens`, which the store does in one
+//! atomic step on one clock, so concurrent requests on any number of
+//! instances and gateways never get more than the bucket holds. A failing
+//! kv store (with a shared backend: one that is unreachable while the
+//! route fails closed) is handled by `on_kv_error`.
 //!
 //! The numbers for the response headers travel from `on_request` to
 //! `on_response` in request properties (`rate-limit.*`). With several
@@ -27,19 +28,14 @@ mod bucket_key;
 mod readme_examples;
 mod settings;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use serde_json::json;
 use weir_sdk::{
     Action, Config, Error, HeaderEdit, Interests, Plugin, Reply, Request, Response, export_plugin, kv, log,
 };
 
-use bucket::{Bucket, Outcome, State};
+use bucket::Bucket;
 use bucket_key::bucket_key;
 use settings::{OnKvError, Settings};
-
-/// Attempts at the read-modify-swap before giving up on a contended bucket.
-const MAX_ATTEMPTS: usize = 8;
 
 /// The request property a bucket falls back to when `key` is unset.
 const FALLBACK_PROPERTY: &str = "client-ip";
@@ -55,14 +51,6 @@ struct RateLimit {
     bucket: Bucket,
     /// `ratelimit-policy` value, e.g. `10;w=10`.
     policy: String,
-}
-
-/// Why a take did not produce an [`Outcome`].
-enum TakeError {
-    /// The kv store failed.
-    Kv(Error),
-    /// Every attempt lost the compare-and-swap race.
-    Contended,
 }
 
 impl Plugin for RateLimit {
@@ -87,38 +75,37 @@ impl Plugin for RateLimit {
 
     fn on_request(&self, request: &Request) -> Action {
         let key = self.key_for(request);
-        match self.take(&key) {
-            Ok(Outcome::Allowed {
-                remaining, reset_secs, ..
-            }) => {
-                self.publish(request, remaining, reset_secs);
+        let taken = kv::take_tokens(
+            &key,
+            self.bucket.capacity,
+            self.bucket.refill_per_second,
+            self.settings.cost,
+        );
+        match taken {
+            Ok(taken) if taken.allowed => {
+                self.publish(request, taken.remaining, taken.reset_secs);
                 Action::Continue
             }
-            Ok(Outcome::Limited {
-                retry_after_secs,
-                reset_secs,
-            }) => {
-                self.publish(request, 0, reset_secs);
-                Action::Respond(self.limited(retry_after_secs, reset_secs))
+            Ok(taken) => {
+                self.publish(request, 0, taken.reset_secs);
+                Action::Respond(self.limited(taken.retry_after_secs.max(1), taken.reset_secs))
             }
-            Err(TakeError::Contended) => {
-                log::warn(&format!(
-                    "bucket {key:?}: still contended after {MAX_ATTEMPTS} attempts; answering 429"
-                ));
-                let reset = self.bucket.window_secs();
-                self.publish(request, 0, reset);
-                Action::Respond(self.limited(1, reset))
-            }
-            Err(TakeError::Kv(e)) => match self.settings.on_kv_error {
+            Err(e) => match self.settings.on_kv_error {
                 OnKvError::Deny => {
+                    let cause = kv_error_text(&e);
                     log::error(&format!(
-                        "bucket {key:?}: kv failed, denying (on_kv_error = \"deny\"): {e:?}"
+                        "bucket {key:?}: kv failed, denying (on_kv_error = \"deny\"): {cause}"
                     ));
-                    Action::Respond(Reply::new(500).json(&json!({ "error": "rate limiter unavailable" })))
+                    Action::Respond(
+                        Reply::new(503)
+                            .header("retry-after", "1")
+                            .json(&json!({ "error": format!("rate limiter unavailable: {cause}") })),
+                    )
                 }
                 OnKvError::Allow => {
                     log::error(&format!(
-                        "bucket {key:?}: kv failed, allowing (on_kv_error = \"allow\"): {e:?}"
+                        "bucket {key:?}: kv failed, allowing (on_kv_error = \"allow\"): {}",
+                        kv_error_text(&e)
                     ));
                     Action::Continue
                 }
@@ -174,26 +161,6 @@ impl RateLimit {
         bucket_key(&set, property, &value)
     }
 
-    /// Take `cost` tokens from the bucket at `key`, retrying lost races.
-    fn take(&self, key: &str) -> Result<Outcome, TakeError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let stored = kv::get(key).map_err(TakeError::Kv)?;
-            let prior = stored.as_deref().and_then(State::decode);
-            let outcome = self.bucket.take(prior, now_ms(), self.settings.cost);
-            let Outcome::Allowed { state, ttl_ms, .. } = outcome else {
-                // Nothing to store: the bucket only refills with time.
-                return Ok(outcome);
-            };
-            let ttl = Some(Duration::from_millis(ttl_ms));
-            let swapped =
-                kv::compare_and_swap(key, stored.as_deref(), state.encode().as_bytes(), ttl).map_err(TakeError::Kv)?;
-            if swapped {
-                return Ok(outcome);
-            }
-        }
-        Err(TakeError::Contended)
-    }
-
     /// Record this limit's numbers for `on_response`, unless a rate limit
     /// earlier in the chain already recorded fewer tokens left.
     fn publish(&self, request: &Request, remaining: u32, reset_secs: u64) {
@@ -220,12 +187,12 @@ impl RateLimit {
     }
 }
 
-/// Wall-clock milliseconds since the Unix epoch (shared with other
-/// gateways through kv, so not a monotonic clock).
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// The message of a kv error.
+fn kv_error_text(error: &Error) -> String {
+    match error {
+        Error::NotGranted(what) => format!("not granted: {what}"),
+        Error::Invalid(why) | Error::Failed(why) => why.clone(),
+    }
 }
 
 export_plugin!(RateLimit);

@@ -334,6 +334,16 @@ pub mod kv {
     ) -> Result<bool, Error> {
         host::compare_and_swap(key, expected, value, millis(ttl))
     }
+
+    pub use host::TokensTaken;
+
+    /// Atomically take `cost` tokens from the token bucket at `key`, which
+    /// holds at most `capacity` and gains `refill_per_second` a second (a
+    /// missing bucket is full). With a shared backend, every gateway takes
+    /// from the same bucket on one clock.
+    pub fn take_tokens(key: &str, capacity: u32, refill_per_second: f64, cost: u32) -> Result<TokensTaken, Error> {
+        host::take_tokens(key, capacity, refill_per_second, cost)
+    }
 }
 
 /// Named secrets (grant: each secret's name).

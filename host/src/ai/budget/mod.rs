@@ -28,12 +28,25 @@
 //! clock and tests control it. State lives in memory behind one mutex, never
 //! held across an await; after a restart, [`Budgets::restore`] puts back what
 //! the usage ledger says each consumer spent in the current window.
+//!
+//! # Shared by several gateways
+//! With Redis as the gateway's `state`, [`Budgets::admit`] keeps the same
+//! counts in Redis instead, one hash per consumer, reserved and settled by
+//! server-side scripts ([`shared`]), so gateways sharing it admit no more
+//! between them than one would alone. While Redis is unavailable a route
+//! either refuses (fail closed) or falls back to the in-memory counts above
+//! (`local`).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Deserialize;
+
+use crate::config::OnUnavailable;
+use crate::state::redis::RedisStore;
+
+pub mod shared;
 
 /// The consumer name under which requests without a consumer are counted.
 pub const NO_CONSUMER: &str = "-";
@@ -405,20 +418,93 @@ impl Account {
 }
 
 /// Every consumer's budget state. Shared by all requests behind an `Arc`.
-#[derive(Debug)]
 pub struct Budgets {
     default: Option<BudgetRule>,
     consumers: HashMap<String, BudgetRule>,
+    /// The counts in this process: all of them, or with Redis, the local
+    /// fallback.
     accounts: Mutex<HashMap<String, Account>>,
+    /// Where gateways sharing budgets keep them.
+    shared: Option<Arc<RedisStore>>,
+}
+
+impl fmt::Debug for Budgets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Budgets")
+            .field("default", &self.default)
+            .field("consumers", &self.consumers)
+            .field("shared", &self.shared.as_ref().map(|r| r.url().to_string()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`Budgets::admit`] refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// It could take the consumer over a limit.
+    Exceeded(BudgetExceeded),
+    /// The shared budget store is unavailable and the route fails closed.
+    Unavailable(String),
 }
 
 impl Budgets {
-    /// Budgets with nothing spent yet.
+    /// Budgets with nothing spent yet, kept in this process.
     pub fn new(config: &BudgetConfig) -> Budgets {
         Budgets {
             default: config.default.clone(),
             consumers: config.consumers.clone(),
             accounts: Mutex::new(HashMap::new()),
+            shared: None,
+        }
+    }
+
+    /// Budgets kept in `redis`, shared with every gateway using it (and in
+    /// this process while it is unavailable, for routes that fall back).
+    pub fn shared(config: &BudgetConfig, redis: Arc<RedisStore>) -> Budgets {
+        Budgets {
+            shared: Some(redis),
+            ..Budgets::new(config)
+        }
+    }
+
+    /// Whether the counts live in Redis (so a restart keeps them and the
+    /// ledger need not restore them).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Admit a request that may use up to `estimate` tokens: in Redis when
+    /// budgets are shared (following `policy` while it is unavailable), in
+    /// this process otherwise.
+    pub async fn admit(
+        self: &Arc<Self>,
+        consumer: Option<&str>,
+        estimate: u64,
+        now_ms: i64,
+        policy: OnUnavailable,
+    ) -> Result<Reservation, Denied> {
+        let Some(redis) = &self.shared else {
+            return self.reserve(consumer, estimate, now_ms).map_err(Denied::Exceeded);
+        };
+        let consumer = consumer.unwrap_or(NO_CONSUMER);
+        let Some(rule) = self.rule(consumer) else {
+            return Ok(Reservation { held: None });
+        };
+        match shared::reserve(redis, consumer, rule, estimate, now_ms).await {
+            Ok(Ok(id)) => Ok(Reservation {
+                held: Some(Held::Shared {
+                    budgets: Arc::clone(self),
+                    redis: redis.clone(),
+                    consumer: consumer.to_owned(),
+                    id,
+                    estimate,
+                }),
+            }),
+            Ok(Err(exceeded)) => Err(Denied::Exceeded(exceeded)),
+            Err(unavailable) => match policy {
+                OnUnavailable::Local => self.reserve(Some(consumer), estimate, now_ms).map_err(Denied::Exceeded),
+                OnUnavailable::FailClosed => Err(Denied::Unavailable(unavailable)),
+            },
         }
     }
 
@@ -513,7 +599,7 @@ impl Budgets {
             minute.reserved = minute.reserved.saturating_add(estimate);
         }
         Ok(Reservation {
-            held: Some(Held {
+            held: Some(Held::Local {
                 budgets: Arc::clone(self),
                 consumer: consumer.to_owned(),
                 estimate,
@@ -556,10 +642,46 @@ pub struct Reservation {
 }
 
 #[derive(Debug)]
-struct Held {
-    budgets: Arc<Budgets>,
-    consumer: String,
-    estimate: u64,
+enum Held {
+    /// Counted in this process.
+    Local {
+        budgets: Arc<Budgets>,
+        consumer: String,
+        estimate: u64,
+    },
+    /// Counted in Redis under reservation `id`.
+    Shared {
+        budgets: Arc<Budgets>,
+        redis: Arc<RedisStore>,
+        consumer: String,
+        id: String,
+        estimate: u64,
+    },
+}
+
+impl Held {
+    /// Give the room back, charging `charge` (tokens, at ms) if given.
+    fn release(self, charge: Option<(u64, i64)>) {
+        match self {
+            Held::Local {
+                budgets,
+                consumer,
+                estimate,
+            } => budgets.release(&consumer, estimate, charge),
+            Held::Shared {
+                budgets,
+                redis,
+                consumer,
+                id,
+                estimate,
+            } => {
+                let Some(rule) = budgets.rule(&consumer).cloned() else {
+                    return;
+                };
+                shared::release(redis, consumer, rule, id, estimate, charge);
+            }
+        }
+    }
 }
 
 impl Reservation {
@@ -567,8 +689,7 @@ impl Reservation {
     /// `now_ms`.
     pub fn settle(mut self, actual_tokens: u64, now_ms: i64) {
         if let Some(held) = self.held.take() {
-            held.budgets
-                .release(&held.consumer, held.estimate, Some((actual_tokens, now_ms)));
+            held.release(Some((actual_tokens, now_ms)));
         }
     }
 
@@ -582,7 +703,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {
-            held.budgets.release(&held.consumer, held.estimate, None);
+            held.release(None);
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The in-memory key-value store behind the `kv` capability: values with
-//! optional expiry, atomic increment and compare-and-swap.
+//! optional expiry, atomic increment, compare-and-swap and token-bucket
+//! take. The whole store with `state = "memory"`; with Redis, the local
+//! fallback of routes whose policy is `local`.
 //!
 //! Keys are sharded over a fixed set of mutexes, so plugins on different
 //! workers rarely contend. Expired entries are dropped when touched and by
@@ -9,7 +11,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::bucket::{Bucket, Outcome, State, Taken};
 
 const SHARDS: usize = 32;
 const SWEEP_EVERY_WRITES: u64 = 4096;
@@ -41,6 +45,9 @@ pub enum KvError {
     /// `increment` would overflow.
     #[error("increment of {0:?} overflows")]
     Overflow(String),
+    /// A token bucket that makes no sense (no capacity, a cost above it).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The store. Cheap to share behind an `Arc`.
@@ -162,6 +169,35 @@ impl KvStore {
         Ok(next)
     }
 
+    /// Take `cost` tokens from the token bucket at `key` (absent: full),
+    /// reading, refilling and storing it under the shard's lock.
+    pub fn take_tokens(&self, key: &str, bucket: Bucket, cost: u32) -> Result<Taken, KvError> {
+        Self::check(key, None)?;
+        bucket.check(cost).map_err(KvError::Invalid)?;
+        let now = Instant::now();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut shard = self.shard(key);
+        let prior = shard
+            .get(key)
+            .filter(|e| e.live(now))
+            .and_then(|e| State::decode(&e.value));
+        let outcome = bucket.take(prior, now_ms, cost);
+        if let Outcome::Allowed { state, ttl_ms, .. } = outcome {
+            shard.insert(
+                key.to_string(),
+                Entry {
+                    value: state.encode().into_bytes(),
+                    expires: expiry(Some(Duration::from_millis(ttl_ms)), now),
+                },
+            );
+            drop(shard);
+            self.wrote();
+        }
+        Ok(outcome.taken())
+    }
+
     /// Set `key` to `value` if its live value equals `expected` (`None`:
     /// absent). True if swapped.
     pub fn compare_and_swap(
@@ -241,6 +277,32 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(kv.get("c").as_deref(), Some(&b"8000"[..]));
+    }
+
+    #[test]
+    fn concurrent_takes_admit_exactly_the_capacity() {
+        let kv = std::sync::Arc::new(KvStore::default());
+        // One token back per 1000 s: none comes back during the test.
+        let bucket = Bucket {
+            capacity: 500,
+            refill_per_second: 0.001,
+        };
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let kv = kv.clone();
+                std::thread::spawn(move || {
+                    (0..100)
+                        .filter(|_| kv.take_tokens("b", bucket, 1).unwrap().allowed)
+                        .count()
+                })
+            })
+            .collect();
+        let allowed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(allowed, 500);
+        let refused = kv.take_tokens("b", bucket, 1).unwrap();
+        assert!(!refused.allowed);
+        assert!(refused.retry_after_secs >= 999, "{refused:?}");
+        assert!(matches!(kv.take_tokens("b", bucket, 501), Err(KvError::Invalid(_))));
     }
 
     #[test]
