@@ -175,23 +175,33 @@ impl HostState {
             .map_or("-", RouteName::as_str)
     }
 
-    /// The plugin's name, once it is known to hold the `kv` grant.
-    fn kv_owner(&self) -> Result<String, CapError> {
+    /// What a `kv` call needs: the store, the plugin's name (its keys'
+    /// namespace) and the current route's policy for an unavailable
+    /// store; refused when the plugin lacks the `kv` grant.
+    fn kv_call(&self) -> Result<KvCall, CapError> {
         if !self.identity.grants.kv {
             return Err(CapError::NotGranted(format!(
                 "kv (grant it with [plugin.{}] kv = true)",
                 self.identity.name
             )));
         }
-        Ok(self.identity.name.to_string())
-    }
-
-    /// The current call's route's policy for an unavailable state store.
-    fn state_policy(&self) -> OnUnavailable {
-        self.slot
+        let policy = self
+            .slot
             .and_then(|slot| self.identity.state_policies.get(slot).copied())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        Ok(KvCall {
+            state: self.shared.state.clone(),
+            owner: self.identity.name.to_string(),
+            policy,
+        })
     }
+}
+
+/// See [`HostState::kv_call`].
+struct KvCall {
+    state: Arc<SharedState>,
+    owner: String,
+    policy: OnUnavailable,
 }
 
 fn state_error(error: StateError) -> CapError {
@@ -551,56 +561,49 @@ impl weir::plugin::log::Host for HostState {
     }
 }
 
+// Each call checks the grant, then goes to the shared state (memory, or
+// Redis with the route's fallback policy).
 impl weir::plugin::kv::Host for HostState {
     async fn get(&mut self, key: String) -> Result<Result<Option<Vec<u8>>, CapError>> {
-        let owner = match self.kv_owner() {
-            Ok(owner) => owner,
-            Err(e) => return Ok(Err(e)),
-        };
-        let policy = self.state_policy();
-        Ok(self.shared.state.get(&owner, &key, policy).await.map_err(state_error))
+        let kv = self.kv_call();
+        Ok(async {
+            let kv = kv?;
+            kv.state.get(&kv.owner, &key, kv.policy).await.map_err(state_error)
+        }
+        .await)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<Result<(), CapError>> {
-        let owner = match self.kv_owner() {
-            Ok(owner) => owner,
-            Err(e) => return Ok(Err(e)),
-        };
-        let policy = self.state_policy();
-        Ok(self
-            .shared
-            .state
-            .set(&owner, &key, value, ttl_ms, policy)
-            .await
-            .map_err(state_error))
+        let kv = self.kv_call();
+        Ok(async {
+            let kv = kv?;
+            kv.state
+                .set(&kv.owner, &key, value, ttl_ms, kv.policy)
+                .await
+                .map_err(state_error)
+        }
+        .await)
     }
 
     async fn delete(&mut self, key: String) -> Result<Result<bool, CapError>> {
-        let owner = match self.kv_owner() {
-            Ok(owner) => owner,
-            Err(e) => return Ok(Err(e)),
-        };
-        let policy = self.state_policy();
-        Ok(self
-            .shared
-            .state
-            .delete(&owner, &key, policy)
-            .await
-            .map_err(state_error))
+        let kv = self.kv_call();
+        Ok(async {
+            let kv = kv?;
+            kv.state.delete(&kv.owner, &key, kv.policy).await.map_err(state_error)
+        }
+        .await)
     }
 
     async fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<Result<i64, CapError>> {
-        let owner = match self.kv_owner() {
-            Ok(owner) => owner,
-            Err(e) => return Ok(Err(e)),
-        };
-        let policy = self.state_policy();
-        Ok(self
-            .shared
-            .state
-            .increment(&owner, &key, delta, ttl_ms, policy)
-            .await
-            .map_err(state_error))
+        let kv = self.kv_call();
+        Ok(async {
+            let kv = kv?;
+            kv.state
+                .increment(&kv.owner, &key, delta, ttl_ms, kv.policy)
+                .await
+                .map_err(state_error)
+        }
+        .await)
     }
 
     async fn compare_and_swap(
@@ -610,17 +613,15 @@ impl weir::plugin::kv::Host for HostState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<Result<bool, CapError>> {
-        let owner = match self.kv_owner() {
-            Ok(owner) => owner,
-            Err(e) => return Ok(Err(e)),
-        };
-        let policy = self.state_policy();
-        Ok(self
-            .shared
-            .state
-            .compare_and_swap(&owner, &key, expected, value, ttl_ms, policy)
-            .await
-            .map_err(state_error))
+        let kv = self.kv_call();
+        Ok(async {
+            let kv = kv?;
+            kv.state
+                .compare_and_swap(&kv.owner, &key, expected, value, ttl_ms, kv.policy)
+                .await
+                .map_err(state_error)
+        }
+        .await)
     }
 
     async fn take_tokens(
@@ -630,27 +631,26 @@ impl weir::plugin::kv::Host for HostState {
         refill_per_second: f64,
         cost: u32,
     ) -> Result<Result<weir::plugin::kv::TokensTaken, CapError>> {
-        let owner = match self.kv_owner() {
-            Ok(owner) => owner,
-            Err(e) => return Ok(Err(e)),
-        };
-        let policy = self.state_policy();
+        let kv = self.kv_call();
         let bucket = Bucket {
             capacity,
             refill_per_second,
         };
-        Ok(self
-            .shared
-            .state
-            .take_tokens(&owner, &key, bucket, cost, policy)
-            .await
-            .map(|taken| weir::plugin::kv::TokensTaken {
+        Ok(async {
+            let kv = kv?;
+            let taken = kv
+                .state
+                .take_tokens(&kv.owner, &key, bucket, cost, kv.policy)
+                .await
+                .map_err(state_error)?;
+            Ok(weir::plugin::kv::TokensTaken {
                 allowed: taken.allowed,
                 remaining: taken.remaining,
                 retry_after_secs: taken.retry_after_secs,
                 reset_secs: taken.reset_secs,
             })
-            .map_err(state_error))
+        }
+        .await)
     }
 }
 
