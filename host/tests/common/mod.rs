@@ -264,9 +264,11 @@ impl Scraped {
 }
 
 /// The access log's lines, once there are `count` of them across the
-/// current file and its rotated ones.
+/// current file and its rotated ones. The files are read twice and used
+/// only when both reads agree and every line is whole, so a rotation or a
+/// write in the middle of reading is read again rather than misread.
 pub async fn access_lines(dir: &std::path::Path, count: usize) -> Vec<serde_json::Value> {
-    wait_for("the access log lines", std::time::Duration::from_secs(10), || async {
+    let read = || -> Option<String> {
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -277,8 +279,14 @@ pub async fn access_lines(dir: &std::path::Path, count: usize) -> Vec<serde_json
             let name = p.file_name().unwrap().to_string_lossy().to_string();
             std::cmp::Reverse(name.rsplit('.').next().and_then(|n| n.parse::<u32>().ok()).unwrap_or(0))
         });
-        let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+        files.iter().map(|f| std::fs::read_to_string(f).ok()).collect()
+    };
+    wait_for("the access log lines", std::time::Duration::from_secs(10), || async {
+        let text = read()?;
+        if read()? != text || !text.ends_with('\n') {
+            return None;
+        }
+        let lines: Vec<serde_json::Value> = text.lines().map(serde_json::from_str).collect::<Result<_, _>>().ok()?;
         (lines.len() >= count).then_some(lines)
     })
     .await
