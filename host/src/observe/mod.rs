@@ -74,8 +74,12 @@ impl Observer {
         );
     }
 
-    /// Send the spans still batched (at shutdown).
+    /// Write the access log lines still queued and send the spans still
+    /// batched (at shutdown).
     pub fn shutdown(&self) {
+        if let Some(log) = &self.access_log {
+            log.shutdown();
+        }
         if let Some(tracing) = &self.tracing {
             tracing.shutdown();
         }
