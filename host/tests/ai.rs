@@ -6,7 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{Scraped, TestGateway, access_lines, client};
+use common::{Scraped, TestGateway, access_lines, client, emulator};
 use serde_json::{Value, json};
 use weir_emulator::Emulator;
 
@@ -18,16 +18,6 @@ const SHIMS: &[(&str, &str)] = &[
     ("ai-ollama", "ai-ollama"),
     ("api-key-auth", "api-key-auth"),
 ];
-
-async fn emulator() -> (Emulator, SocketAddr) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind emulator");
-    let addr = listener.local_addr().expect("addr");
-    let state = Emulator::new();
-    tokio::spawn(weir_emulator::serve(listener, state.clone()));
-    (state, addr)
-}
 
 /// One target per provider, each under its own model name, all on one
 /// emulator.

@@ -10,23 +10,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::redis::RedisServer;
-use common::{Scraped, TestGateway, client, echo_upstream, wait_for};
+use common::{Scraped, TestGateway, client, echo_upstream, emulator, wait_for};
 use serde_json::{Value, json};
-use weir_emulator::Emulator;
 
 const PLUGINS: &[(&str, &str)] = &[
     ("api-key-auth", "api-key-auth"),
     ("rate-limit", "rate-limit"),
     ("ai-anthropic", "ai-anthropic"),
 ];
-
-async fn emulator() -> (Emulator, SocketAddr) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = Emulator::new();
-    tokio::spawn(weir_emulator::serve(listener, state.clone()));
-    (state, addr)
-}
 
 /// A gateway config sharing state in `redis`: route `api` (`/api`, echo
 /// upstream) behind a rate limit of `capacity` (almost no refill), route

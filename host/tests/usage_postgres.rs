@@ -19,15 +19,6 @@ const CONSUMERS: [&str; 3] = ["alice", "bob", "carol"];
 /// exact in binary, so sums over any order are exact too.
 const PRICE_PER_MILLION: f64 = 976.5625;
 
-async fn emulator() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind emulator");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(weir_emulator::serve(listener, weir_emulator::Emulator::new()));
-    addr
-}
-
 /// An AI route to the emulator behind api-key-auth, recording usage where
 /// `usage` (lines of `[ai]`) says.
 fn config(emulator: SocketAddr, usage: &str) -> String {
@@ -142,7 +133,7 @@ async fn usage(gw: &TestGateway, query: &str) -> Value {
 async fn three_gateways_sharing_postgres_report_the_exact_sum_of_what_each_served() {
     let server = PostgresServer::start().await;
     let url = server.create_database("usage").await;
-    let emulator = emulator().await;
+    let (_, emulator) = common::emulator().await;
 
     // The third gateway reads the URL from the environment.
     let var = "WEIR_TEST_SHARED_USAGE_DB";
@@ -248,7 +239,7 @@ async fn three_gateways_sharing_postgres_report_the_exact_sum_of_what_each_serve
 
 #[tokio::test]
 async fn a_gateway_with_an_unreachable_postgres_fails_at_startup_naming_the_field_without_the_password() {
-    let emulator = emulator().await;
+    let (_, emulator) = common::emulator().await;
     let port = common::dead_address().await.port();
     let url = format!("postgres://weir:topsecret@127.0.0.1:{port}/weir");
     let dir = TestGateway::dir_with_plugins(PLUGINS);

@@ -263,6 +263,18 @@ impl Scraped {
     }
 }
 
+/// A provider emulator (OpenAI, Anthropic, Gemini, Ollama wire formats)
+/// on a free loopback port: its state (request count, faults) and address.
+pub async fn emulator() -> (weir_emulator::Emulator, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind emulator");
+    let addr = listener.local_addr().expect("addr");
+    let state = weir_emulator::Emulator::new();
+    tokio::spawn(weir_emulator::serve(listener, state.clone()));
+    (state, addr)
+}
+
 /// The access log's lines, once there are `count` of them across the
 /// current file and its rotated ones. The files are read twice and used
 /// only when both reads agree and every line is whole, so a rotation or a
