@@ -715,6 +715,7 @@ fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
         plugins,
         ai: serving.ai.clone(),
         observer: serving.observer.clone(),
+        paths: config.http.path_policy(),
         in_flight: config
             .limits
             .max_concurrent_requests

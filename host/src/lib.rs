@@ -14,6 +14,7 @@ pub mod admin;
 pub mod ai;
 pub mod config;
 pub mod demo;
+pub mod files;
 pub mod gateway;
 pub mod observe;
 pub mod plugins;

@@ -113,7 +113,9 @@ impl WatchedFile {
 }
 
 fn content_hash(path: &Path) -> Option<[u8; 32]> {
-    std::fs::read(path).ok().map(|bytes| Sha256::digest(&bytes).into())
+    crate::files::read_regular(path, crate::config::MAX_SMALL_FILE_BYTES)
+        .ok()
+        .map(|bytes| Sha256::digest(&bytes).into())
 }
 
 /// What a plugin file leads to now: the file its symlinks end at, its size

@@ -368,7 +368,17 @@ async fn ai_traffic_shows_in_the_metrics() {
                   [ai.budgets.consumers.bob]\ntokens = 1\nperiod = \"day\"\n";
     let gw = TestGateway::start(&config(&targets, prices, "cache = { ttl_secs = 60 }"), SHIMS).await;
     let refused = chat(&gw, "bob", json!({"model": "chat", "messages": user("over budget")})).await;
-    assert_eq!(refused.status(), 429);
+    // More than bob's whole budget: no wait helps, so no 429 to retry.
+    assert_eq!(refused.status(), 400);
+    assert!(refused.headers().get("retry-after").is_none());
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "request_exceeds_budget", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("can never be admitted")
+    );
     let body = json!({"model": "chat", "messages": user("one two three"), "temperature": 0});
     for expected in ["miss", "hit"] {
         let response = chat(&gw, "alice", body.clone()).await;

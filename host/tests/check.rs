@@ -205,3 +205,27 @@ fn grants_naming_undefined_secrets_are_refused() {
         &["plugin.api-key-auth.secrets[0]", "unknown secret \"missing\""],
     );
 }
+
+#[test]
+fn relative_paths_resolve_against_the_config_files_directory_when_named_bare() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let config = "[[listeners]]\naddress = \"127.0.0.1:0\"\n[access_log]\nto = \"access.log\"\n\
+                  [upstreams.echo]\ntargets = [\"127.0.0.1:9\"]\n[[routes]]\nname = \"api\"\nupstream = \"echo\"\n";
+    std::fs::write(dir.path().join("al.toml"), with_cache(config)).unwrap();
+    for name in ["al.toml", "./al.toml"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["check", name])
+            .current_dir(dir.path())
+            .env("WEIR_LOG", "error")
+            .output()
+            .expect("run weir check");
+        assert!(
+            out.status.success(),
+            "weir check {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -235,6 +235,14 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
                 .observer
                 .metrics
                 .ai_budget_rejection(route.name.as_str());
+            if exceeded.can_never_fit() {
+                // No wait will let it through: not a 429, and no
+                // `retry-after` for a client to follow for ever.
+                return error_response(&ApiError {
+                    code: Some("request_exceeds_budget".into()),
+                    ..api_error(400, "invalid_request_error", &exceeded.to_string())
+                });
+            }
             let mut response = error_response(&ApiError {
                 code: Some("budget_exceeded".into()),
                 ..api_error(429, "rate_limit_error", &exceeded.to_string())

@@ -90,6 +90,9 @@ pub struct Config {
     /// Size limits applied to every request.
     #[serde(default)]
     pub limits: Limits,
+    /// How request paths are made canonical before routing.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// The access log.
     #[serde(default)]
     pub access_log: AccessLogConfig,
@@ -160,6 +163,37 @@ pub struct AdminConfig {
     pub health_address: Option<String>,
 }
 
+/// How the gateway reads requests: the canonical form of paths (see
+/// [`crate::proxy::path`]).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Merge runs of `/` in a path into one.
+    pub merge_slashes: bool,
+    /// `reject` (400) or `keep` paths holding `%2F`, `%5C` or `\`.
+    pub escaped_slashes: crate::proxy::path::EscapedSlashes,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let policy = crate::proxy::path::PathPolicy::default();
+        HttpConfig {
+            merge_slashes: policy.merge_slashes,
+            escaped_slashes: policy.escaped_slashes,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The path policy these settings make.
+    pub fn path_policy(&self) -> crate::proxy::path::PathPolicy {
+        crate::proxy::path::PathPolicy {
+            merge_slashes: self.merge_slashes,
+            escaped_slashes: self.escaped_slashes,
+        }
+    }
+}
+
 /// Size limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -179,9 +213,33 @@ pub struct Limits {
     /// response body ends; more are answered 503 with `retry-after` at once
     /// instead of queueing. Absent: no limit.
     pub max_concurrent_requests: Option<usize>,
-    /// Time a client has to send a request's head over HTTP/1.1, in
-    /// milliseconds; a slower one is disconnected (slowloris).
+    /// Time a client has to send a request's head, in milliseconds; a
+    /// slower one is disconnected (slowloris). For a connection's first
+    /// request it counts from the moment the connection was accepted, TLS
+    /// handshake and protocol detection included, so a connection that
+    /// sends nothing is closed too.
     pub header_read_timeout_ms: u64,
+    /// How long a client connection may stay open with no request in
+    /// flight (HTTP/1.1 keep-alive between requests, HTTP/2 with no open
+    /// stream), in milliseconds, before the gateway closes it.
+    pub idle_timeout_ms: u64,
+    /// How often an HTTP/2 connection is pinged, in milliseconds; a client
+    /// that does not answer a ping within `http2_keepalive_timeout_ms` is
+    /// disconnected. 0: no pings.
+    pub http2_keepalive_interval_ms: u64,
+    /// How long an HTTP/2 ping may go unanswered, in milliseconds.
+    pub http2_keepalive_timeout_ms: u64,
+    /// The longest pause between two pieces of a request body, in
+    /// milliseconds; a longer one ends the request with 408.
+    pub request_body_timeout_ms: u64,
+    /// The slowest a client may send a request body, in bytes per second,
+    /// counted over the time the gateway waited for it (not while the
+    /// upstream was slow to take it) once `request_body_rate_grace_ms`
+    /// have passed; a slower one ends the request with 408. 0: no minimum.
+    pub min_request_body_rate: u64,
+    /// How long a request body may be slower than `min_request_body_rate`
+    /// before the rate is enforced, in milliseconds.
+    pub request_body_rate_grace_ms: u64,
     /// Most open client connections; further ones wait in the kernel's
     /// accept queue until one closes. Absent: no limit.
     pub max_connections: Option<usize>,
@@ -201,6 +259,12 @@ impl Default for Limits {
             max_headers: 100,
             max_concurrent_requests: None,
             header_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            http2_keepalive_interval_ms: 30_000,
+            http2_keepalive_timeout_ms: 20_000,
+            request_body_timeout_ms: 30_000,
+            min_request_body_rate: 240,
+            request_body_rate_grace_ms: 5_000,
             max_connections: None,
             max_concurrent_streams: 256,
             shutdown_grace_ms: 30_000,
@@ -223,6 +287,9 @@ pub struct PluginsConfig {
     pub memory_mb: u64,
     /// Default most idle warm instances kept per plugin.
     pub max_idle_instances: usize,
+    /// The largest plugin file read, in MiB; a larger one is refused as a
+    /// load error (the old version keeps serving).
+    pub max_file_mb: u64,
 }
 
 impl Default for PluginsConfig {
@@ -233,6 +300,7 @@ impl Default for PluginsConfig {
             deadline_ms: 100,
             memory_mb: 64,
             max_idle_instances: 64,
+            max_file_mb: 128,
         }
     }
 }
@@ -324,14 +392,18 @@ impl PluginSettings {
 /// A plugin's manifest: `NAME.toml` beside `NAME.wasm`, holding
 /// [`PluginSettings`].
 pub fn read_manifest(file: &Path) -> Result<Option<PluginSettings>, String> {
-    match std::fs::read_to_string(file) {
+    match crate::files::read_regular_text(file, MAX_SMALL_FILE_BYTES) {
         Ok(text) => toml::from_str(&text)
             .map(Some)
             .map_err(|e| format!("manifest {}: {}", file.display(), e.message())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("manifest {}: cannot read: {e}", file.display())),
+        Err(crate::files::FileError::NotFound) => Ok(None),
+        Err(e) => Err(format!("manifest {}: {e}", file.display())),
     }
 }
+
+/// The largest config file, manifest, certificate or key the gateway reads:
+/// far above any real one, far below what a careless link could feed it.
+pub const MAX_SMALL_FILE_BYTES: u64 = 16 << 20;
 
 /// Where a secret's value comes from: exactly one of the fields.
 #[derive(Debug, Clone, Deserialize)]
@@ -448,9 +520,13 @@ impl ConfigError {
 impl Config {
     /// Read, parse and validate a config file.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(file).map_err(|e| ConfigError::one(file, "(file)", format!("cannot read: {e}")))?;
-        let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let text = crate::files::read_regular_text(file, MAX_SMALL_FILE_BYTES)
+            .map_err(|e| ConfigError::one(file, "(file)", format!("{e}")))?;
+        // Absolute, so a bare file name (`weir check weir.toml`) resolves
+        // its relative paths against the directory it is in, like
+        // `./weir.toml` does.
+        let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::parse(&text, file, &base_dir)
     }
 
@@ -644,13 +720,23 @@ impl Config {
                 problem(format!("limits.{field}"), "must be at least 1".into());
             }
         }
-        if self.limits.header_read_timeout_ms == 0 {
-            problem("limits.header_read_timeout_ms".into(), "must be at least 1".into());
+        for (field, value) in [
+            ("header_read_timeout_ms", self.limits.header_read_timeout_ms),
+            ("idle_timeout_ms", self.limits.idle_timeout_ms),
+            ("http2_keepalive_timeout_ms", self.limits.http2_keepalive_timeout_ms),
+            ("request_body_timeout_ms", self.limits.request_body_timeout_ms),
+        ] {
+            if value == 0 {
+                problem(format!("limits.{field}"), "must be at least 1".into());
+            }
         }
         if self.limits.max_concurrent_streams == 0 {
             problem("limits.max_concurrent_streams".into(), "must be at least 1".into());
         }
 
+        if self.plugins.max_file_mb == 0 {
+            problem("plugins.max_file_mb".into(), "must be at least 1".into());
+        }
         if self.plugins.deadline_ms == 0 {
             problem("plugins.deadline_ms".into(), "must be at least 1".into());
         }
@@ -722,6 +808,20 @@ impl Config {
                     format!("{at}.path_prefix"),
                     format!("{:?} must start with '/'", route.path_prefix),
                 );
+            } else {
+                // Requests are matched by their canonical path, so a prefix
+                // in any other form would never match.
+                match crate::proxy::path::normalize(&route.path_prefix, self.http.path_policy()) {
+                    Ok(canonical) if canonical != route.path_prefix => problem(
+                        format!("{at}.path_prefix"),
+                        format!(
+                            "{:?} is not a canonical path (requests are matched as {canonical:?}); write it that way",
+                            route.path_prefix
+                        ),
+                    ),
+                    Ok(_) => {}
+                    Err(e) => problem(format!("{at}.path_prefix"), format!("{:?}: {e}", route.path_prefix)),
+                }
             }
             if let Some(host) = &route.host
                 && (host.is_empty() || host.contains('/'))

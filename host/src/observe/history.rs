@@ -272,7 +272,7 @@ fn is_error(status: u16, error: Option<&str>) -> bool {
 
 /// Whether an attempt failed the target: no answer, or a server error.
 fn attempt_failed(outcome: AttemptOutcome) -> bool {
-    !matches!(outcome, AttemptOutcome::Answered(status) if status < 500)
+    !matches!(outcome, AttemptOutcome::Answered(status) if status < 500) && outcome != AttemptOutcome::ClientBody
 }
 
 fn bucket_of(now_ms: i64) -> u64 {

@@ -433,6 +433,7 @@ impl Metrics {
                 AttemptOutcome::ConnectError => "connect-error",
                 AttemptOutcome::Timeout => "timeout",
                 AttemptOutcome::Broken => "broken",
+                AttemptOutcome::ClientBody => "client-body",
             };
             self.upstream_attempts
                 .get_or_create(&AttemptLabels {

@@ -191,6 +191,9 @@ pub enum AttemptOutcome {
     Timeout,
     /// The connection broke before the response head.
     Broken,
+    /// The client's request body failed (malformed, too slow) while it
+    /// was being sent: the client's fault, not the target's.
+    ClientBody,
 }
 
 impl AttemptOutcome {
@@ -202,6 +205,7 @@ impl AttemptOutcome {
             AttemptOutcome::ConnectError => "connect-error".into(),
             AttemptOutcome::Timeout => "timeout".into(),
             AttemptOutcome::Broken => "broken".into(),
+            AttemptOutcome::ClientBody => "client-body".into(),
         }
     }
 }

@@ -149,6 +149,7 @@ impl Tracing {
                 .start_with_context(&self.tracer, &request_cx);
             match attempt.outcome {
                 AttemptOutcome::Answered(status) if status < 500 => {}
+                AttemptOutcome::ClientBody => {}
                 outcome => span.set_status(Status::error(outcome.as_str())),
             }
             span.end_with_timestamp(start + attempt.offset + attempt.duration);

@@ -97,6 +97,8 @@ pub struct PluginRuntime {
     cache: CompileCache,
     state: Arc<SharedState>,
     outbound: outbound::OutboundClient,
+    /// The largest `.wasm` file read.
+    max_file_bytes: u64,
 }
 
 /// A plugin file read, checked, compiled and linked; not yet configured.
@@ -143,6 +145,7 @@ impl PluginRuntime {
             cache: CompileCache::new(cache_dir),
             state,
             outbound: outbound::OutboundClient::new().map_err(anyhow::Error::msg)?,
+            max_file_bytes: config.plugins.max_file_mb.saturating_mul(1 << 20),
         })
     }
 
@@ -180,16 +183,18 @@ impl PluginRuntime {
             file: file.clone(),
             reason,
         };
-        let bytes = match std::fs::read(&file) {
+        // Only a regular file within the size limit, read off the async
+        // workers: a FIFO or a link to a device is refused, never waited on.
+        let bytes = match crate::files::read_async(&file, self.max_file_bytes).await {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(crate::files::FileError::NotFound) => {
                 return Err(PluginLoadError::Missing {
                     plugin: name.clone(),
                     file: file.clone(),
                     route: route.cloned(),
                 });
             }
-            Err(e) => return Err(invalid(format!("cannot read: {e}"))),
+            Err(e) => return Err(invalid(format!("{e}"))),
         };
         let manifest = read_manifest(&dir.join(format!("{name}.toml"))).map_err(invalid)?;
         check_component_header(&bytes).map_err(invalid)?;
@@ -477,8 +482,8 @@ fn resolve_secrets(config: &Config) -> anyhow::Result<HashMap<String, String>> {
             std::env::var(var).map_err(|_| anyhow::anyhow!("secrets.{name}.env: {var} is not set"))?
         } else if let Some(file) = &source.file {
             let path = config.resolve(file);
-            std::fs::read_to_string(&path)
-                .map_err(|e| anyhow::anyhow!("secrets.{name}.file: cannot read {}: {e}", path.display()))?
+            crate::files::read_regular_text(&path, crate::config::MAX_SMALL_FILE_BYTES)
+                .map_err(|e| anyhow::anyhow!("secrets.{name}.file: {} {e}", path.display()))?
                 .trim_end_matches(['\n', '\r'])
                 .to_string()
         } else {

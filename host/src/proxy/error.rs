@@ -34,6 +34,19 @@ pub enum GatewayError {
     /// The request body could not be read.
     #[error("reading request body: {0}")]
     RequestBody(String),
+    /// The client sent its request body too slowly, or stopped sending it.
+    #[error("request body too slow: {0}")]
+    RequestBodyTimeout(String),
+    /// The request itself is malformed: a path or `host` the gateway will
+    /// not route.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// CONNECT and TRACE, unless a route names the method.
+    #[error("method {method} is not allowed")]
+    MethodNotAllowed {
+        /// The method.
+        method: String,
+    },
     /// A plugin produced something that cannot be sent.
     #[error("plugin {plugin} produced an invalid {what}: {detail}")]
     PluginOutput {
@@ -103,6 +116,9 @@ impl GatewayError {
             GatewayError::PluginOutput { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::RequestBody(_) => StatusCode::BAD_REQUEST,
+            GatewayError::RequestBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::UpstreamConnect { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -123,6 +139,9 @@ impl GatewayError {
             GatewayError::PluginOutput { .. } => "plugin-output",
             GatewayError::RequestBodyTooLarge { .. } => "request-body-too-large",
             GatewayError::RequestBody(_) => "request-body",
+            GatewayError::RequestBodyTimeout(_) => "request-body-timeout",
+            GatewayError::BadRequest(_) => "bad-request",
+            GatewayError::MethodNotAllowed { .. } => "method-not-allowed",
             GatewayError::UpstreamConnect { .. } => "upstream-connect",
             GatewayError::UpstreamTimeout { .. } => "upstream-timeout",
             GatewayError::UpstreamFailed { .. } => "upstream-failed",
@@ -131,13 +150,25 @@ impl GatewayError {
         }
     }
 
-    /// The response sent to the client: the status and a one-line body
-    /// naming the cause. Trap details stay in the log.
-    pub fn to_response(&self) -> Response<Body> {
-        let message = match self {
+    /// What the client is told: the failure, named, without the gateway's
+    /// internals (trap details, target addresses, the upstream client's
+    /// error chain), which stay in the log.
+    pub fn public_message(&self) -> String {
+        match self {
             GatewayError::Plugin(PluginFault::Trap { plugin, .. }) => format!("plugin {plugin} failed"),
+            GatewayError::UpstreamConnect { upstream, .. } => format!("upstream {upstream}: cannot connect"),
+            GatewayError::UpstreamTimeout {
+                upstream, timeout_ms, ..
+            } => format!("upstream {upstream}: no response within {timeout_ms} ms"),
+            GatewayError::UpstreamFailed { upstream, .. } => format!("upstream {upstream} failed"),
             other => other.to_string(),
-        };
+        }
+    }
+
+    /// The response sent to the client: the status and a one-line body
+    /// naming the cause ([`GatewayError::public_message`]).
+    pub fn to_response(&self) -> Response<Body> {
+        let message = self.public_message();
         let mut response = Response::new(super::full_body(Bytes::from(format!("weir: {message}\n"))));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
@@ -146,8 +177,22 @@ impl GatewayError {
             http::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         headers.insert("x-weir-error", http::HeaderValue::from_static(self.kind()));
-        if matches!(self, GatewayError::Overloaded { .. }) {
-            headers.insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        match self {
+            GatewayError::Overloaded { .. } => {
+                headers.insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            }
+            GatewayError::MethodNotAllowed { .. } => {
+                headers.insert(
+                    header::ALLOW,
+                    http::HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
+                );
+            }
+            // The client broke its side of the exchange: the connection is
+            // not worth keeping.
+            GatewayError::RequestBody(_) | GatewayError::RequestBodyTimeout(_) | GatewayError::BadRequest(_) => {
+                headers.insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }
@@ -187,6 +232,10 @@ mod tests {
             ),
             (GatewayError::PluginMissing(plugin()), 503),
             (GatewayError::RequestBodyTooLarge { limit: 1 }, 413),
+            (GatewayError::RequestBody("x".into()), 400),
+            (GatewayError::RequestBodyTimeout("x".into()), 408),
+            (GatewayError::BadRequest("x".into()), 400),
+            (GatewayError::MethodNotAllowed { method: "TRACE".into() }, 405),
             (
                 GatewayError::UpstreamConnect {
                     upstream: UpstreamName("u".into()),

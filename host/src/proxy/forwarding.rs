@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
 /// Fields that describe one connection, never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
@@ -58,11 +60,14 @@ pub fn request_authority<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Opti
 }
 
 /// Add `x-forwarded-for` (appended), `x-forwarded-proto`,
-/// `x-forwarded-host` and `forwarded` (appended).
+/// `x-forwarded-host`, `x-real-ip` and `forwarded` (appended). The fields
+/// that name one client (`x-forwarded-proto`, `x-forwarded-host`,
+/// `x-real-ip`) are the gateway's to say: whatever the client sent in them
+/// is replaced.
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host: Option<&str>) {
     use std::fmt::Write;
-    // Four fields are added: grow the map once, not field by field.
-    headers.reserve(4);
+    // Five fields are added: grow the map once, not field by field.
+    headers.reserve(5);
     let mut text = String::with_capacity(64);
     if let Some(existing) = headers
         .get("x-forwarded-for")
@@ -72,7 +77,11 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host:
         text.push_str(existing);
         text.push_str(", ");
     }
+    let start = text.len();
     let _ = write!(text, "{client}");
+    if let Ok(v) = HeaderValue::from_str(&text[start..]) {
+        headers.insert(X_REAL_IP, v);
+    }
     if let Ok(v) = HeaderValue::from_str(&text) {
         headers.insert("x-forwarded-for", v);
     }
@@ -118,8 +127,12 @@ mod tests {
     fn forwarded_headers_append_to_existing_chain() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.insert("x-real-ip", HeaderValue::from_static("203.0.113.9"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http", Some("api.test"));
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+        assert_eq!(h["x-real-ip"], "127.0.0.1", "a client's x-real-ip is replaced");
+        assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.test");
         assert_eq!(h[header::FORWARDED], "for=127.0.0.1;proto=http;host=\"api.test\"");
         let mut h = HeaderMap::new();

@@ -194,6 +194,12 @@ impl TargetHealth {
         }
     }
 
+    /// A request that says nothing of the target ended (the client's own
+    /// body failed): the half-open trial it may have held is given back.
+    pub fn released(&self) {
+        self.trial_since_ms.store(0, Ordering::Relaxed);
+    }
+
     /// The target failed; true if this opened its circuit.
     pub fn failed(&self, policy: BreakerPolicy, now_ms: i64) -> bool {
         match self.state(now_ms) {

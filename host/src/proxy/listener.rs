@@ -4,21 +4,31 @@
 //! knowledge).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::service::service_fn;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::{Peer, SharedProxy};
+use super::{Body, BoxError, Peer, SharedProxy};
 use crate::config::Limits;
+
+/// How long a connection asked to close may wait for its client to take
+/// part in an orderly close (answer HTTP/2's GOAWAY ping) before it is
+/// dropped, when no request is in flight on it.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a client may take to finish a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,13 +92,19 @@ impl rustls::server::ResolvesServerCert for ReloadableCert {
 fn certified_key(cert: &Path, key: &Path) -> anyhow::Result<rustls::sign::CertifiedKey> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+    let limit = crate::config::MAX_SMALL_FILE_BYTES;
+    let cert_pem =
+        crate::files::read_regular(cert, limit).map_err(|e| anyhow::anyhow!("certificate {}: {e}", cert.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("certificate {}: {e}", cert.display()))?;
     if certs.is_empty() {
         anyhow::bail!("certificate {}: no certificates found", cert.display());
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("private key {}: {e}", key.display()))?;
+    let key_pem =
+        crate::files::read_regular(key, limit).map_err(|e| anyhow::anyhow!("private key {}: {e}", key.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| anyhow::anyhow!("private key {}: {e}", key.display()))?;
     let provider = rustls::crypto::ring::default_provider();
     rustls::sign::CertifiedKey::from_der(certs, key, &provider)
         .map_err(|e| anyhow::anyhow!("certificate {} and its key: {e}", cert.display()))
@@ -103,17 +119,32 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
+    let keepalive =
+        (limits.http2_keepalive_interval_ms > 0).then(|| Duration::from_millis(limits.http2_keepalive_interval_ms));
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(limits.max_concurrent_streams)
+        // A client that stops answering pings is gone, streams or not.
+        .keep_alive_interval(keepalive)
+        .keep_alive_timeout(Duration::from_millis(limits.http2_keepalive_timeout_ms))
         // A client resetting streams as fast as it opens them (the HTTP/2
         // rapid-reset attack) is disconnected once this many resets are
         // pending, instead of keeping the gateway busy.
         .max_pending_accept_reset_streams(Some(64))
         .max_local_error_reset_streams(Some(256));
     builder
+}
+
+/// When a client connection with no request in flight is closed.
+#[derive(Debug, Clone, Copy)]
+struct IdleTimeouts {
+    /// From accept to the first request's head (TLS handshake and
+    /// protocol detection included).
+    first_request: Duration,
+    /// Between the end of one request and the head of the next.
+    between_requests: Duration,
 }
 
 /// Accept connections on `listener` until `shutdown` flips, then let open
@@ -126,7 +157,13 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let builder = Arc::new(connection_builder(&limits));
-    let graceful = GracefulShutdown::new();
+    let idle = IdleTimeouts {
+        first_request: Duration::from_millis(limits.header_read_timeout_ms),
+        between_requests: Duration::from_millis(limits.idle_timeout_ms),
+    };
+    // Each connection's task holds a sender; when all are gone, every
+    // connection has ended.
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     let connections = limits.max_connections.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
     loop {
         // At the connection limit, stop accepting until one closes: new
@@ -150,53 +187,210 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
+        let accepted = Instant::now();
         let _ = stream.set_nodelay(true);
         let peer = Peer {
             addr,
             tls: tls.is_some(),
         };
-        let proxy = proxy.clone();
-        let service = service_fn(move |request| {
-            let proxy = proxy.load_full();
-            async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
-        });
+        let activity = Arc::new(Activity::default());
+        let service = ConnectionService {
+            proxy: proxy.clone(),
+            peer,
+            activity: activity.clone(),
+        };
         let builder = builder.clone();
-        match &tls {
-            None => {
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    if let Err(e) = connection.await {
-                        tracing::debug!(client = %addr, "connection ended: {e}");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
+        let shutdown = shutdown.clone();
+        let open = open_tx.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _open = open;
+            let ended = match tls {
+                None => drive(&builder, stream, service, &activity, idle, accepted, shutdown).await,
+                Some(acceptor) => {
+                    let handshake = TLS_HANDSHAKE_TIMEOUT.min(idle.first_request);
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => drive(&builder, stream, service, &activity, idle, accepted, shutdown).await,
                         Ok(Err(e)) => return tracing::debug!(client = %addr, "TLS handshake failed: {e}"),
                         Err(_) => return tracing::debug!(client = %addr, "TLS handshake timed out"),
-                    };
-                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    if let Err(e) = watcher.watch(connection).await {
-                        tracing::debug!(client = %addr, "connection ended: {e}");
                     }
-                });
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(client = %addr, "connection ended: {e}");
             }
-        }
+        });
     }
     drop(listener);
+    drop(open_tx);
     let grace = Duration::from_millis(limits.shutdown_grace_ms);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, open_rx.recv()).await.is_err() {
         tracing::warn!(
             "connections still open {} ms after shutdown began; closing them",
             grace.as_millis()
         );
+    }
+}
+
+/// Serve one connection until it ends. It is asked to close (gracefully:
+/// an HTTP/2 GOAWAY, or an HTTP/1.1 connection closed between requests)
+/// when the gateway shuts down, and when no request has been in flight for
+/// the idle timeout: from accept until the first request, from the end of
+/// each request until the next.
+async fn drive<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: S,
+    service: ConnectionService,
+    activity: &Activity,
+    idle: IdleTimeouts,
+    accepted: Instant,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), BoxError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    // Once asked to close: an HTTP/1.1 connection closes at once, an
+    // HTTP/2 one after the client answers the GOAWAY's ping. A client that
+    // never answers is dropped after CLOSE_GRACE with nothing in flight.
+    let mut closing = false;
+    let close_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(close_timer);
+    let timer = tokio::time::sleep_until(accepted + idle.first_request);
+    tokio::pin!(timer);
+    // Requests started when the timer was last set: if more have started
+    // when it fires, the connection was not idle all along.
+    let mut started_then = 0;
+    loop {
+        tokio::select! {
+            ended = connection.as_mut() => return ended.map_err(BoxError::from),
+            _ = shutdown.changed(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+                close_timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+            }
+            _ = close_timer.as_mut(), if closing => {
+                if activity.in_flight.load(Ordering::Acquire) == 0 {
+                    return Ok(());
+                }
+                close_timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+            }
+            // The last request in flight ended: the idle time starts.
+            _ = activity.became_idle.notified(), if !closing => {
+                started_then = activity.started.load(Ordering::Acquire);
+                timer.as_mut().reset(Instant::now() + idle.between_requests);
+            }
+            _ = timer.as_mut(), if !closing => {
+                let started = activity.started.load(Ordering::Acquire);
+                if activity.in_flight.load(Ordering::Acquire) > 0 || started != started_then {
+                    // Not idle all along: look again an idle time later
+                    // (the end of the last request resets the timer too).
+                    started_then = started;
+                    timer.as_mut().reset(Instant::now() + idle.between_requests);
+                } else {
+                    tracing::debug!("closing an idle client connection");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                    close_timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+                }
+            }
+        }
+    }
+}
+
+/// A connection's requests: how many are in flight, how many started, and
+/// a signal when the last in flight ends.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    started: AtomicUsize,
+    became_idle: Notify,
+}
+
+/// A request in flight on its connection, until dropped.
+struct ActiveRequest(Arc<Activity>);
+
+impl ActiveRequest {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.started.fetch_add(1, Ordering::AcqRel);
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        ActiveRequest(activity.clone())
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.became_idle.notify_one();
+        }
+    }
+}
+
+/// The hyper service of one connection: each request goes to the proxy
+/// current at its arrival, and counts as in flight on the connection
+/// until its response body ends or is dropped.
+#[derive(Clone)]
+struct ConnectionService {
+    proxy: SharedProxy,
+    peer: Peer,
+    activity: Arc<Activity>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = Response<Tracked>;
+    type Error = Infallible;
+    type Future = TrackedResponse;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let active = ActiveRequest::start(&self.activity);
+        TrackedResponse {
+            inner: self.proxy.load_full().handle(request, self.peer),
+            active: Some(active),
+        }
+    }
+}
+
+/// The proxy's answer, with the request's place on its connection.
+struct TrackedResponse {
+    inner: futures_util::future::BoxFuture<'static, Response<Body>>,
+    active: Option<ActiveRequest>,
+}
+
+impl Future for TrackedResponse {
+    type Output = Result<Response<Tracked>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = std::task::ready!(self.inner.as_mut().poll(cx));
+        let active = self.active.take();
+        Poll::Ready(Ok(response.map(|body| Tracked { body, _active: active })))
+    }
+}
+
+/// A response body that holds its request's place on the connection.
+struct Tracked {
+    body: Body,
+    _active: Option<ActiveRequest>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

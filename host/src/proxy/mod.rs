@@ -6,10 +6,12 @@
 //! the whole body (then it is buffered up to a limit: 413 for requests,
 //! 502 for responses) or for response chunks.
 
+mod client_body;
 pub mod error;
 pub mod forwarding;
 pub mod health;
 pub mod listener;
+pub mod path;
 pub mod router;
 mod streaming;
 pub mod upstream;
@@ -71,6 +73,8 @@ pub struct Proxy {
     pub in_flight: Option<InFlightLimit>,
     /// Where finished requests are reported.
     pub observer: Arc<Observer>,
+    /// How request paths are made canonical.
+    pub paths: path::PathPolicy,
 }
 
 /// What the request phase decided.
@@ -124,7 +128,10 @@ impl Proxy {
         Box::pin(async move { self.handle_inner(request, peer).await })
     }
 
-    async fn handle_inner(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+    async fn handle_inner(&self, mut request: Request<Incoming>, peer: Peer) -> Response<Body> {
+        // Before anything looks at the request: one canonical path for the
+        // route table, the plugins, the record and the upstream.
+        let checked = self.check_request(&mut request);
         let mut record = Box::new(RequestRecord::new(
             request.method().clone(),
             request.uri().path(),
@@ -132,17 +139,15 @@ impl Proxy {
         ));
         record.trace = TraceContext::new(request.headers().get("traceparent"));
         self.observer.metrics.in_flight.inc();
+        if let Err(error) = checked {
+            let response = self.error_response(error, &mut record);
+            record.status = response.status().as_u16();
+            let observer = self.observer.clone();
+            return response.map(|body| Reported::new(body, record, observer).boxed_unsync());
+        }
         let bytes_in = record.bytes_in.clone();
-        let request = request.map(|b| {
-            b.map_frame(move |frame| {
-                if let Some(data) = frame.data_ref() {
-                    bytes_in.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                }
-                frame
-            })
-            .map_err(box_error)
-            .boxed_unsync()
-        });
+        let pace = client_body::BodyPace::new(&self.limits);
+        let request = request.map(|b| client_body::ClientBody::new(b, bytes_in, pace).boxed_unsync());
         // Shed load at once rather than queue it.
         let permit = match &self.in_flight {
             None => Ok(None),
@@ -180,16 +185,60 @@ impl Proxy {
         error.to_response()
     }
 
+    /// Refuse what no route should see, and put the path in canonical
+    /// form (see [`path`]):
+    ///
+    /// - an HTTP/1.1 request without `host`, or any request with two
+    ///   (RFC 9112 §3.2: a server must answer 400);
+    /// - a path the canonical form refuses.
+    fn check_request<B>(&self, request: &mut Request<B>) -> Result<(), GatewayError> {
+        let mut hosts = request.headers().get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (_, Some(_)) => {
+                return Err(GatewayError::BadRequest(
+                    "the request has more than one host header".into(),
+                ));
+            }
+            (None, None) if request.version() == http::Version::HTTP_11 && request.uri().authority().is_none() => {
+                return Err(GatewayError::BadRequest(
+                    "an HTTP/1.1 request must have a host header".into(),
+                ));
+            }
+            _ => {}
+        }
+        if request.uri().path_and_query().is_none() {
+            // Authority form (CONNECT): no path to route on.
+            return Ok(());
+        }
+        match path::normalize_uri(request.uri(), self.paths) {
+            Ok(None) => Ok(()),
+            Ok(Some(uri)) => {
+                *request.uri_mut() = uri;
+                Ok(())
+            }
+            Err(e) => Err(GatewayError::BadRequest(format!("{e}"))),
+        }
+    }
+
     /// The route for a request: the first whose host, path prefix and
-    /// method match.
+    /// method match. CONNECT and TRACE only reach a route that names them
+    /// in its methods; otherwise they are answered 405.
     pub fn route_for<B>(&self, request: &Request<B>) -> Result<Arc<Route>, GatewayError> {
         let authority = forwarding::request_authority(request.uri(), request.headers());
         self.routes
             .find(request.method(), authority, request.uri().path())
             .cloned()
-            .ok_or_else(|| GatewayError::NoRoute {
-                method: request.method().to_string(),
-                path: request.uri().path().to_string(),
+            .ok_or_else(|| {
+                if router::needs_explicit_route(request.method()) {
+                    GatewayError::MethodNotAllowed {
+                        method: request.method().to_string(),
+                    }
+                } else {
+                    GatewayError::NoRoute {
+                        method: request.method().to_string(),
+                        path: request.uri().path().to_string(),
+                    }
+                }
             })
     }
 
@@ -510,7 +559,12 @@ async fn read_limited(body: Option<Body>, limit: usize, request: bool) -> Result
     while let Some(frame) = body.frame().await {
         let frame = match frame {
             Ok(frame) => frame,
-            Err(e) if request => return Err(GatewayError::RequestBody(e.to_string())),
+            Err(e) if request => {
+                return Err(match client_body::client_fault(&*e) {
+                    Some(fault) => fault.clone().into(),
+                    None => GatewayError::RequestBody(e.to_string()),
+                });
+            }
             Err(e) => {
                 return Err(GatewayError::UpstreamFailed {
                     upstream: crate::config::UpstreamName("-".into()),

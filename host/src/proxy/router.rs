@@ -23,7 +23,7 @@ impl HostMatch {
     fn new(pattern: Option<&str>) -> Self {
         match pattern {
             None => HostMatch::Any,
-            Some(p) => match p.strip_prefix('*') {
+            Some(p) => match p.strip_suffix('.').unwrap_or(p).strip_prefix('*') {
                 Some(suffix) => HostMatch::Suffix(suffix.to_ascii_lowercase()),
                 None => HostMatch::Exact(p.to_ascii_lowercase()),
             },
@@ -78,19 +78,33 @@ impl RouteMatch {
     pub fn matches(&self, method: &Method, host: Option<&str>, path: &str) -> bool {
         self.host.matches(host)
             && prefix_matches(&self.prefix, path)
-            && self.methods.as_ref().is_none_or(|ms| ms.contains(method))
+            && match &self.methods {
+                Some(methods) => methods.contains(method),
+                None => !needs_explicit_route(method),
+            }
     }
 }
 
+/// CONNECT (a tunnel through the gateway) and TRACE (which echoes the
+/// request, credentials included) reach only a route that names them in
+/// its `methods`; a route for any method does not take them.
+pub fn needs_explicit_route(method: &Method) -> bool {
+    method == Method::CONNECT || method == Method::TRACE
+}
+
 /// The index of the first of `matches` that a request matches: the rule
-/// [`RouteTable::find`] applies. `host` may carry a port; it is ignored.
+/// [`RouteTable::find`] applies. `host` may carry a port, and end in the
+/// root's dot (`api.example.com.`); both are ignored.
 pub fn first_match<'a>(
     matches: impl IntoIterator<Item = &'a RouteMatch>,
     method: &Method,
     host: Option<&str>,
     path: &str,
 ) -> Option<usize> {
-    let host = host.map(strip_port);
+    let host = host.map(|h| {
+        let h = strip_port(h);
+        h.strip_suffix('.').unwrap_or(h)
+    });
     matches.into_iter().position(|m| m.matches(method, host, path))
 }
 
@@ -223,5 +237,24 @@ mod tests {
         assert!(wild.matches(Some("a.example.com")));
         assert!(!wild.matches(Some("example.com")));
         assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn a_trailing_dot_names_the_same_host() {
+        let routes = [RouteMatch::new(Some("api.test"), "/", None)];
+        let get = Method::GET;
+        assert_eq!(first_match(&routes, &get, Some("api.test."), "/"), Some(0));
+        assert_eq!(first_match(&routes, &get, Some("API.test.:8080"), "/"), Some(0));
+        assert_eq!(first_match(&routes, &get, Some("api.test.."), "/"), None);
+    }
+
+    #[test]
+    fn connect_and_trace_need_a_route_that_names_them() {
+        let any = [RouteMatch::new(None, "/", None)];
+        assert_eq!(first_match(&any, &Method::CONNECT, None, "/"), None);
+        assert_eq!(first_match(&any, &Method::TRACE, None, "/"), None);
+        assert_eq!(first_match(&any, &Method::DELETE, None, "/"), Some(0));
+        let named = [RouteMatch::new(None, "/", Some(&["TRACE".to_string()]))];
+        assert_eq!(first_match(&named, &Method::TRACE, None, "/"), Some(0));
     }
 }

@@ -347,6 +347,16 @@ impl UpstreamPool {
                     }
                     error
                 }
+                Ok(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    // Nothing asked to switch: `upgrade` never goes upstream.
+                    attempted(record, AttemptOutcome::Answered(101));
+                    self.failed(index);
+                    return Err(GatewayError::UpstreamFailed {
+                        upstream: self.name.clone(),
+                        target: target.authority.to_string(),
+                        detail: "answered 101 Switching Protocols to a request that did not ask to switch".into(),
+                    });
+                }
                 Ok(Ok(response)) => {
                     attempted(record, AttemptOutcome::Answered(response.status().as_u16()));
                     let unavailable = matches!(response.status().as_u16(), 502..=504);
@@ -374,6 +384,15 @@ impl UpstreamPool {
                         target: target.authority.to_string(),
                         detail: error_chain(&e),
                     }
+                }
+                Ok(Err(e)) if super::client_body::client_fault(&e).is_some() => {
+                    // The client's body failed on the way through: its
+                    // fault, answered as such, and not counted against a
+                    // target that did nothing wrong.
+                    attempted(record, AttemptOutcome::ClientBody);
+                    self.health[index].released();
+                    let fault = super::client_body::client_fault(&e).cloned();
+                    return Err(fault.map_or_else(|| GatewayError::RequestBody(error_chain(&e)), Into::into));
                 }
                 Ok(Err(e)) => {
                     // The connection broke after the request went out (the

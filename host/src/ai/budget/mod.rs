@@ -250,7 +250,8 @@ impl fmt::Display for BudgetExceeded {
         if self.can_never_fit() {
             return write!(
                 f,
-                "consumer {}: this request needs up to {} tokens, more than the whole {what}; it can never be admitted",
+                "consumer {}: this request needs up to {} tokens, more than the whole {what}; it can never be \
+                 admitted (ask for fewer with max_tokens)",
                 self.consumer, self.requested_tokens
             );
         }
@@ -820,7 +821,7 @@ mod tests {
         assert_eq!(
             refused.to_string(),
             "consumer alice: this request needs up to 1001 tokens, more than the whole token budget of 1000 per \
-             hour; it can never be admitted"
+             hour; it can never be admitted (ask for fewer with max_tokens)"
         );
         assert_eq!(counts(&budgets, "alice").0, (0, 0));
     }
