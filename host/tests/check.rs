@@ -205,3 +205,54 @@ fn grants_naming_undefined_secrets_are_refused() {
         &["plugin.api-key-auth.secrets[0]", "unknown secret \"missing\""],
     );
 }
+
+/// Upstreams in the many-upstreams test: enough that reading the system
+/// roots per upstream would show, as it did (5,000 took 15.7 s).
+const MANY_UPSTREAMS: usize = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_upstreams_and_ai_targets_load_with_the_system_roots_read_once() {
+    use std::fmt::Write as _;
+    // In this process only this test makes clients (the others run the
+    // binary), so the count is this test's.
+    let dir = TestGateway::dir_with_plugins(&[("ai-openai", "ai-openai")]);
+    let mut config = String::from("[[listeners]]\naddress = \"127.0.0.1:0\"\n[ai]\nusage_db = \"usage.db\"\n");
+    for i in 0..MANY_UPSTREAMS {
+        let scheme = if i % 2 == 0 { "http" } else { "https" };
+        let _ = write!(
+            config,
+            "[upstreams.u{i}]\ntargets = [\"{scheme}://127.0.0.1:{}\"]\n",
+            1024 + i
+        );
+    }
+    for i in 0..MANY_UPSTREAMS {
+        let _ = write!(
+            config,
+            "[[routes]]\nname = \"r{i}\"\npath_prefix = \"/r{i}\"\nupstream = \"u{i}\"\n"
+        );
+    }
+    config.push_str("[[routes]]\nname = \"ai\"\npath_prefix = \"/ai\"\n[routes.ai]\ntargets = [\n");
+    for i in 0..50 {
+        let _ = writeln!(
+            config,
+            "  {{ name = \"t{i}\", shim = \"ai-openai\", base_url = \"https://127.0.0.1:{}\", model = \"m\" }},",
+            2000 + i
+        );
+    }
+    config.push_str("]\n");
+
+    let file = dir.path().join("weir.toml");
+    std::fs::write(&file, with_cache(&config)).unwrap();
+    let gateway = weir::gateway::Gateway::load_file(&file)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gateway.proxy().load().routes.iter().count(), MANY_UPSTREAMS + 1);
+    assert_eq!(
+        weir::tls::system_root_loads(),
+        1,
+        "the system roots are read once per process"
+    );
+    // A reload builds every client again, from the same roots.
+    gateway.reload_config().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(weir::tls::system_root_loads(), 1, "and not again on a reload");
+}
