@@ -206,6 +206,71 @@ fn grants_naming_undefined_secrets_are_refused() {
     );
 }
 
+/// An AI route under `path_prefix` with `prompt-template` configured with
+/// `prefix` (a TOML value; `None`: the plugin's default).
+fn prompt_template_config(path_prefix: &str, prefix: Option<&str>) -> String {
+    let prefix = prefix.map(|p| format!("prefix = {p}\n")).unwrap_or_default();
+    format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [ai]
+        usage_db = "usage.db"
+        [[routes]]
+        name = "ai"
+        path_prefix = "{path_prefix}"
+        [routes.ai]
+        targets = [{{ name = "openai", shim = "ai-openai", base_url = "http://127.0.0.1:9", model = "m" }}]
+        [[routes.plugins]]
+        name = "prompt-template"
+        [routes.plugins.config]
+        {prefix}
+        [[routes.plugins.config.templates]]
+        name = "hello"
+        version = 1
+        model = "m"
+        messages = [{{ role = "user", content = "Hello {{{{who}}}}" }}]
+        variables = {{ who = {{ type = "string" }} }}
+        "#
+    )
+}
+
+#[test]
+fn a_prompt_template_prefix_outside_its_routes_path_prefix_is_refused() {
+    let dir = TestGateway::dir_with_plugins(&[("prompt-template", "prompt-template"), ("ai-openai", "ai-openai")]);
+
+    // Under the route: template calls reach it.
+    for (path_prefix, prefix) in [
+        ("/ai", Some("\"/ai/prompts/\"")),
+        ("/", None),
+        ("/ai/", Some("\"/ai/t\"")),
+    ] {
+        let checked = weir_check(dir.path(), &prompt_template_config(path_prefix, prefix));
+        assert!(checked.ok, "{path_prefix} {prefix:?}: {}", checked.output);
+    }
+
+    // Outside it, written or by default: refused by path, naming both.
+    let checked = weir_check(dir.path(), &prompt_template_config("/ai", Some("\"/prompts/\"")));
+    assert_refused(
+        &checked,
+        &[
+            "routes[0].plugins[0].config.prefix",
+            "prefix \"/prompts/\" lies outside the route's path_prefix \"/ai\"",
+        ],
+    );
+    let checked = weir_check(dir.path(), &prompt_template_config("/ai", None));
+    assert_refused(
+        &checked,
+        &[
+            "routes[0].plugins[0].config.prefix",
+            "the default prefix \"/prompts/\" lies outside the route's path_prefix \"/ai\"",
+        ],
+    );
+    // Not at a segment boundary.
+    let checked = weir_check(dir.path(), &prompt_template_config("/ai", Some("\"/aiprompts/\"")));
+    assert_refused(&checked, &["routes[0].plugins[0].config.prefix", "\"/aiprompts/\""]);
+}
+
 /// Upstreams in the many-upstreams test: enough that reading the system
 /// roots per upstream would show, as it did (5,000 took 15.7 s).
 const MANY_UPSTREAMS: usize = 2_000;

@@ -759,6 +759,9 @@ impl Config {
                 if !p.config.is_table() {
                     problem(format!("{at}.plugins[{j}].config"), "must be a table".into());
                 }
+                for p in prompt_template_problems(&format!("{at}.plugins[{j}]"), route, p) {
+                    problem(p.path, p.message);
+                }
             }
         }
         problems
