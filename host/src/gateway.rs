@@ -485,6 +485,7 @@ impl Gateway {
                 tasks.push(tokio::spawn(crate::admin::serve(
                     socket,
                     token,
+                    admin.allowed_hosts.clone(),
                     gateway.clone(),
                     signal.clone(),
                 )));
@@ -568,6 +569,10 @@ fn warn_about_restart_only_changes(old: &Config, new: &Config) {
     };
     if addresses(old) != addresses(new) {
         tracing::warn!("listener, admin and probe address changes take effect only after a restart");
+    }
+    let admin_access = |c: &Config| c.admin.as_ref().map(|a| (a.token.clone(), a.allowed_hosts.clone()));
+    if admin_access(old) != admin_access(new) {
+        tracing::warn!("admin token and allowed_hosts changes take effect only after a restart");
     }
     if old.limits.max_header_bytes != new.limits.max_header_bytes || old.limits.max_headers != new.limits.max_headers {
         tracing::warn!("header limits take effect only after a restart");

@@ -158,6 +158,12 @@ pub struct AdminConfig {
     /// token), for orchestrators and load balancers probing from outside
     /// the host; any address. Absent: no probe listener.
     pub health_address: Option<String>,
+    /// Host names, besides `localhost` and loopback addresses, that
+    /// requests to the admin API may be addressed to (`Host`), e.g. a name
+    /// for this host an operator's browser uses. Any other `Host` is
+    /// refused (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Size limits.
@@ -616,6 +622,19 @@ impl Config {
                         }
                     }
                     Err(e) => problem("admin.health_address".into(), format!("{health:?} is not IP:PORT: {e}")),
+                }
+            }
+            for (j, host) in admin.allowed_hosts.iter().enumerate() {
+                let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+                let name = !bare.is_empty()
+                    && bare
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+                if !name && bare.parse::<std::net::IpAddr>().is_err() {
+                    problem(
+                        format!("admin.allowed_hosts[{j}]"),
+                        format!("{host:?} is not a host name or address (no port, scheme or path)"),
+                    );
                 }
             }
             if let Some(var) = &admin.token_env {
