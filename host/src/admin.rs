@@ -2,7 +2,9 @@
 //!
 //! - `GET /healthz` — the gateway is up.
 //! - `GET /plugins` — each plugin: file, version (SHA-256), load time,
-//!   state, routes, limits, and the last failed load if any.
+//!   state, routes, limits, its grants (`kv`, secrets, outbound hosts) each
+//!   with its source (`config` or `manifest`), its manifest file, and the
+//!   last failed load if any.
 //! - `GET /routes` — each route: upstream, targets (weight, circuit state,
 //!   requests in flight), plugin chain.
 //! - `GET /metrics` — Prometheus metrics, OpenMetrics text format (see
@@ -268,6 +270,7 @@ fn plugins(gateway: &Gateway) -> Vec<serde_json::Value> {
                 entry["deadline_ms"] = json!(p.limits.deadline.as_millis() as u64);
                 entry["memory_mb"] = json!(p.limits.memory_bytes >> 20);
                 entry["fail_open"] = json!(p.limits.fail_open);
+                entry["outbound_timeout_ms"] = json!(p.identity.grants.outbound_timeout.as_millis() as u64);
             }
             entry
         })

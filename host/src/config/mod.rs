@@ -229,6 +229,10 @@ pub struct PluginsConfig {
     pub memory_mb: u64,
     /// Default most idle warm instances kept per plugin.
     pub max_idle_instances: usize,
+    /// Whether a plugin's manifest (`NAME.toml`) may grant it capabilities
+    /// (`kv`, `secrets`, `outbound_hosts`). With false, a manifest that
+    /// grants any is refused as a load error, so only this config grants.
+    pub manifest_grants: bool,
 }
 
 impl Default for PluginsConfig {
@@ -239,6 +243,7 @@ impl Default for PluginsConfig {
             deadline_ms: 100,
             memory_mb: 64,
             max_idle_instances: 64,
+            manifest_grants: true,
         }
     }
 }
@@ -293,6 +298,22 @@ impl PluginSettings {
             outbound_hosts: self.outbound_hosts.clone().or_else(|| base.outbound_hosts.clone()),
             outbound_timeout_ms: self.outbound_timeout_ms.or(base.outbound_timeout_ms),
         }
+    }
+
+    /// The capabilities these settings grant, as written (`kv = true`,
+    /// `secrets = ["name"]`, `outbound_hosts = ["host"]`); settings that
+    /// grant nothing (`kv = false`, an empty list) are not listed.
+    pub fn granted(&self) -> Vec<String> {
+        let mut granted = Vec::new();
+        if self.kv == Some(true) {
+            granted.push("kv = true".to_string());
+        }
+        for (field, list) in [("secrets", &self.secrets), ("outbound_hosts", &self.outbound_hosts)] {
+            if let Some(list) = list.as_ref().filter(|l| !l.is_empty()) {
+                granted.push(format!("{field} = {list:?}"));
+            }
+        }
+        granted
     }
 
     /// Check the settings against the config (`at` prefixes each path).
