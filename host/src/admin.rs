@@ -2,7 +2,9 @@
 //!
 //! - `GET /healthz` — the gateway is up.
 //! - `GET /plugins` — each plugin: file, version (SHA-256), load time,
-//!   state, routes, limits, and the last failed load if any.
+//!   state, routes, limits, its grants (`kv`, secrets, outbound hosts) each
+//!   with its source (`config` or `manifest`), its manifest file, and the
+//!   last failed load if any.
 //! - `GET /routes` — each route: upstream, targets (weight, circuit state,
 //!   requests in flight), plugin chain.
 //! - `GET /metrics` — Prometheus metrics, OpenMetrics text format (see
@@ -20,6 +22,13 @@
 //! - `GET /dashboard/data?minutes=N` — the last N (1–15) minutes of traffic
 //!   the dashboard draws (see `observe::history`).
 //!
+//! Before anything else, a request must be addressed to the admin API
+//! (its `Host` a loopback name or address, or one of `[admin]
+//! allowed_hosts`; 421 otherwise) and a state-changing one must come from
+//! the admin API's own origin (403 otherwise): see [`access`], which keeps
+//! web pages in a browser on the same host out (DNS rebinding, cross-site
+//! `POST`).
+//!
 //! When a token is set, every request needs `authorization: Bearer TOKEN`
 //! or the session cookie. A browser cannot send a header when it navigates,
 //! so `GET /?token=TOKEN` with the right token sets the cookie (`HttpOnly;
@@ -30,6 +39,7 @@
 //! have a listener of their own, on any address and without a token
 //! ([`probes`], `[admin] health_address`).
 
+pub mod access;
 pub mod probes;
 
 use std::convert::Infallible;
@@ -45,18 +55,29 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use self::access::AllowedHosts;
 use crate::ai::usage::UsageFilter;
 use crate::gateway::Gateway;
 use crate::proxy::router::Backend;
 use crate::proxy::{Body, full_body};
 
-/// Serve the admin API until `shutdown` flips.
+/// Serve the admin API until `shutdown` flips. `allowed_hosts` are the
+/// names, besides loopback ones, requests may be addressed to.
 pub async fn serve(
     listener: TcpListener,
     token: Option<String>,
+    allowed_hosts: Vec<String>,
     gateway: Arc<Gateway>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let own = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::error!("admin API not served: its listener has no address: {e}");
+            return;
+        }
+    };
+    let allowed = Arc::new(AllowedHosts::new(own, &allowed_hosts));
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -70,11 +91,13 @@ pub async fn serve(
         };
         let gateway = gateway.clone();
         let token = token.clone();
+        let allowed = allowed.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let gateway = gateway.clone();
                 let token = token.clone();
-                async move { Ok::<_, Infallible>(handle(request, token.as_deref(), &gateway).await) }
+                let allowed = allowed.clone();
+                async move { Ok::<_, Infallible>(handle(request, token.as_deref(), &allowed, &gateway).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -92,7 +115,15 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body>
     response
 }
 
-async fn handle(request: Request<Incoming>, token: Option<&str>, gateway: &Gateway) -> Response<Body> {
+async fn handle(
+    request: Request<Incoming>,
+    token: Option<&str>,
+    allowed: &AllowedHosts,
+    gateway: &Gateway,
+) -> Response<Body> {
+    if let Err(refusal) = allowed.check(&request) {
+        return json_response(refusal.status(), json!({"error": refusal.to_string()}));
+    }
     if let Some(token) = token {
         let navigating = request.method() == Method::GET && request.uri().path() == "/";
         if navigating && let Some(given) = query_token(request.uri().query()) {
@@ -239,6 +270,7 @@ fn plugins(gateway: &Gateway) -> Vec<serde_json::Value> {
                 entry["deadline_ms"] = json!(p.limits.deadline.as_millis() as u64);
                 entry["memory_mb"] = json!(p.limits.memory_bytes >> 20);
                 entry["fail_open"] = json!(p.limits.fail_open);
+                entry["outbound_timeout_ms"] = json!(p.identity.grants.outbound_timeout.as_millis() as u64);
             }
             entry
         })

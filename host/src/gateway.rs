@@ -29,7 +29,8 @@ use crate::ai::usage::UsageLedger;
 use crate::config::{Config, ConfigError, PluginName, UpstreamName};
 use crate::observe::Observer;
 use crate::observe::metrics::ReloadLabels;
-use crate::plugins::capabilities::SharedCapabilities;
+use crate::plugins::capabilities::{GrantEntry, GrantSource, SharedCapabilities};
+use crate::plugins::instance::LoadedPlugin;
 use crate::plugins::{LoadedSet, PluginLoadError, PluginRuntime, build_chains, shim_slot};
 use crate::proxy::router::{Backend, Route, RouteTable};
 use crate::proxy::upstream::UpstreamPool;
@@ -83,6 +84,11 @@ pub struct PluginStatus {
     pub compile_ms: Option<u64>,
     /// Routes using it.
     pub routes: Vec<String>,
+    /// What the serving version was granted (`kv`, each secret, each
+    /// outbound host) and where (`config` or `manifest`).
+    pub grants: Vec<GrantEntry>,
+    /// The manifest beside the file serving now, if it has one.
+    pub manifest: Option<String>,
     /// The last failed attempt to load a new version, if it has not been
     /// followed by a successful one.
     pub last_error: Option<String>,
@@ -148,6 +154,9 @@ impl Gateway {
             .load(&config, &capabilities, &HashMap::new())
             .await
             .map_err(LoadError::Plugins)?;
+        for (name, plugin) in &loaded.plugins {
+            log_grant_changes(name, None, plugin);
+        }
         let upstreams = build_upstreams(&config)?;
         let ledger = Mutex::new(None);
         let observer = Arc::new(Observer::new(&config).map_err(LoadError::Other)?);
@@ -258,6 +267,9 @@ impl Gateway {
             observer: serving.observer.clone(),
         };
         let proxy = build_proxy(&next)?;
+        for (name, plugin) in &next.loaded.plugins {
+            log_grant_changes(name, Some(grants_of(serving.loaded.plugins.get(name))), plugin);
+        }
         *serving = next;
         self.proxy.store(Arc::new(proxy));
         self.refresh_status(&serving);
@@ -309,11 +321,15 @@ impl Gateway {
         {
             Ok(plugin) => {
                 tracing::info!(plugin = %name, version = &source.content_hash[..12], "new plugin version serving");
+                log_grant_changes(name, Some(grants_of(serving.loaded.plugins.get(name))), &plugin);
                 self.count_plugin_reload(&serving, "ok");
                 serving.loaded.plugins.insert(name.clone(), plugin);
                 serving.loaded.sources.insert(name.clone(), source);
                 self.store_proxy(&serving);
                 self.refresh_status(&serving);
+                // The same file with a fixed manifest is the same version:
+                // the success must still clear the failure it follows.
+                self.clear_failure(name);
             }
             Err(e) => {
                 let error = format!(
@@ -413,6 +429,16 @@ impl Gateway {
                     compiled_from_cache: Some(source.from_cache),
                     compile_ms: Some(source.compile_time.as_millis() as u64),
                     routes: routes_using(serving, &name),
+                    grants: serving
+                        .loaded
+                        .plugins
+                        .get(&name)
+                        .map(|p| p.identity.grants.entries())
+                        .unwrap_or_default(),
+                    manifest: source
+                        .manifest
+                        .as_ref()
+                        .map(|_| source.file.with_extension("toml").display().to_string()),
                     last_error: None,
                     last_error_at: None,
                 },
@@ -485,6 +511,7 @@ impl Gateway {
                 tasks.push(tokio::spawn(crate::admin::serve(
                     socket,
                     token,
+                    admin.allowed_hosts.clone(),
                     gateway.clone(),
                     signal.clone(),
                 )));
@@ -525,6 +552,54 @@ impl Gateway {
     }
 }
 
+/// The grants of a plugin version; none without one.
+fn grants_of(plugin: Option<&Arc<LoadedPlugin>>) -> Vec<GrantEntry> {
+    plugin.map(|p| p.identity.grants.entries()).unwrap_or_default()
+}
+
+/// Log at warn level every grant a reload gave `name`, took from it, or
+/// moved between the config and its manifest, naming the grant and where
+/// it now comes from; `old` holds the grants before the reload. At the
+/// first load (`old` is `None`), grants from a manifest are logged at info
+/// level.
+fn log_grant_changes(name: &PluginName, old: Option<Vec<GrantEntry>>, new: &LoadedPlugin) {
+    let manifest = new.file.with_extension("toml");
+    let from = |source: GrantSource| match source {
+        GrantSource::Config => "the config".to_string(),
+        GrantSource::Manifest => format!("its manifest {}", manifest.display()),
+    };
+    let new_entries = new.identity.grants.entries();
+    let Some(old_entries) = old else {
+        for entry in new_entries.iter().filter(|e| e.source == GrantSource::Manifest) {
+            tracing::info!(plugin = %name, grant = %entry, source = %entry.source.as_str(), "plugin {name} granted {entry} by {}", from(entry.source));
+        }
+        return;
+    };
+    let same_grant = |a: &GrantEntry, b: &GrantEntry| a.grant == b.grant && a.name == b.name;
+    for entry in &new_entries {
+        match old_entries.iter().find(|o| same_grant(o, entry)) {
+            None => tracing::warn!(
+                plugin = %name, grant = %entry, source = %entry.source.as_str(),
+                "plugin {name} now granted {entry} by {}", from(entry.source)
+            ),
+            Some(was) if was.source != entry.source => tracing::warn!(
+                plugin = %name, grant = %entry, source = %entry.source.as_str(),
+                "plugin {name}: grant {entry} now comes from {} (was {})", from(entry.source), from(was.source)
+            ),
+            Some(_) => {}
+        }
+    }
+    for entry in old_entries
+        .iter()
+        .filter(|o| !new_entries.iter().any(|e| same_grant(o, e)))
+    {
+        tracing::warn!(
+            plugin = %name, grant = %entry, source = %entry.source.as_str(),
+            "plugin {name} no longer granted {entry} (it came from {})", from(entry.source)
+        );
+    }
+}
+
 fn routes_using(serving: &Serving, name: &PluginName) -> Vec<String> {
     serving.config.routes_using(name).map(|r| r.to_string()).collect()
 }
@@ -544,6 +619,8 @@ fn missing_status(serving: &Serving, name: &PluginName) -> PluginStatus {
         compiled_from_cache: None,
         compile_ms: None,
         routes: routes_using(serving, name),
+        grants: Vec::new(),
+        manifest: None,
         last_error: None,
         last_error_at: None,
     }
@@ -568,6 +645,10 @@ fn warn_about_restart_only_changes(old: &Config, new: &Config) {
     };
     if addresses(old) != addresses(new) {
         tracing::warn!("listener, admin and probe address changes take effect only after a restart");
+    }
+    let admin_access = |c: &Config| c.admin.as_ref().map(|a| (a.token.clone(), a.allowed_hosts.clone()));
+    if admin_access(old) != admin_access(new) {
+        tracing::warn!("admin token and allowed_hosts changes take effect only after a restart");
     }
     if old.limits.max_header_bytes != new.limits.max_header_bytes || old.limits.max_headers != new.limits.max_headers {
         tracing::warn!("header limits take effect only after a restart");

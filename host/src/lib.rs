@@ -9,6 +9,7 @@
 //! the access log), [`admin`] (the admin API), [`gateway`] (putting it together and
 //! swapping in new versions), [`watch`] (noticing changes) and [`toolchain`]
 //! (plugin projects in each language: `weir plugin new` and `weir plugin build`).
+//! [`tls`] holds the TLS settings every outbound client shares.
 
 pub mod admin;
 pub mod ai;
@@ -20,5 +21,6 @@ pub mod observe;
 pub mod plugins;
 pub mod proxy;
 pub mod state;
+pub mod tls;
 pub mod toolchain;
 pub mod watch;

@@ -458,6 +458,7 @@ mod status {
                 version,
                 plugin["routes"].as_array().map_or("-".to_string(), |r| list(r))
             );
+            let _ = writeln!(out, "    grants: {}", grants(&plugin["grants"]));
             if let Some(error) = plugin["last_error"].as_str() {
                 let when = plugin["last_error_at"]
                     .as_u64()
@@ -500,6 +501,21 @@ mod status {
             let _ = write!(line, ", p50 {p50:.1} ms, p99 {p99:.1} ms");
         }
         line
+    }
+
+    /// "kv (config), secret \"token\" (manifest)", or "none".
+    fn grants(grants: &Value) -> String {
+        let Some(grants) = grants.as_array().filter(|g| !g.is_empty()) else {
+            return "none".into();
+        };
+        grants
+            .iter()
+            .map(|g| {
+                let name = g["name"].as_str().map_or(String::new(), |n| format!(" {n:?}"));
+                format!("{}{name} ({})", text(&g["grant"]), text(&g["source"]))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn text(value: &Value) -> String {

@@ -210,7 +210,6 @@ fn grants_naming_undefined_secrets_are_refused() {
 fn relative_paths_resolve_against_the_config_files_directory_when_named_bare() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
-    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
     let config = "[[listeners]]\naddress = \"127.0.0.1:0\"\n[access_log]\nto = \"access.log\"\n\
                   [upstreams.echo]\ntargets = [\"127.0.0.1:9\"]\n[[routes]]\nname = \"api\"\nupstream = \"echo\"\n";
     std::fs::write(dir.path().join("al.toml"), with_cache(config)).unwrap();
@@ -228,4 +227,120 @@ fn relative_paths_resolve_against_the_config_files_directory_when_named_bare() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// An AI route under `path_prefix` with `prompt-template` configured with
+/// `prefix` (a TOML value; `None`: the plugin's default).
+fn prompt_template_config(path_prefix: &str, prefix: Option<&str>) -> String {
+    let prefix = prefix.map(|p| format!("prefix = {p}\n")).unwrap_or_default();
+    format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [ai]
+        usage_db = "usage.db"
+        [[routes]]
+        name = "ai"
+        path_prefix = "{path_prefix}"
+        [routes.ai]
+        targets = [{{ name = "openai", shim = "ai-openai", base_url = "http://127.0.0.1:9", model = "m" }}]
+        [[routes.plugins]]
+        name = "prompt-template"
+        [routes.plugins.config]
+        {prefix}
+        [[routes.plugins.config.templates]]
+        name = "hello"
+        version = 1
+        model = "m"
+        messages = [{{ role = "user", content = "Hello {{{{who}}}}" }}]
+        variables = {{ who = {{ type = "string" }} }}
+        "#
+    )
+}
+
+#[test]
+fn a_prompt_template_prefix_outside_its_routes_path_prefix_is_refused() {
+    let dir = TestGateway::dir_with_plugins(&[("prompt-template", "prompt-template"), ("ai-openai", "ai-openai")]);
+
+    // Under the route: template calls reach it.
+    for (path_prefix, prefix) in [
+        ("/ai", Some("\"/ai/prompts/\"")),
+        ("/", None),
+        ("/ai/", Some("\"/ai/t\"")),
+    ] {
+        let checked = weir_check(dir.path(), &prompt_template_config(path_prefix, prefix));
+        assert!(checked.ok, "{path_prefix} {prefix:?}: {}", checked.output);
+    }
+
+    // Outside it, written or by default: refused by path, naming both.
+    let checked = weir_check(dir.path(), &prompt_template_config("/ai", Some("\"/prompts/\"")));
+    assert_refused(
+        &checked,
+        &[
+            "routes[0].plugins[0].config.prefix",
+            "prefix \"/prompts/\" lies outside the route's path_prefix \"/ai\"",
+        ],
+    );
+    let checked = weir_check(dir.path(), &prompt_template_config("/ai", None));
+    assert_refused(
+        &checked,
+        &[
+            "routes[0].plugins[0].config.prefix",
+            "the default prefix \"/prompts/\" lies outside the route's path_prefix \"/ai\"",
+        ],
+    );
+    // Not at a segment boundary.
+    let checked = weir_check(dir.path(), &prompt_template_config("/ai", Some("\"/aiprompts/\"")));
+    assert_refused(&checked, &["routes[0].plugins[0].config.prefix", "\"/aiprompts/\""]);
+}
+
+/// Upstreams in the many-upstreams test: enough that reading the system
+/// roots per upstream would show, as it did (5,000 took 15.7 s).
+const MANY_UPSTREAMS: usize = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_upstreams_and_ai_targets_load_with_the_system_roots_read_once() {
+    use std::fmt::Write as _;
+    // In this process only this test makes clients (the others run the
+    // binary), so the count is this test's.
+    let dir = TestGateway::dir_with_plugins(&[("ai-openai", "ai-openai")]);
+    let mut config = String::from("[[listeners]]\naddress = \"127.0.0.1:0\"\n[ai]\nusage_db = \"usage.db\"\n");
+    for i in 0..MANY_UPSTREAMS {
+        let scheme = if i % 2 == 0 { "http" } else { "https" };
+        let _ = write!(
+            config,
+            "[upstreams.u{i}]\ntargets = [\"{scheme}://127.0.0.1:{}\"]\n",
+            1024 + i
+        );
+    }
+    for i in 0..MANY_UPSTREAMS {
+        let _ = write!(
+            config,
+            "[[routes]]\nname = \"r{i}\"\npath_prefix = \"/r{i}\"\nupstream = \"u{i}\"\n"
+        );
+    }
+    config.push_str("[[routes]]\nname = \"ai\"\npath_prefix = \"/ai\"\n[routes.ai]\ntargets = [\n");
+    for i in 0..50 {
+        let _ = writeln!(
+            config,
+            "  {{ name = \"t{i}\", shim = \"ai-openai\", base_url = \"https://127.0.0.1:{}\", model = \"m\" }},",
+            2000 + i
+        );
+    }
+    config.push_str("]\n");
+
+    let file = dir.path().join("weir.toml");
+    std::fs::write(&file, with_cache(&config)).unwrap();
+    let gateway = weir::gateway::Gateway::load_file(&file)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gateway.proxy().load().routes.iter().count(), MANY_UPSTREAMS + 1);
+    assert_eq!(
+        weir::tls::system_root_loads(),
+        1,
+        "the system roots are read once per process"
+    );
+    // A reload builds every client again, from the same roots.
+    gateway.reload_config().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(weir::tls::system_root_loads(), 1, "and not again on a reload");
 }

@@ -411,6 +411,7 @@ const PAGE_STATE: &str = r##"
         error_rows: document.querySelector("#error-table").innerText,
         targets: document.querySelector("#targets").innerText,
         ai_empty: !document.querySelector("#ai-empty").hidden,
+        trap_grants: document.querySelector('[data-grants="trap"]')?.innerText ?? null,
     };
 "##;
 
@@ -466,6 +467,9 @@ async fn headless_chromium_draws_live_traffic_and_the_plugin_load_error() {
     // No AI traffic: the empty state, and an empty chart.
     assert_eq!(state["ai_empty"], true, "{state}");
     assert_eq!(state["ai_models"], 0, "{state}");
+    // The plugin table lists each grant with where it came from.
+    let grants = state["trap_grants"].as_str().unwrap_or_default();
+    assert!(grants.contains("kv") && grants.contains("config"), "{state}");
 
     let png = browser.screenshot().await;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");

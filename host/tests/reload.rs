@@ -427,3 +427,140 @@ async fn a_replaced_certificate_is_served_to_new_connections_without_a_restart()
     );
     running.shutdown().await;
 }
+
+/// Every log line of this test binary from the first call on (the
+/// gateway logs through `tracing`; this installs the process's
+/// subscriber).
+fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                if let Ok(mut logs) = self.0.lock() {
+                    logs.extend_from_slice(bytes);
+                }
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = logs.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || Capture(writer.clone()))
+            .try_init();
+        logs
+    })
+    .clone()
+}
+
+/// A gateway whose route runs the capability probe plugin `probe`, with
+/// a secret `token` the config does not grant it.
+async fn start_probe(plugins_settings: &str) -> TestGateway {
+    let upstream = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [admin]
+        address = "127.0.0.1:0"
+        [plugins]
+        {plugins_settings}
+        [secrets.token]
+        value = "s3cret"
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "probe"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "probe"
+        "#
+    );
+    TestGateway::start(&config, &[("probe", "guest-echo-config")]).await
+}
+
+/// `GET /secret/token` through the probe: its status and body.
+async fn read_secret(gw: &TestGateway) -> (u16, String) {
+    let response = client().get(gw.url("/secret/token")).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_dropped_manifest_granting_a_secret_is_shown_with_its_source_and_logged() {
+    let logs = captured_logs();
+    let gw = start_probe("").await;
+    let (status, text) = read_secret(&gw).await;
+    assert_eq!(status, 403, "not granted by the config: {text}");
+    assert_eq!(plugin_status(&gw, "probe").await["grants"], serde_json::json!([]));
+
+    let manifest = gw.dir.path().join("plugins/probe.toml");
+    std::fs::write(&manifest, "secrets = [\"token\"]\n").unwrap();
+    let status = wait_for(
+        "the manifest's grant in the admin API",
+        Duration::from_secs(10),
+        || async {
+            let status = plugin_status(&gw, "probe").await;
+            (status["grants"].as_array()?.len() == 1).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(
+        status["grants"],
+        serde_json::json!([{"grant": "secret", "name": "token", "source": "manifest"}]),
+        "{status}"
+    );
+    assert_eq!(status["manifest"], manifest.display().to_string(), "{status}");
+    assert_eq!(read_secret(&gw).await, (200, "s3cret".to_string()));
+
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("plugin probe now granted secret"))
+        .unwrap_or_else(|| panic!("no grant line in the log:\n{text}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("\"token\"") && line.contains("source=manifest"), "{line}");
+    assert!(line.contains("probe.toml"), "names the manifest: {line}");
+    assert!(!line.contains("s3cret"), "never the value: {line}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn with_manifest_grants_off_a_granting_manifest_is_refused_and_grants_nothing() {
+    let gw = start_probe("manifest_grants = false").await;
+    let dir = gw.dir.path().join("plugins");
+    std::fs::write(dir.join("probe.toml"), "secrets = [\"token\"]\nkv = true\n").unwrap();
+    let status = wait_for("the refused manifest", Duration::from_secs(10), || async {
+        let status = plugin_status(&gw, "probe").await;
+        status["last_error"].is_string().then_some(status)
+    })
+    .await;
+    let error = status["last_error"].as_str().unwrap();
+    for needle in [
+        "probe.toml",
+        "secrets = [\"token\"]",
+        "kv = true",
+        "manifest_grants = false",
+    ] {
+        assert!(error.contains(needle), "missing {needle:?} in {error}");
+    }
+    assert_eq!(status["state"], "loaded", "the old version keeps serving: {status}");
+    assert_eq!(status["grants"], serde_json::json!([]), "{status}");
+    let (code, text) = read_secret(&gw).await;
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("NotGranted"), "{text}");
+
+    // A manifest that grants nothing is still read.
+    std::fs::write(dir.join("probe.toml"), "deadline_ms = 200\n").unwrap();
+    wait_for("the grant-free manifest applied", Duration::from_secs(10), || async {
+        let status = plugin_status(&gw, "probe").await;
+        (status["deadline_ms"] == 200 && status["last_error"].is_null()).then_some(())
+    })
+    .await;
+    assert_eq!(read_secret(&gw).await.0, 403);
+    gw.stop().await;
+}

@@ -102,6 +102,11 @@ async fn status_names_routes_plugins_the_load_error_and_the_last_request_error()
     assert!(out.contains("circuit closed"), "{out}");
     assert!(out.contains("api-key-auth  loaded"), "{out}");
     assert!(out.contains("trap  loaded"), "{out}");
+    assert!(
+        out.contains("    grants: kv (config)"),
+        "the trap plugin's grant: {out}"
+    );
+    assert!(out.contains("    grants: none"), "api-key-auth has none: {out}");
     assert!(out.contains("LAST ERROR"), "{out}");
     assert!(out.contains("api-key-auth.wasm"), "the error names the file: {out}");
     assert!(out.contains("500 plugin-trap  GET /faulty/trap  route faulty"), "{out}");

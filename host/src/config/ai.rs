@@ -14,7 +14,9 @@ use crate::ai::usage::{PostgresStore, UsageStore, redact_url};
 use super::upstream::{
     Target, default_connect_timeout_ms, default_eject_after_failures, default_eject_ms, default_weight, parse_target,
 };
-use super::{Config, PluginName, Problem, empty_table, plugin_config_json, valid_plugin_name};
+use super::{
+    Config, PluginName, Problem, RouteConfig, RoutePlugin, empty_table, plugin_config_json, valid_plugin_name,
+};
 
 /// Settings shared by every AI route.
 #[derive(Clone, Deserialize)]
@@ -347,6 +349,48 @@ impl Config {
         }
         problems
     }
+}
+
+/// The first-party plugin that publishes prompt templates under a path
+/// prefix of its own (`plugins/prompt-template`).
+const PROMPT_TEMPLATE: &str = "prompt-template";
+
+/// Its `prefix` when the route's config sets none.
+const PROMPT_TEMPLATE_DEFAULT_PREFIX: &str = "/prompts/";
+
+/// A `prompt-template` plugin's `prefix` must lie under its route's
+/// `path_prefix` (at a segment boundary): requests under a prefix outside
+/// it never reach the route, so its templates could never be called.
+/// `at` is the plugin's place in the route (`routes[i].plugins[j]`). A
+/// prefix that is not a string or does not start with `/` is left to the
+/// plugin's own `configure`, which names it.
+pub(super) fn prompt_template_problems(at: &str, route: &RouteConfig, plugin: &RoutePlugin) -> Vec<Problem> {
+    if plugin.name.as_str() != PROMPT_TEMPLATE {
+        return Vec::new();
+    }
+    let (prefix, which) = match plugin.config.get("prefix") {
+        None => (PROMPT_TEMPLATE_DEFAULT_PREFIX, "the default prefix"),
+        Some(toml::Value::String(prefix)) if prefix.starts_with('/') => (prefix.as_str(), "prefix"),
+        Some(_) => return Vec::new(),
+    };
+    let calls = if prefix.ends_with('/') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/")
+    };
+    let base = route.path_prefix.trim_end_matches('/');
+    if base.is_empty() || calls.starts_with(&format!("{base}/")) {
+        return Vec::new();
+    }
+    vec![Problem {
+        path: format!("{at}.config.prefix"),
+        message: format!(
+            "{which} {prefix:?} lies outside the route's path_prefix {:?}: template calls under it never reach \
+             this route (set a prefix under {:?})",
+            route.path_prefix,
+            format!("{base}/")
+        ),
+    }]
 }
 
 /// A target's base URL: scheme and authority, and a path prefix (no

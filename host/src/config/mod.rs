@@ -161,6 +161,12 @@ pub struct AdminConfig {
     /// token), for orchestrators and load balancers probing from outside
     /// the host; any address. Absent: no probe listener.
     pub health_address: Option<String>,
+    /// Host names, besides `localhost` and loopback addresses, that
+    /// requests to the admin API may be addressed to (`Host`), e.g. a name
+    /// for this host an operator's browser uses. Any other `Host` is
+    /// refused (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// How the gateway reads requests: the canonical form of paths (see
@@ -290,6 +296,10 @@ pub struct PluginsConfig {
     /// The largest plugin file read, in MiB; a larger one is refused as a
     /// load error (the old version keeps serving).
     pub max_file_mb: u64,
+    /// Whether a plugin's manifest (`NAME.toml`) may grant it capabilities
+    /// (`kv`, `secrets`, `outbound_hosts`). With false, a manifest that
+    /// grants any is refused as a load error, so only this config grants.
+    pub manifest_grants: bool,
 }
 
 impl Default for PluginsConfig {
@@ -301,6 +311,7 @@ impl Default for PluginsConfig {
             memory_mb: 64,
             max_idle_instances: 64,
             max_file_mb: 128,
+            manifest_grants: true,
         }
     }
 }
@@ -355,6 +366,22 @@ impl PluginSettings {
             outbound_hosts: self.outbound_hosts.clone().or_else(|| base.outbound_hosts.clone()),
             outbound_timeout_ms: self.outbound_timeout_ms.or(base.outbound_timeout_ms),
         }
+    }
+
+    /// The capabilities these settings grant, as written (`kv = true`,
+    /// `secrets = ["name"]`, `outbound_hosts = ["host"]`); settings that
+    /// grant nothing (`kv = false`, an empty list) are not listed.
+    pub fn granted(&self) -> Vec<String> {
+        let mut granted = Vec::new();
+        if self.kv == Some(true) {
+            granted.push("kv = true".to_string());
+        }
+        for (field, list) in [("secrets", &self.secrets), ("outbound_hosts", &self.outbound_hosts)] {
+            if let Some(list) = list.as_ref().filter(|l| !l.is_empty()) {
+                granted.push(format!("{field} = {list:?}"));
+            }
+        }
+        granted
     }
 
     /// Check the settings against the config (`at` prefixes each path).
@@ -694,6 +721,19 @@ impl Config {
                     Err(e) => problem("admin.health_address".into(), format!("{health:?} is not IP:PORT: {e}")),
                 }
             }
+            for (j, host) in admin.allowed_hosts.iter().enumerate() {
+                let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+                let name = !bare.is_empty()
+                    && bare
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+                if !name && bare.parse::<std::net::IpAddr>().is_err() {
+                    problem(
+                        format!("admin.allowed_hosts[{j}]"),
+                        format!("{host:?} is not a host name or address (no port, scheme or path)"),
+                    );
+                }
+            }
             if let Some(var) = &admin.token_env {
                 if admin.token.is_some() {
                     problem("admin.token_env".into(), "set token or token_env, not both".into());
@@ -858,6 +898,9 @@ impl Config {
                 }
                 if !p.config.is_table() {
                     problem(format!("{at}.plugins[{j}].config"), "must be a table".into());
+                }
+                for p in prompt_template_problems(&format!("{at}.plugins[{j}]"), route, p) {
+                    problem(p.path, p.message);
                 }
             }
         }

@@ -60,7 +60,9 @@ pub mod shim {
 
 use self::weir::plugin::types::{Error as CapError, Header, HeaderEdit};
 
-/// What a plugin was granted, from its `[plugin.NAME]` settings.
+/// What a plugin was granted, from its `[plugin.NAME]` settings in the
+/// config or, for fields the config leaves unset, its manifest
+/// (`NAME.toml`, unless `[plugins] manifest_grants = false`).
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
     /// May use the key-value store.
@@ -71,6 +73,90 @@ pub struct Grants {
     pub outbound_hosts: Vec<String>,
     /// Ceiling on an outbound call.
     pub outbound_timeout: Duration,
+    /// Where each grant came from.
+    pub sources: GrantSources,
+}
+
+/// Where a grant came from: the file that an operator must read to
+/// know what a plugin may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantSource {
+    /// The gateway config's `[plugin.NAME]`.
+    #[default]
+    Config,
+    /// The plugin's manifest, `NAME.toml` beside `NAME.wasm`.
+    Manifest,
+}
+
+impl GrantSource {
+    /// `config` or `manifest`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantSource::Config => "config",
+            GrantSource::Manifest => "manifest",
+        }
+    }
+}
+
+/// The source of each field of [`Grants`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrantSources {
+    /// Of `kv`.
+    pub kv: GrantSource,
+    /// Of `secrets`.
+    pub secrets: GrantSource,
+    /// Of `outbound_hosts`.
+    pub outbound_hosts: GrantSource,
+}
+
+/// One thing a plugin may do that plugins cannot by default, and where
+/// that was granted: what the admin API lists and reloads log.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct GrantEntry {
+    /// `kv`, `secret` or `outbound_host`.
+    pub grant: &'static str,
+    /// The secret's name or the host; absent for `kv`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where it was granted.
+    pub source: GrantSource,
+}
+
+impl std::fmt::Display for GrantEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "{} {name:?}", self.grant),
+            None => f.write_str(self.grant),
+        }
+    }
+}
+
+impl Grants {
+    /// Every grant, one entry per secret and per host, in a stable order.
+    pub fn entries(&self) -> Vec<GrantEntry> {
+        let mut entries = Vec::new();
+        if self.kv {
+            entries.push(GrantEntry {
+                grant: "kv",
+                name: None,
+                source: self.sources.kv,
+            });
+        }
+        entries.extend(self.secrets.iter().map(|secret| GrantEntry {
+            grant: "secret",
+            name: Some(secret.clone()),
+            source: self.sources.secrets,
+        }));
+        entries.extend(self.outbound_hosts.iter().map(|host| GrantEntry {
+            grant: "outbound_host",
+            name: Some(host.clone()),
+            source: self.sources.outbound_hosts,
+        }));
+        entries.sort();
+        entries.dedup();
+        entries
+    }
 }
 
 /// Parts shared by every plugin instance of a gateway.

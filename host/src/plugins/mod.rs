@@ -37,7 +37,7 @@ use wasmtime::component::Linker;
 
 use crate::state::SharedState;
 pub use capabilities::weir::plugin::types::{Interests, Reply, RequestAction};
-use capabilities::{Grants, HostState, PluginIdentity, SharedCapabilities};
+use capabilities::{GrantSource, GrantSources, Grants, HostState, PluginIdentity, SharedCapabilities};
 use engine::{CompileCache, content_hash};
 use instance::{InstantiateError, LoadedPlugin, PluginLimits, RouteSlot};
 pub use instance::{Lease, PluginFault};
@@ -263,15 +263,30 @@ impl PluginRuntime {
         };
         let slots = route_slots(name, source.exports().is_shim(), config).map_err(invalid)?;
 
-        let settings = config
-            .plugin_settings(name)
-            .over(&source.manifest.clone().unwrap_or_default());
+        let own = config.plugin_settings(name);
+        let settings = own.over(&source.manifest.clone().unwrap_or_default());
         if let Some(manifest) = &source.manifest {
             let at = format!("manifest {}", source.file.with_extension("toml").display());
             if let Some(problem) = manifest.problems(&at, config).into_iter().next() {
                 return Err(invalid(format!("{}: {}", problem.path, problem.message)));
             }
+            let granted = manifest.granted();
+            if !config.plugins.manifest_grants && !granted.is_empty() {
+                return Err(invalid(format!(
+                    "{at} grants {}, but [plugins] manifest_grants = false: only the config may grant \
+                     (in [plugin.{name}])",
+                    granted.join(", ")
+                )));
+            }
         }
+        // A field the config sets wins over the manifest's (see `over`).
+        let source_of = |in_config: bool| {
+            if in_config {
+                GrantSource::Config
+            } else {
+                GrantSource::Manifest
+            }
+        };
         let limits = PluginLimits {
             deadline: Duration::from_millis(settings.deadline_ms.unwrap_or(config.plugins.deadline_ms)),
             memory_bytes: (settings.memory_mb.unwrap_or(config.plugins.memory_mb) as usize) << 20,
@@ -288,6 +303,11 @@ impl PluginRuntime {
                 secrets: settings.secrets.clone().unwrap_or_default(),
                 outbound_hosts: settings.outbound_hosts.clone().unwrap_or_default(),
                 outbound_timeout: Duration::from_millis(settings.outbound_timeout_ms.unwrap_or(5_000)),
+                sources: GrantSources {
+                    kv: source_of(own.kv.is_some()),
+                    secrets: source_of(own.secrets.is_some()),
+                    outbound_hosts: source_of(own.outbound_hosts.is_some()),
+                },
             },
         });
         let all: Vec<usize> = (0..slots.len()).collect();

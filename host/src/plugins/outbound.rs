@@ -86,13 +86,14 @@ pub struct OutboundClient {
 }
 
 impl OutboundClient {
-    /// A client that trusts the system's root certificates.
+    /// A client that trusts the system's root certificates (read once per
+    /// process, shared with every other client: see `crate::tls`).
     pub fn new() -> Result<Self, String> {
         let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(GuardedResolver);
         http.enforce_http(false);
+        let tls = crate::tls::client_config(None).map_err(|e| format!("outbound HTTP client: {e}"))?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("cannot load system root certificates: {e}"))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()

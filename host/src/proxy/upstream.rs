@@ -567,25 +567,8 @@ pub fn http_client(connect_timeout: Duration, ca: Option<&std::path::Path>, at: 
     http.enforce_http(false);
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_roots();
-    roots.add_parsable_certificates(native);
-    if let Some(path) = ca {
-        use rustls_pki_types::pem::PemObject;
-        for cert in rustls_pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| anyhow::anyhow!("{at}: {}: {e}", path.display()))?
-        {
-            let cert = cert.map_err(|e| anyhow::anyhow!("{at}: {}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| anyhow::anyhow!("{at}: {}: {e}", path.display()))?;
-        }
-    }
-    let tls =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    // The system roots are read once per process and shared (see `tls`).
+    let tls = crate::tls::client_config(ca).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
@@ -595,14 +578,6 @@ pub fn http_client(connect_timeout: Duration, ca: Option<&std::path::Path>, at: 
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .build(connector))
-}
-
-fn rustls_native_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
-    let found = rustls_native_certs::load_native_certs();
-    for error in &found.errors {
-        tracing::debug!("skipping a system root certificate: {error}");
-    }
-    found.certs
 }
 
 /// The error and its causes on one line: hyper's top-level messages alone

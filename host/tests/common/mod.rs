@@ -306,7 +306,8 @@ pub async fn access_lines(dir: &std::path::Path, count: usize) -> Vec<serde_json
 
 /// A gateway with an echo upstream, a route `api` (`/api`) behind
 /// `api-key-auth` (key `alice-key`), a route `faulty` (`/faulty`) through
-/// the trapping test plugin, and an admin API with `token`, if given.
+/// the trapping test plugin (granted `kv` by the config), and an admin
+/// API with `token`, if given.
 pub async fn api_and_faulty_gateway(token: Option<&str>) -> TestGateway {
     let echo = echo_upstream("echo").await;
     let token = token.map(|t| format!("token = {t:?}")).unwrap_or_default();
@@ -317,6 +318,8 @@ pub async fn api_and_faulty_gateway(token: Option<&str>) -> TestGateway {
         [admin]
         address = "127.0.0.1:0"
         {token}
+        [plugin.trap]
+        kv = true
         [upstreams.echo]
         targets = ["{echo}"]
 

@@ -282,7 +282,7 @@
     );
     table(
       $("plugin-table"),
-      ["plugin", "state", "version", "loaded", "routes", "calls", "faults"],
+      ["plugin", "state", "version", "loaded", "routes", "grants", "calls", "faults"],
       plugins.map((p) => {
         const seen = calls.get(p.name);
         return [
@@ -291,11 +291,31 @@
           el("code", { title: p.version || "" }, p.version ? p.version.slice(0, 12) : "–"),
           p.loaded_at ? clock(p.loaded_at * 1000) : "–",
           (p.routes || []).join(", ") || "–",
+          grantList(p),
           seen ? fmtNum(seen.calls) : "0",
           seen ? fmtNum(seen.faults) : "0",
         ];
       }),
       "no plugins",
+    );
+  }
+
+  // Each grant and where it came from; a manifest's grants stand out, since
+  // a file dropped beside the plugin gave them, not the config.
+  function grantList(p) {
+    const grants = p.grants || [];
+    if (!grants.length) return "–";
+    return el(
+      "ul",
+      { class: "grants", "data-grants": p.name },
+      grants.map((g) =>
+        el(
+          "li",
+          { title: g.source === "manifest" ? `from ${p.manifest || "its manifest"}` : "from the config" },
+          g.name ? `${g.grant} ${g.name} ` : `${g.grant} `,
+          el("span", { class: `badge source-${g.source}` }, g.source),
+        ),
+      ),
     );
   }
 
