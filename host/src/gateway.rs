@@ -139,7 +139,7 @@ impl Gateway {
     }
 
     async fn build(config: Config, config_file: Option<PathBuf>) -> Result<Gateway, LoadError> {
-        let state = crate::state::SharedState::start(&config.state.config())
+        let state = crate::state::SharedState::start(&config.state_config())
             .await
             .map_err(LoadError::Other)?;
         let runtime = PluginRuntime::new(&config, Arc::new(state)).map_err(LoadError::Other)?;

@@ -20,4 +20,5 @@ pub mod plugins;
 pub mod proxy;
 pub mod state;
 pub mod toolchain;
+pub mod trust;
 pub mod watch;

@@ -38,11 +38,13 @@ use serde::Deserialize;
 
 mod ai;
 mod observe;
+mod secret;
 mod state;
 mod upstream;
 
 pub use ai::*;
 pub use observe::*;
+pub use secret::SecretSetting;
 pub use state::*;
 pub use upstream::*;
 
@@ -550,7 +552,7 @@ impl Config {
             .problems()
             .into_iter()
             .chain(self.access_log.problems(self))
-            .chain(self.state.config().problems())
+            .chain(self.state.config().problems(self))
         {
             problem(p.path, p.message);
         }
