@@ -91,6 +91,12 @@ async fn readyz_fails_until_the_first_config_serves_and_the_listener_closes_afte
     let (status, body) = probe(health, "/readyz").await.unwrap();
     assert_eq!((status, body.trim()), (503, r#"{"status":"starting"}"#));
     assert_eq!(probe(health, "/healthz").await.unwrap().0, 200, "live while loading");
+    let (status, body) = probe(health, "/metrics").await.unwrap();
+    assert_eq!(
+        (status, body.trim()),
+        (503, r#"{"status":"starting"}"#),
+        "no metrics before serving"
+    );
 
     let upstream = echo_upstream("echo").await;
     let dir = TestGateway::dir_with_plugins(&[("version", "guest-version-a")]);
@@ -127,6 +133,7 @@ async fn readyz_fails_until_the_first_config_serves_and_the_listener_closes_afte
     assert_eq!(running.health, Some(health), "the listener bound first is the one used");
     assert_eq!(probe(health, "/readyz").await.unwrap().0, 200);
     assert!(!running.readiness().is_draining());
+    assert_eq!(probe(health, "/metrics").await.unwrap().0, 200, "metrics once serving");
 
     running.shutdown().await;
     assert!(
