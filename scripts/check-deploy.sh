@@ -10,8 +10,9 @@
 #      installed, `kubectl kustomize` renders the whole set, which is
 #      validated too);
 #   3. the pieces agree: config file path and entrypoint, plugin directory
-#      and its volume, probe and listener ports, the Secret keys the pods
-#      read, and the termination grace period against shutdown_grace_ms;
+#      and its volume, probe and listener ports, the Prometheus annotations
+#      and the probe port, the Secret keys the pods read, and the
+#      termination grace period against shutdown_grace_ms;
 #   4. the ConfigMap's weir.toml passes `weir check` (its plugin directory
 #      pointed at the plugins the ConfigMap would hold, its environment
 #      filled from the Secret template), so an invalid embedded config
@@ -129,6 +130,11 @@ if port(config["admin"]["health_address"]) != ports.get("health"):
     problems.append(f"health_address {config['admin']['health_address']} is not the container port 'health' {ports.get('health')}")
 if port(config["listeners"][0]["address"]) != ports.get("http"):
     problems.append(f"the listener {config['listeners'][0]['address']} is not the container port 'http' {ports.get('http')}")
+# Prometheus scrapes the probe listener, where /metrics is served.
+annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+scrape = (annotations.get("prometheus.io/scrape"), annotations.get("prometheus.io/port"), annotations.get("prometheus.io/path"))
+if scrape != ("true", str(ports.get("health")), "/metrics"):
+    problems.append(f"the pod's prometheus.io annotations say {scrape}, not ('true', '{ports.get('health')}', '/metrics')")
 for probe, path in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")]:
     get = container[probe]["httpGet"]
     if (get["path"], get["port"]) != (path, "health"):
@@ -154,7 +160,8 @@ for var in container["env"]:
         problems.append(f"env {var['name']} reads {ref['name']}/{ref['key']}, which the Secret template lacks")
     else:
         env[var["name"]] = secret["stringData"][ref["key"]]
-wanted = {config["admin"].get("token_env"), config.get("ai", {}).get("usage_db_env")}
+wanted = {config["admin"].get("token_env"), config["admin"].get("metrics_token_env"), config.get("ai", {}).get("usage_db_env")}
+wanted |= {config.get("state", {}).get("password_env")} if isinstance(config.get("state"), dict) else set()
 wanted |= {s["env"] for s in config.get("secrets", {}).values() if "env" in s}
 for name in sorted(w for w in wanted if w and w not in env):
     problems.append(f"weir.toml reads the environment variable {name}, which the Deployment does not set")

@@ -37,7 +37,8 @@
 //!
 //! Orchestrators probe from outside the host, so liveness and readiness
 //! have a listener of their own, on any address and without a token
-//! ([`probes`], `[admin] health_address`).
+//! ([`probes`], `[admin] health_address`); it serves `GET /metrics` too,
+//! behind a token of its own if one is set.
 
 pub mod access;
 pub mod probes;
@@ -184,7 +185,7 @@ async fn handle(
 
 /// The Prometheus metrics, with the gauges of what is serving now (target
 /// circuits, idle instances) taken afresh.
-fn metrics(gateway: &Gateway) -> Response<Body> {
+pub(crate) fn metrics(gateway: &Gateway) -> Response<Body> {
     use crate::observe::metrics::{PluginNameLabels, StateLabels};
     let proxy = gateway.proxy().load();
     let metrics = &proxy.observer.metrics;

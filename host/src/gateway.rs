@@ -145,7 +145,7 @@ impl Gateway {
     }
 
     async fn build(config: Config, config_file: Option<PathBuf>) -> Result<Gateway, LoadError> {
-        let state = crate::state::SharedState::start(&config.state.config())
+        let state = crate::state::SharedState::start(&config.state_config())
             .await
             .map_err(LoadError::Other)?;
         let runtime = PluginRuntime::new(&config, Arc::new(state)).map_err(LoadError::Other)?;
@@ -473,6 +473,18 @@ impl Gateway {
             (None, Some(address)) => Some(ProbeListener::bind(address).await?),
             (None, None) => None,
         };
+        if let (Some(probes), Some(admin)) = (&probes, &config.admin) {
+            // Read once, at start; a change takes a restart, like the
+            // address.
+            let file = admin.metrics_token_file.as_ref().map(|f| config.resolve(f));
+            let token = crate::config::SecretSetting {
+                file: file.as_deref(),
+                ..admin.metrics_token()
+            }
+            .read()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            probes.serve_metrics(&gateway, token);
+        }
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
         let mut certs = Vec::new();

@@ -23,4 +23,5 @@ pub mod proxy;
 pub mod state;
 pub mod tls;
 pub mod toolchain;
+pub mod trust;
 pub mod watch;

@@ -2,6 +2,8 @@
 //! for orchestrators and load balancers, on an address of its own and
 //! without the admin token. `/readyz` fails while the config is loading and
 //! from the moment shutdown begins, while requests in flight finish.
+//! Prometheus scrapes `/metrics` there, behind a token of its own if one is
+//! set (`[admin] metrics_token_env` / `metrics_token_file`).
 
 mod common;
 
@@ -51,25 +53,24 @@ async fn the_probe_listener_answers_liveness_and_readiness_without_a_token_and_n
     let (status, body) = probe(health, "/readyz").await.unwrap();
     assert_eq!((status, body.trim()), (200, r#"{"status":"ready"}"#));
 
-    // Nothing of the admin API is reachable here, token or not.
-    for path in [
-        "/",
-        "/metrics",
-        "/routes",
-        "/plugins",
-        "/usage",
-        "/dashboard/data",
-        "/healthz/x",
-    ] {
+    // Nothing else of the admin API is reachable here, token or not.
+    for path in ["/", "/routes", "/plugins", "/usage", "/dashboard/data", "/healthz/x"] {
         assert_eq!(probe(health, path).await.unwrap().0, 404, "{path}");
     }
     let authorized = client()
-        .get(format!("http://{health}/metrics"))
+        .get(format!("http://{health}/routes"))
         .bearer_auth("admin-secret")
         .send()
         .await
         .unwrap();
     assert_eq!(authorized.status(), 404);
+    // Metrics are, with no token of their own set.
+    let (status, body) = probe(health, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("weir_state_store_up") && body.ends_with("# EOF\n"),
+        "{body}"
+    );
     let reload = client().post(format!("http://{health}/reload")).send().await.unwrap();
     assert_eq!(reload.status(), 404);
     let post = client().post(format!("http://{health}/readyz")).send().await.unwrap();
@@ -90,6 +91,12 @@ async fn readyz_fails_until_the_first_config_serves_and_the_listener_closes_afte
     let (status, body) = probe(health, "/readyz").await.unwrap();
     assert_eq!((status, body.trim()), (503, r#"{"status":"starting"}"#));
     assert_eq!(probe(health, "/healthz").await.unwrap().0, 200, "live while loading");
+    let (status, body) = probe(health, "/metrics").await.unwrap();
+    assert_eq!(
+        (status, body.trim()),
+        (503, r#"{"status":"starting"}"#),
+        "no metrics before serving"
+    );
 
     let upstream = echo_upstream("echo").await;
     let dir = TestGateway::dir_with_plugins(&[("version", "guest-version-a")]);
@@ -126,6 +133,7 @@ async fn readyz_fails_until_the_first_config_serves_and_the_listener_closes_afte
     assert_eq!(running.health, Some(health), "the listener bound first is the one used");
     assert_eq!(probe(health, "/readyz").await.unwrap().0, 200);
     assert!(!running.readiness().is_draining());
+    assert_eq!(probe(health, "/metrics").await.unwrap().0, 200, "metrics once serving");
 
     running.shutdown().await;
     assert!(
@@ -159,6 +167,113 @@ fn health_address_problems_name_the_field() {
             .find(|p| p.path == "admin.health_address")
             .unwrap_or_else(|| panic!("{address}: {err}"));
         assert!(problem.message.contains(reason), "{address}: {}", problem.message);
+    }
+}
+
+#[tokio::test]
+async fn metrics_on_the_probe_listener_need_their_own_token_when_one_is_set() {
+    const TOKEN: &str = "scrape-token-93c1";
+    let upstream = echo_upstream("echo").await;
+    let dir = TestGateway::dir_with_plugins(&[]);
+    // Beside the config, as a mounted Kubernetes secret would be.
+    std::fs::write(dir.path().join("metrics-token"), format!("{TOKEN}\n")).unwrap();
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [admin]
+        address = "127.0.0.1:0"
+        token = "admin-secret"
+        health_address = "127.0.0.1:0"
+        metrics_token_file = "metrics-token"
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "all"
+        upstream = "echo"
+        "#
+    );
+    let running = start_in(dir.path(), &config).await.unwrap();
+    let health = running.health.expect("probe listener bound");
+    let proxied = client()
+        .get(format!("http://{}/counted", running.listeners[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 200);
+
+    let scrape = |token: Option<&'static str>| {
+        let mut request = client().get(format!("http://{health}/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let challenge = response.headers().get("www-authenticate").cloned();
+            let content_type = response.headers().get("content-type").cloned();
+            (status, challenge, content_type, response.text().await.unwrap())
+        }
+    };
+    for wrong in [None, Some("admin-secret"), Some("scrape-token-93c")] {
+        let (status, challenge, _, body) = scrape(wrong).await;
+        assert_eq!(status, 401, "{wrong:?}");
+        assert_eq!(challenge.unwrap(), "Bearer");
+        assert!(!body.contains(TOKEN), "{body}");
+    }
+    let (status, _, content_type, body) = scrape(Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert!(
+        content_type
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "OpenMetrics, as the admin API serves"
+    );
+    assert!(body.contains("route=\"all\""), "the proxied request is counted: {body}");
+    assert!(!body.contains(TOKEN));
+    // Probes still need no token.
+    assert_eq!(probe(health, "/readyz").await.unwrap().0, 200);
+    running.shutdown().await;
+}
+
+#[test]
+fn metrics_token_problems_name_the_field() {
+    let parse = |admin: &str| {
+        let text =
+            format!("[[listeners]]\naddress = \"0.0.0.0:8080\"\n[admin]\naddress = \"127.0.0.1:9901\"\n{admin}\n");
+        Config::parse(&text, Path::new("weir.toml"), Path::new("."))
+    };
+    for (admin, path, says) in [
+        (
+            "health_address = \"0.0.0.0:9902\"\nmetrics_token_env = \"WEIR_TEST_NEVER_SET_TOKEN\"",
+            "admin.metrics_token_env",
+            "WEIR_TEST_NEVER_SET_TOKEN is not set",
+        ),
+        (
+            "health_address = \"0.0.0.0:9902\"\nmetrics_token_file = \"no-such-token\"",
+            "admin.metrics_token_file",
+            "no such file",
+        ),
+        (
+            "health_address = \"0.0.0.0:9902\"\nmetrics_token_env = \"A\"\nmetrics_token_file = \"b\"",
+            "admin.metrics_token_env",
+            "not both",
+        ),
+        (
+            "metrics_token_file = \"weir.toml\"",
+            "admin.health_address",
+            "no probe listener",
+        ),
+    ] {
+        let err = parse(admin).unwrap_err();
+        let problem = err
+            .problems
+            .iter()
+            .find(|p| p.path == path)
+            .unwrap_or_else(|| panic!("{admin}: {err}"));
+        assert!(problem.message.contains(says), "{admin}: {}", problem.message);
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::certs::TestCa;
 use common::postgres::PostgresServer;
 use common::{TestGateway, client, wait_for};
 use serde_json::{Value, json};
@@ -261,4 +262,119 @@ async fn a_gateway_with_an_unreachable_postgres_fails_at_startup_naming_the_fiel
     );
     assert!(error.contains("refused"), "{error}");
     assert!(!error.contains("topsecret"), "{error}");
+}
+
+/// A PostgreSQL server that admits TCP logins only over TLS, with a
+/// certificate from its own CA, and a `usage` database on it.
+async fn tls_postgres() -> (PostgresServer, TestCa, String) {
+    let ca = TestCa::new("weir test postgres CA");
+    let cert = ca.server("postgres");
+    let server = PostgresServer::start_with_tls(&cert.cert, &cert.key).await;
+    let url = server.create_database("usage").await;
+    (server, ca, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_rows_land_in_postgres_over_tls_and_a_plaintext_client_is_refused() {
+    let (server, ca, url) = tls_postgres().await;
+    // The server refuses a login without TLS: what lands there came over TLS.
+    let plain = tokio_postgres::connect(&format!("{url}?sslmode=disable"), tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("a plaintext login was admitted");
+    let plain = plain.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    assert!(plain.contains("no encryption"), "{plain}");
+
+    let (_, emulator) = common::emulator().await;
+    // verify-full against the private CA; `require` without one encrypts
+    // without checking the certificate, as libpq does.
+    let settings = [
+        format!(
+            "usage_db = \"{url}?sslmode=verify-full\"\nusage_db_ca = \"{}\"\nusage_instance = \"verified\"",
+            ca.ca().display()
+        ),
+        format!("usage_db = \"{url}?sslmode=require\"\nusage_instance = \"encrypted\""),
+    ];
+    let mut gateways = Vec::new();
+    for usage in &settings {
+        gateways.push(TestGateway::start(&config(emulator, usage), PLUGINS).await);
+    }
+    for i in 0..6 {
+        chat(&gateways[i % 2], CONSUMERS[i % 3], 3, i % 3 == 0).await;
+    }
+    wait_for("six rows in the store", Duration::from_secs(10), || async {
+        (usage(&gateways[0], "").await["totals"]["requests"] == json!(6)).then_some(())
+    })
+    .await;
+    let client = server.client("usage").await;
+    let rows = client
+        .query(
+            "SELECT instance, COUNT(*) FROM usage GROUP BY instance ORDER BY instance",
+            &[],
+        )
+        .await
+        .unwrap();
+    let per_instance: Vec<(String, i64)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    assert_eq!(per_instance, [("encrypted".to_owned(), 3), ("verified".to_owned(), 3)]);
+    // And the server says the gateways' sessions are encrypted.
+    let row = client
+        .query_one(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name = 'weir'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (sessions, encrypted): (i64, i64) = (row.get(0), row.get(1));
+    assert!(
+        sessions >= 2 && encrypted == sessions,
+        "{encrypted} of {sessions} sessions over TLS"
+    );
+    for gw in gateways {
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_untrusted_ca_or_a_wrong_password_over_tls_fails_at_startup_naming_the_setting_not_the_secret() {
+    let (server, ca, url) = tls_postgres().await;
+    let (_, emulator) = common::emulator().await;
+    let other = TestCa::new("some other CA");
+    let wrong = url.replace(PostgresServer::PASSWORD, "wrong-pw-5521");
+    for (usage, says) in [
+        (
+            format!(
+                "usage_db = \"{url}?sslmode=verify-full\"\nusage_db_ca = \"{}\"",
+                other.ca().display()
+            ),
+            "not trusted by the CA in ai.usage_db_ca",
+        ),
+        (
+            format!("usage_db = \"{url}?sslmode=verify-ca\""),
+            "set ai.usage_db_ca for a private CA",
+        ),
+        (
+            format!(
+                "usage_db = \"{wrong}?sslmode=verify-full\"\nusage_db_ca = \"{}\"",
+                ca.ca().display()
+            ),
+            "password authentication failed",
+        ),
+    ] {
+        let dir = TestGateway::dir_with_plugins(PLUGINS);
+        let error = common::start_in(dir.path(), &config(emulator, &usage))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a gateway started with {usage}"));
+        assert!(
+            error.contains("ai.usage_db: usage ledger postgres://weir:***@127.0.0.1"),
+            "{error}"
+        );
+        assert!(error.contains(says), "{error}");
+        assert!(
+            !error.contains(PostgresServer::PASSWORD) && !error.contains("wrong-pw-5521"),
+            "{error}"
+        );
+    }
+    drop(server);
 }

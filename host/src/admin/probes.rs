@@ -1,21 +1,31 @@
 //! The probe listener, for orchestrators and load balancers: the admin API
-//! stays on loopback, but a kubelet or a load balancer probes from outside
-//! the host. It serves two answers and nothing else, with no token:
+//! stays on loopback, but a kubelet, a load balancer or Prometheus reaches
+//! the gateway from outside the host. It serves three answers and nothing
+//! else:
 //!
-//! - `GET /healthz` — 200 while the process serves: it is alive.
+//! - `GET /healthz` — 200 while the process serves: it is alive. No token.
 //! - `GET /readyz` — 200 while the gateway serves traffic; 503 before the
 //!   first config serves (plugins still compiling) and from the moment
 //!   shutdown begins, so a load balancer stops sending new requests while
-//!   those in flight finish.
+//!   those in flight finish. No token.
+//! - `GET /metrics` — the admin API's Prometheus metrics; 503 until the
+//!   first config serves. When `[admin] metrics_token_env` or
+//!   `metrics_token_file` is set, only with `authorization: Bearer TOKEN`
+//!   (else 401); the token is compared in constant time and never logged.
 //!
 //! Anything else is 404. The listener is bound before the config's
-//! plugins load and closed only after the listeners have drained, so both
-//! answers stay reachable for the whole life of the process.
+//! plugins load and closed only after the listeners have drained, so the
+//! probes stay reachable for the whole life of the process.
+//!
+//! Metrics share this port rather than have one of their own because a
+//! pod then exposes one port for everything the cluster asks of it (as
+//! linkerd's proxy and Envoy's admin port do), and a Prometheus
+//! `prometheus.io/port` annotation names one port per pod.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode, header};
@@ -27,6 +37,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use arc_swap::ArcSwapOption;
+
+use crate::gateway::Gateway;
 use crate::proxy::{Body, full_body};
 
 /// The port is open to the network: a client that connects and sends
@@ -88,10 +101,21 @@ impl Readiness {
     }
 }
 
+/// What `GET /metrics` reads: the gateway (weakly: the listener does not
+/// keep it alive) and the token it requires.
+struct MetricsSource {
+    gateway: Weak<Gateway>,
+    token: Option<String>,
+}
+
+/// The metrics source, set once the gateway serves.
+type MetricsSlot = Arc<ArcSwapOption<MetricsSource>>;
+
 /// A bound probe listener, answering from the moment it is bound.
 pub struct ProbeListener {
     addr: SocketAddr,
     readiness: Arc<Readiness>,
+    metrics: MetricsSlot,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -101,11 +125,13 @@ impl ProbeListener {
     pub async fn bind(address: &str) -> anyhow::Result<ProbeListener> {
         let (listener, addr) = crate::proxy::listener::bind(address).await?;
         let readiness = Readiness::starting();
+        let metrics = MetricsSlot::default();
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, readiness.clone(), stopped));
+        let task = tokio::spawn(serve(listener, readiness.clone(), metrics.clone(), stopped));
         Ok(ProbeListener {
             addr,
             readiness,
+            metrics,
             stop,
             task,
         })
@@ -121,6 +147,15 @@ impl ProbeListener {
         &self.readiness
     }
 
+    /// Serve `gateway`'s metrics on `GET /metrics`, requiring `token` as a
+    /// bearer token if given.
+    pub fn serve_metrics(&self, gateway: &Arc<Gateway>, token: Option<String>) {
+        self.metrics.store(Some(Arc::new(MetricsSource {
+            gateway: Arc::downgrade(gateway),
+            token,
+        })));
+    }
+
     /// Stop accepting and return once the listener is closed.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -128,7 +163,12 @@ impl ProbeListener {
     }
 }
 
-async fn serve(listener: TcpListener, readiness: Arc<Readiness>, mut stop: watch::Receiver<bool>) {
+async fn serve(
+    listener: TcpListener,
+    readiness: Arc<Readiness>,
+    metrics: MetricsSlot,
+    mut stop: watch::Receiver<bool>,
+) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let slot = tokio::select! {
@@ -150,11 +190,13 @@ async fn serve(listener: TcpListener, readiness: Arc<Readiness>, mut stop: watch
             _ = stop.changed() => return,
         };
         let readiness = readiness.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let service = service_fn(move |request| {
                 let phase = readiness.phase();
-                async move { Ok::<_, Infallible>(answer(&request, phase)) }
+                let source = metrics.load_full();
+                async move { Ok::<_, Infallible>(answer(&request, phase, source.as_deref())) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -165,7 +207,24 @@ async fn serve(listener: TcpListener, readiness: Arc<Readiness>, mut stop: watch
     }
 }
 
-fn answer(request: &Request<Incoming>, phase: Phase) -> Response<Body> {
+fn answer(request: &Request<Incoming>, phase: Phase, metrics: Option<&MetricsSource>) -> Response<Body> {
+    if request.method() == Method::GET && request.uri().path() == "/metrics" {
+        match metrics.map(|m| (m.gateway.upgrade(), m.token.as_deref())) {
+            Some((Some(gateway), token)) => {
+                if let Some(token) = token
+                    && !bearer_matches(request.headers(), token)
+                {
+                    let mut response = json(StatusCode::UNAUTHORIZED, r#"{"error":"missing or wrong bearer token"}"#);
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+                    return response;
+                }
+                return crate::admin::metrics(&gateway);
+            }
+            _ => return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"starting"}"#),
+        }
+    }
     let (status, body) = match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, r#"{"status":"ok"}"#),
         (&Method::GET, "/readyz") => match phase {
@@ -175,6 +234,18 @@ fn answer(request: &Request<Incoming>, phase: Phase) -> Response<Body> {
         },
         _ => (StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
     };
+    json(status, body)
+}
+
+/// Whether the request carries `authorization: Bearer TOKEN`.
+fn bearer_matches(headers: &http::HeaderMap, token: &str) -> bool {
+    let expected = format!("Bearer {token}");
+    headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|given| crate::admin::constant_time_eq(given.as_bytes(), expected.as_bytes()))
+}
+
+fn json(status: StatusCode, body: &str) -> Response<Body> {
     let mut response = Response::new(full_body(format!("{body}\n")));
     *response.status_mut() = status;
     let headers = response.headers_mut();

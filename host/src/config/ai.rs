@@ -32,6 +32,10 @@ pub struct AiConfig {
     /// The name a PostgreSQL store's rows carry in their `instance` column
     /// (default: `HOSTNAME:PID`).
     pub usage_instance: Option<String>,
+    /// PEM file of the CA that signed PostgreSQL's certificate (relative to
+    /// the config file), trusted instead of the system's roots where the
+    /// URL's `sslmode` checks certificates.
+    pub usage_db_ca: Option<PathBuf>,
     /// Prices per model (the provider's model name), for the cost of each
     /// request.
     pub prices: BTreeMap<String, ModelPrice>,
@@ -55,6 +59,7 @@ impl fmt::Debug for AiConfig {
             .field("usage_db", &redact_url(&self.usage_db.to_string_lossy()))
             .field("usage_db_env", &self.usage_db_env)
             .field("usage_instance", &self.usage_instance)
+            .field("usage_db_ca", &self.usage_db_ca)
             .field("prices", &self.prices)
             .field("budgets", &self.budgets)
             .finish()
@@ -68,6 +73,7 @@ struct AiConfigFile {
     usage_db: Option<PathBuf>,
     usage_db_env: Option<String>,
     usage_instance: Option<String>,
+    usage_db_ca: Option<PathBuf>,
     prices: BTreeMap<String, ModelPrice>,
     budgets: crate::ai::budget::BudgetConfig,
 }
@@ -79,6 +85,7 @@ impl From<AiConfigFile> for AiConfig {
             usage_db: file.usage_db.unwrap_or_else(|| PathBuf::from("weir-usage.db")),
             usage_db_env: file.usage_db_env,
             usage_instance: file.usage_instance,
+            usage_db_ca: file.usage_db_ca,
             prices: file.prices,
             budgets: file.budgets,
         }
@@ -256,14 +263,26 @@ impl Config {
         if setting.is_empty() {
             return Err(problem(field, "must not be empty".into()));
         }
+        let ca = ai.usage_db_ca.as_ref().map(|ca| self.resolve(ca));
         if UsageStore::is_postgres_url(&setting) {
+            if let Some(ca) = &ca
+                && let Err(e) = crate::trust::ca_file(ca)
+            {
+                return Err(problem("ai.usage_db_ca", e));
+            }
             let instance = match &ai.usage_instance {
                 Some(instance) => instance.clone(),
                 None => PostgresStore::default_instance(),
             };
-            return PostgresStore::new(&setting, &instance)
+            return PostgresStore::new(&setting, &instance, ca)
                 .map(UsageStore::Postgres)
                 .map_err(|message| problem(field, message));
+        }
+        if ca.is_some() {
+            return Err(problem(
+                "ai.usage_db_ca",
+                "only used with a postgres:// usage store".into(),
+            ));
         }
         if setting.contains("://") {
             return Err(problem(
@@ -481,9 +500,19 @@ mod tests {
                 "postgres://weir:***@db:port/weir",
             ),
             (
-                "usage_db = \"postgres://weir:hunter2@db/weir?sslmode=require\"",
+                "usage_db = \"postgres://weir:hunter2@db/weir?sslmode=verify\"",
                 "ai.usage_db",
-                "sslmode=require",
+                "sslmode=verify:",
+            ),
+            (
+                "usage_db = \"postgres://weir:hunter2@db/weir?sslmode=verify-full\"\nusage_db_ca = \"absent.pem\"",
+                "ai.usage_db_ca",
+                "absent.pem",
+            ),
+            (
+                "usage_db = \"weir.db\"\nusage_db_ca = \"absent.pem\"",
+                "ai.usage_db_ca",
+                "only used with a postgres://",
             ),
             (
                 "usage_db = \"mysql://weir:hunter2@db/weir\"",

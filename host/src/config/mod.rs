@@ -38,11 +38,13 @@ use serde::Deserialize;
 
 mod ai;
 mod observe;
+mod secret;
 mod state;
 mod upstream;
 
 pub use ai::*;
 pub use observe::*;
+pub use secret::SecretSetting;
 pub use state::*;
 pub use upstream::*;
 
@@ -158,8 +160,9 @@ pub struct AdminConfig {
     /// Name of an environment variable holding the bearer token.
     pub token_env: Option<String>,
     /// `IP:PORT` of the probe listener (`GET /healthz`, `GET /readyz`, no
-    /// token), for orchestrators and load balancers probing from outside
-    /// the host; any address. Absent: no probe listener.
+    /// token; `GET /metrics`), for orchestrators, load balancers and
+    /// Prometheus reaching it from outside the host; any address. Absent:
+    /// no probe listener.
     pub health_address: Option<String>,
     /// Host names, besides `localhost` and loopback addresses, that
     /// requests to the admin API may be addressed to (`Host`), e.g. a name
@@ -167,6 +170,24 @@ pub struct AdminConfig {
     /// refused (DNS rebinding).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Name of an environment variable holding the bearer token that
+    /// `GET /metrics` on the probe listener requires (absent, with
+    /// `metrics_token_file`: no token).
+    pub metrics_token_env: Option<String>,
+    /// File holding that token (trailing newline trimmed; relative to the
+    /// config file).
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+impl AdminConfig {
+    /// Where the probe listener's metrics token comes from.
+    pub fn metrics_token(&self) -> SecretSetting<'_> {
+        SecretSetting {
+            at: "admin.metrics_token",
+            env: self.metrics_token_env.as_deref(),
+            file: self.metrics_token_file.as_deref(),
+        }
+    }
 }
 
 /// How the gateway reads requests: the canonical form of paths (see
@@ -653,7 +674,7 @@ impl Config {
             .problems()
             .into_iter()
             .chain(self.access_log.problems(self))
-            .chain(self.state.config().problems())
+            .chain(self.state.config().problems(self))
         {
             problem(p.path, p.message);
         }
@@ -733,6 +754,17 @@ impl Config {
                         format!("{host:?} is not a host name or address (no port, scheme or path)"),
                     );
                 }
+            }
+            let metrics_token = admin.metrics_token();
+            if metrics_token.is_set() && admin.health_address.is_none() {
+                problem(
+                    "admin.health_address".into(),
+                    "metrics_token_env or metrics_token_file is set, but there is no probe listener to serve metrics"
+                        .into(),
+                );
+            }
+            for p in metrics_token.problems(self) {
+                problem(p.path, p.message);
             }
             if let Some(var) = &admin.token_env {
                 if admin.token.is_some() {

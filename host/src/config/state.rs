@@ -10,10 +10,24 @@
 //! timeout_ms = 200
 //! on_unavailable = "fail-closed"          # or "local"; routes may override
 //! ```
+//!
+//! # TLS and credentials
+//! `rediss://` speaks TLS (rustls). The server's certificate is checked
+//! against `ca` when set (a private CA, which then is the only one trusted),
+//! else against the system's roots, and its name against the URL's host.
+//! There is no setting that turns the check off.
+//!
+//! The ACL password comes from `password_env` or `password_file`, so that
+//! the file holds no secret; `username` names the ACL user (absent: the
+//! `default` user). A password written in the URL still works, but is shown
+//! as `***` in every message. The password is read when the store starts
+//! and is never logged.
+
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::Problem;
+use super::{Config, Problem, SecretSetting};
 
 /// The `state` setting: a store URL (or `"memory"`), or a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,10 +86,25 @@ impl StateSetting {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
-    /// `"memory"` (the default) or a `redis://` URL (TLS, `rediss://`, is
-    /// not supported yet).
+    /// `"memory"` (the default), a `redis://` URL, or a `rediss://` URL
+    /// (TLS).
     #[serde(default = "default_store")]
     pub store: String,
+    /// PEM file of the CA that signed Redis's certificate (relative to the
+    /// config file), trusted instead of the system's roots; `rediss://`
+    /// only.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// The Redis ACL user (absent: `default`, or the URL's user).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Name of an environment variable holding the Redis password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the Redis password (trailing newline trimmed; relative
+    /// to the config file).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// Longest wait for one Redis operation, in milliseconds (default 200).
     /// Past it the store counts as unavailable.
     #[serde(default = "default_timeout_ms")]
@@ -94,6 +123,10 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             store: default_store(),
+            ca: None,
+            username: None,
+            password_env: None,
+            password_file: None,
             timeout_ms: default_timeout_ms(),
             on_unavailable: OnUnavailable::default(),
             key_prefix: default_key_prefix(),
@@ -143,41 +176,120 @@ impl StateConfig {
         self.store != "memory"
     }
 
-    /// What is wrong with the settings.
-    pub fn problems(&self) -> Vec<Problem> {
+    /// Whether the store is Redis over TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.store.starts_with("rediss://")
+    }
+
+    /// What is wrong with the settings; `config` resolves the file paths.
+    pub fn problems(&self, config: &Config) -> Vec<Problem> {
         let mut problems = Vec::new();
+        let mut problem = |path: &str, message: String| {
+            problems.push(Problem {
+                path: path.into(),
+                message,
+            })
+        };
+        let mut url_password = false;
         if self.is_redis() {
             match url::Url::parse(&self.store) {
-                Ok(url) if url.scheme() == "redis" => {}
-                Ok(url) if url.scheme() == "rediss" => problems.push(Problem {
-                    path: "state.store".into(),
-                    message: format!(
-                        "{}: TLS to Redis (rediss://) is not supported yet; use redis:// on a trusted network",
+                Ok(url) if url.scheme() == "redis" || url.scheme() == "rediss" => {
+                    url_password = url.password().is_some();
+                    if url.fragment().is_some() {
+                        problem(
+                            "state.store",
+                            format!(
+                                "{}: a fragment (#insecure) is not allowed; the certificate is always checked",
+                                redacted_url(&self.store)
+                            ),
+                        );
+                    }
+                }
+                _ => problem(
+                    "state.store",
+                    format!(
+                        "{:?} is neither \"memory\" nor a redis:// or rediss:// URL",
                         redacted_url(&self.store)
                     ),
-                }),
-                _ => problems.push(Problem {
-                    path: "state.store".into(),
-                    message: format!(
-                        "{:?} is neither \"memory\" nor a redis:// URL",
-                        redacted_url(&self.store)
-                    ),
-                }),
+                ),
             }
         }
+        if let Some(ca) = &self.ca {
+            let full = config.resolve(ca);
+            if !self.is_tls() {
+                problem("state.ca", "only used with a rediss:// store".into());
+            } else if let Err(e) = crate::trust::ca_file(&full) {
+                problem("state.ca", e);
+            }
+        }
+        let redis_only = |what: &str| format!("{what} is only used with a Redis store");
+        if !self.is_redis() {
+            for (field, set) in [
+                ("state.username", self.username.is_some()),
+                ("state.password_env", self.password_env.is_some()),
+                ("state.password_file", self.password_file.is_some()),
+            ] {
+                if set {
+                    problem(field, redis_only(&field["state.".len()..]));
+                }
+            }
+        }
+        let secret = self.password_setting();
+        for p in secret.problems(config) {
+            problem(&p.path, p.message);
+        }
+        if self.username.is_some() && !url_password && !secret.is_set() {
+            problem(
+                "state.username",
+                "a Redis user needs a password: set password_env or password_file".into(),
+            );
+        }
+        if url_password && (self.password_env.is_some() || self.password_file.is_some()) {
+            problem(
+                "state.store",
+                format!(
+                    "{}: the URL holds a password and so does password_env or password_file; keep one",
+                    redacted_url(&self.store)
+                ),
+            );
+        }
+        if self.username.as_deref() == Some("") {
+            problem("state.username", "must not be empty".into());
+        }
         if self.timeout_ms == 0 {
-            problems.push(Problem {
-                path: "state.timeout_ms".into(),
-                message: "must be at least 1".into(),
-            });
+            problem("state.timeout_ms", "must be at least 1".into());
         }
         if self.key_prefix.is_empty() {
-            problems.push(Problem {
-                path: "state.key_prefix".into(),
-                message: "must not be empty".into(),
-            });
+            problem("state.key_prefix", "must not be empty".into());
         }
         problems
+    }
+
+    /// Where the password comes from.
+    fn password_setting(&self) -> SecretSetting<'_> {
+        SecretSetting {
+            at: "state.password",
+            env: self.password_env.as_deref(),
+            file: self.password_file.as_deref(),
+        }
+    }
+
+    /// The password `password_env` or `password_file` holds, if either is
+    /// set (the file resolved, as [`Config::state_config`] gives it). The
+    /// error names the setting, never the value.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        self.password_setting().read()
+    }
+}
+
+impl Config {
+    /// The shared state settings with `ca` and `password_file` resolved
+    /// against the config file's directory.
+    pub fn state_config(&self) -> StateConfig {
+        let mut state = self.state.config();
+        state.ca = super::secret::resolved(self, &state.ca);
+        state.password_file = super::secret::resolved(self, &state.password_file);
+        state
     }
 }
 
@@ -211,6 +323,17 @@ mod tests {
         toml::from_str::<Holder>(text).unwrap().state.config()
     }
 
+    /// What is wrong with `[state]` in `text`, paths resolved against `base`.
+    fn problems_in(text: &str, base: &std::path::Path) -> Vec<Problem> {
+        let mut config: Config = toml::from_str(text).unwrap();
+        config.base_dir = base.to_path_buf();
+        config.state.config().problems(&config)
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        problems_in(text, std::path::Path::new("."))
+    }
+
     #[test]
     fn the_short_form_and_the_table_read_alike() {
         assert_eq!(parse(""), StateConfig::default());
@@ -222,7 +345,7 @@ mod tests {
             parse("[state]\nstore = \"redis://h:1\"\ntimeout_ms = 50\non_unavailable = \"local\"\nkey_prefix = \"a:\"");
         assert_eq!(table.on_unavailable, OnUnavailable::Local);
         assert_eq!((table.timeout_ms, table.key_prefix.as_str()), (50, "a:"));
-        assert!(table.problems().is_empty());
+        assert!(problems("[state]\nstore = \"redis://h:1\"\ntimeout_ms = 50").is_empty());
         let error = toml::from_str::<Holder>("[state]\nstroe = \"memory\"")
             .err()
             .unwrap()
@@ -238,18 +361,73 @@ mod tests {
 
     #[test]
     fn a_bad_store_is_named_without_its_password() {
-        let problems = parse("state = \"http://user:hunter2@h:1\"").problems();
+        let problems = problems("state = \"http://user:hunter2@h:1\"");
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].path, "state.store");
         assert!(problems[0].message.contains("***"), "{}", problems[0].message);
         assert!(!problems[0].message.contains("hunter2"), "{}", problems[0].message);
-        let problems = parse("[state]\nstore = \"redis://h:1\"\ntimeout_ms = 0\nkey_prefix = \"\"").problems();
-        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        let found = self::problems("[state]\nstore = \"redis://h:1\"\ntimeout_ms = 0\nkey_prefix = \"\"");
+        let paths: Vec<_> = found.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["state.timeout_ms", "state.key_prefix"]);
         assert_eq!(redacted_url("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
-        let problems = parse("state = \"rediss://:pw@h:6380\"").problems();
-        assert_eq!(problems.len(), 1);
-        assert!(problems[0].message.contains("not supported"), "{}", problems[0].message);
-        assert!(!problems[0].message.contains("pw@"), "{}", problems[0].message);
+        assert!(self::problems("state = \"rediss://:pw@h:6380\"").is_empty());
+        let found = self::problems("state = \"rediss://:pw@h:6380/#insecure\"");
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("always checked"), "{}", found[0].message);
+        assert!(!found[0].message.contains("pw@"), "{}", found[0].message);
+    }
+
+    #[test]
+    fn tls_and_credential_settings_are_checked_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+        std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
+        let paths = |text: &str| -> Vec<String> {
+            problems_in(text, dir.path())
+                .into_iter()
+                .map(|p| {
+                    assert!(!p.message.contains("s3cret"), "{}", p.message);
+                    p.path
+                })
+                .collect()
+        };
+        // A user and a password file beside the config: fine.
+        assert!(paths("[state]\nstore = \"rediss://h:1\"\nusername = \"weir\"\npassword_file = \"pw\"").is_empty());
+        assert_eq!(paths("[state]\nstore = \"redis://h:1\"\nca = \"ca.pem\""), ["state.ca"]);
+        assert_eq!(
+            paths("[state]\nstore = \"rediss://h:1\"\nca = \"ca.pem\""),
+            ["state.ca"]
+        );
+        assert_eq!(
+            paths("[state]\nstore = \"rediss://h:1\"\nca = \"bad.pem\""),
+            ["state.ca"]
+        );
+        assert_eq!(
+            paths("[state]\nstore = \"rediss://h:1\"\npassword_file = \"nope\""),
+            ["state.password_file"]
+        );
+        assert_eq!(
+            paths("[state]\nstore = \"rediss://h:1\"\npassword_env = \"WEIR_TEST_UNSET_VAR\""),
+            ["state.password_env"]
+        );
+        assert_eq!(
+            paths("[state]\nstore = \"rediss://h:1\"\npassword_env = \"X\"\npassword_file = \"pw\""),
+            ["state.password_env"]
+        );
+        assert_eq!(
+            paths("[state]\nstore = \"rediss://h:1\"\nusername = \"weir\""),
+            ["state.username"]
+        );
+        assert_eq!(
+            paths("[state]\nstore = \"rediss://:pw@h:1\"\npassword_file = \"pw\""),
+            ["state.store"]
+        );
+        assert_eq!(paths("[state]\npassword_file = \"pw\""), ["state.password_file"]);
+
+        let mut resolved: Config = toml::from_str("[state]\nstore = \"rediss://h:1\"\npassword_file = \"pw\"").unwrap();
+        resolved.base_dir = dir.path().to_path_buf();
+        let state = resolved.state_config();
+        assert_eq!(state.password_file.as_deref(), Some(dir.path().join("pw").as_path()));
+        assert_eq!(state.password().unwrap().as_deref(), Some("s3cret"));
     }
 }

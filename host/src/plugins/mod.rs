@@ -157,7 +157,7 @@ impl PluginRuntime {
     /// The capabilities plugins configured under `config` get: its secrets,
     /// and the runtime's long-lived store and client.
     pub fn capabilities_for(&self, config: &Config) -> anyhow::Result<Arc<SharedCapabilities>> {
-        if config.state.config() != *self.state.config() {
+        if config.state_config() != *self.state.config() {
             tracing::warn!("the [state] settings changed; they take effect at the next restart");
         }
         Ok(Arc::new(SharedCapabilities {

@@ -12,6 +12,14 @@
 //! gone. A background probe reconnects with backoff (50 ms doubling to 2 s)
 //! and marks the store up when Redis answers again. What a request does
 //! meanwhile is its route's policy (see [`super::SharedState`]).
+//!
+//! # TLS and login
+//! A `rediss://` store speaks TLS, trusting `[state] ca` or the system's
+//! roots (see [`crate::trust`]); the roots and the password are read once,
+//! when the store starts, and every reconnection reuses them. The password
+//! (`password_env`, `password_file`, or the URL's) is sent with `HELLO` /
+//! `AUTH` on each connection and appears in no message: the URL is kept
+//! only in its redacted form.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,6 +64,7 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     client: redis::Client,
+    culprits: Culprits,
     connection: Mutex<Option<ConnectionManager>>,
     up: AtomicBool,
     probing: AtomicBool,
@@ -99,13 +108,13 @@ impl RedisStore {
     /// policy until then.
     pub async fn start(config: &StateConfig) -> anyhow::Result<Arc<RedisStore>> {
         let url = redacted_url(&config.store);
-        let client =
-            redis::Client::open(config.store.as_str()).map_err(|e| anyhow::anyhow!("state.store: {url}: {e}"))?;
+        let client = client(config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let store = Arc::new(RedisStore {
             url,
             prefix: config.key_prefix.clone(),
             timeout: Duration::from_millis(config.timeout_ms),
             client,
+            culprits: Culprits::of(config),
             connection: Mutex::new(None),
             up: AtomicBool::new(false),
             probing: AtomicBool::new(false),
@@ -188,11 +197,11 @@ impl RedisStore {
         let mut manager = tokio::time::timeout(self.timeout * 4, connecting)
             .await
             .map_err(|_| format!("no connection within {} ms", (self.timeout * 4).as_millis()))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| self.culprits.explain(&e))?;
         let _: String = tokio::time::timeout(self.timeout, redis::cmd("PING").query_async(&mut manager))
             .await
             .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| self.culprits.explain(&e))?;
         *self.connection.lock().unwrap_or_else(PoisonError::into_inner) = Some(manager);
         Ok(())
     }
@@ -366,6 +375,104 @@ impl RedisStore {
             })
         })
         .await
+    }
+}
+
+/// The client for `config`: the URL, the credentials from `username` and
+/// `password_env` / `password_file`, and for `rediss://` the trusted roots.
+/// The error names the setting at fault, never the password.
+fn client(config: &StateConfig) -> Result<redis::Client, String> {
+    use redis::IntoConnectionInfo;
+    let url = redacted_url(&config.store);
+    let mut info = config
+        .store
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| format!("state.store: {url}: {}", describe(&e)))?;
+    let password = config.password()?;
+    if config.username.is_some() || password.is_some() {
+        let mut settings = info.redis_settings().clone();
+        if let Some(username) = &config.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = password {
+            settings = settings.set_password(password);
+        }
+        info = info.set_redis_settings(settings);
+    }
+    if !config.is_tls() {
+        return redis::Client::open(info).map_err(|e| format!("state.store: {url}: {}", describe(&e)));
+    }
+    let anchors = crate::trust::anchors(config.ca.as_deref()).map_err(|e| format!("state.ca: {e}"))?;
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(crate::trust::pem(&anchors)),
+    };
+    redis::Client::build_with_tls(info, certificates).map_err(|e| format!("state.store: {url}: {}", describe(&e)))
+}
+
+/// What a Redis error says, for a person. Errors carry no URL or password;
+/// the detail says what the server or TLS answered.
+pub(crate) fn describe(error: &redis::RedisError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Which settings a failed connection points at, so that its message
+/// names them: the password's source and the trusted roots.
+#[derive(Debug, Clone)]
+struct Culprits {
+    /// `state.password_env`, `state.password_file`, the URL, or none.
+    password: &'static str,
+    /// `state.ca`, the system's roots, or none (plain `redis://`).
+    roots: Option<&'static str>,
+}
+
+impl Culprits {
+    fn of(config: &StateConfig) -> Culprits {
+        let password = if config.password_env.is_some() {
+            "state.password_env"
+        } else if config.password_file.is_some() {
+            "state.password_file"
+        } else if url::Url::parse(&config.store).is_ok_and(|url| url.password().is_some()) {
+            "the password in state.store"
+        } else {
+            "no password (set state.password_env or state.password_file)"
+        };
+        let roots = match (config.is_tls(), &config.ca) {
+            (false, _) => None,
+            (true, Some(_)) => Some("the CA in state.ca"),
+            (true, None) => Some("the system's roots (set state.ca for a private CA)"),
+        };
+        Culprits { password, roots }
+    }
+
+    /// `error`'s text, with the setting it points at.
+    fn explain(&self, error: &redis::RedisError) -> String {
+        let text = describe(error);
+        let upper = text.to_ascii_uppercase();
+        if matches!(error.kind(), redis::ErrorKind::AuthenticationFailed)
+            || upper.contains("WRONGPASS")
+            || upper.contains("NOAUTH")
+            || upper.contains("NOPERM")
+        {
+            return format!("{text} (login refused: check state.username and {})", self.password);
+        }
+        if let Some(roots) = self.roots
+            && (text.contains("certificate") || text.contains("Certificate"))
+        {
+            return format!("{text} (the server's certificate is not trusted by {roots})");
+        }
+        text
     }
 }
 

@@ -2,6 +2,7 @@
 //! gateway on `127.0.0.1:0`, and plugins built from this tree.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod postgres;
 pub mod redis;
 

@@ -13,6 +13,11 @@
 //! TCP with [`PostgresServer::PASSWORD`] (SCRAM), so tests exercise a real
 //! password and a refused one.
 //!
+//! [`PostgresServer::start_with_tls`] starts one with `ssl = on` whose
+//! `pg_hba.conf` admits TCP logins only over TLS (`hostssl`), so a
+//! plaintext client is refused; [`PostgresServer::client`] then logs in
+//! over the Unix socket instead.
+//!
 //! This file is also compiled into the host library's unit tests (through
 //! `#[path]`), so it uses only the library's own dependencies.
 #![allow(dead_code)]
@@ -38,6 +43,8 @@ pub struct PostgresServer {
     child: Option<Child>,
     /// Everything the server logged, for failure messages.
     log: Arc<Mutex<Vec<String>>>,
+    /// TCP logins only over TLS.
+    tls: bool,
 }
 
 impl PostgresServer {
@@ -48,6 +55,17 @@ impl PostgresServer {
 
     /// Create a cluster in a temporary directory and start a server for it.
     pub async fn start() -> PostgresServer {
+        Self::start_with(None).await
+    }
+
+    /// [`PostgresServer::start`], the server speaking TLS with the
+    /// certificate `cert` and its key `key` (both PEM), and refusing TCP
+    /// logins without it.
+    pub async fn start_with_tls(cert: &Path, key: &Path) -> PostgresServer {
+        Self::start_with(Some((cert, key))).await
+    }
+
+    async fn start_with(tls: Option<(&Path, &Path)>) -> PostgresServer {
         let dir = tempfile::Builder::new().prefix("weir-pg").tempdir().expect("tempdir");
         let as_postgres = std::fs::metadata(dir.path()).expect("stat tempdir").uid() == 0;
         let bin = server_binaries();
@@ -57,6 +75,14 @@ impl PostgresServer {
         };
         let pwfile = dir.path().join("pwfile");
         std::fs::write(&pwfile, Self::PASSWORD).expect("write pwfile");
+        if let Some((cert, key)) = tls {
+            // The server insists its key be readable by itself only.
+            std::fs::copy(cert, dir.path().join("server.crt")).expect("copy cert");
+            std::fs::copy(key, dir.path().join("server.key")).expect("copy key");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path().join("server.key"), std::fs::Permissions::from_mode(0o600))
+                .expect("chmod key");
+        }
         if as_postgres {
             run(Command::new("chown").arg("-R").arg("postgres:postgres").arg(dir.path()));
         }
@@ -67,6 +93,7 @@ impl PostgresServer {
             as_postgres,
             child: None,
             log: Arc::default(),
+            tls: tls.is_some(),
         };
         let data = server.data_dir();
         run(server
@@ -78,6 +105,26 @@ impl PostgresServer {
             .arg(format!("--pwfile={}", pwfile.display()))
             .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
             .args(["-E", "UTF8", "--no-locale", "--no-sync"]));
+        if server.tls {
+            let dir = server.dir.path();
+            let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("read postgresql.conf");
+            conf.push_str(&format!(
+                "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                dir.join("server.crt").display(),
+                dir.join("server.key").display()
+            ));
+            std::fs::write(data.join("postgresql.conf"), conf).expect("write postgresql.conf");
+            // TCP only over TLS; the Unix socket stays open for the helper.
+            let hba = std::fs::read_to_string(data.join("pg_hba.conf")).expect("read pg_hba.conf");
+            let hba: String = hba
+                .lines()
+                .map(|line| match line.strip_prefix("host ") {
+                    Some(rest) => format!("hostssl {rest}\n"),
+                    None => format!("{line}\n"),
+                })
+                .collect();
+            std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        }
         server.start_again().await;
         server
     }
@@ -196,7 +243,18 @@ impl PostgresServer {
     /// A client logged in to `database`; its connection is driven by a
     /// task on the current runtime.
     pub async fn client(&self, database: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url(database), tokio_postgres::NoTls)
+        let target = if self.tls {
+            // Over the Unix socket, which needs no TLS.
+            format!(
+                "host={} port={} user={} dbname={database}",
+                self.dir.path().display(),
+                self.port,
+                Self::USER
+            )
+        } else {
+            self.url(database)
+        };
+        let (client, connection) = tokio_postgres::connect(&target, tokio_postgres::NoTls)
             .await
             .unwrap_or_else(|e| panic!("connect to {database}: {e:?}\n{}", self.log_text()));
         tokio::spawn(connection);

@@ -10,9 +10,11 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::super::{Arg, COLUMNS, UsageError, UsageFilter, UsageRecord, UsageReport, UsageTotals, signed};
+use super::tls::TlsSettings;
 use super::{CONNECT_TIMEOUT, describe};
 
 /// The advisory lock that serializes migrations across gateways.
@@ -91,17 +93,30 @@ impl Drop for Driver {
     }
 }
 
+/// What a connection is made from: the parsed URL and the TLS client
+/// built for its `sslmode` (made once, cloned for each reconnection).
+#[derive(Clone)]
+pub(super) struct Dial {
+    pub(super) config: tokio_postgres::Config,
+    pub(super) tls: MakeRustlsConnect,
+    pub(super) settings: TlsSettings,
+}
+
 pub(super) type Connecting = Pin<Box<dyn Future<Output = Result<Connection, UsageError>> + Send>>;
 
 /// Connect and log in, migrate and prepare the insert, within
 /// [`CONNECT_TIMEOUT`].
-pub(super) fn connect(config: tokio_postgres::Config, store: String) -> Connecting {
+pub(super) fn connect(dial: Dial, store: String) -> Connecting {
     Box::pin(async move {
         let attempt = async {
-            let (mut client, connection) = config.connect(NoTls).await.map_err(|e| UsageError::Connect {
-                store: store.clone(),
-                reason: describe(&e),
-            })?;
+            let (mut client, connection) =
+                dial.config
+                    .connect(dial.tls.clone())
+                    .await
+                    .map_err(|e| UsageError::Connect {
+                        store: store.clone(),
+                        reason: dial.settings.explain(describe(&e)),
+                    })?;
             let (ended, ended_receiver) = oneshot::channel();
             let driver = Driver(Some(tokio::spawn(async move {
                 let reason = match connection.await {

@@ -38,6 +38,12 @@
 //! `TEXT`, `DOUBLE PRECISION` and `BOOLEAN`, plus `instance`: the gateway
 //! that wrote the row — `[ai] usage_instance` if set, else `HOSTNAME:PID`.
 //!
+//! # TLS
+//! The URL's `sslmode` (libpq's values, `prefer` by default) and `[ai]
+//! usage_db_ca` decide whether the connection is encrypted and which
+//! certificates are trusted; see `tls.rs`. The rustls client is built once
+//! when the ledger opens and reused by every reconnection.
+//!
 //! The task lives in `writer.rs`; the connection, the schema and the SQL in
 //! `connection.rs`.
 
@@ -51,7 +57,10 @@ use tokio::sync::mpsc;
 use super::{Command, UsageError};
 
 mod connection;
+mod tls;
 mod writer;
+
+pub use tls::SslMode;
 
 /// Most rows waiting to be written (in the queue and in the task) before
 /// further rows are dropped: about 30 MB of rows, or some minutes of heavy
@@ -65,36 +74,47 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// replaced by `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresStore {
+    /// As tokio-postgres reads it (a verifying `sslmode` written as
+    /// `require`).
     url: String,
     shown: String,
     instance: String,
+    tls: tls::TlsSettings,
 }
 
 impl PostgresStore {
     /// A store at `url` (`postgres://` or `postgresql://`, in the form
-    /// libpq and tokio-postgres read) whose rows name `instance`. Refuses a
-    /// URL that does not parse, or that asks for TLS, which this build does
-    /// not speak to PostgreSQL; the message shows the URL without its
-    /// password.
-    pub fn new(url: &str, instance: &str) -> Result<PostgresStore, String> {
+    /// libpq and tokio-postgres read, `sslmode` as libpq reads it) whose
+    /// rows name `instance`, trusting the CA file `ca` (else the system's
+    /// roots) where `sslmode` checks certificates. Refuses a URL that does
+    /// not parse, and a CA with `sslmode=disable`; the message shows the
+    /// URL without its password.
+    pub fn new(url: &str, instance: &str, ca: Option<std::path::PathBuf>) -> Result<PostgresStore, String> {
         let shown = redact_url(url);
         if !super::UsageStore::is_postgres_url(url) {
             return Err(format!("{shown}: not a postgres:// or postgresql:// URL"));
         }
-        let config: tokio_postgres::Config = url.parse().map_err(|e| format!("{shown}: {}", describe(&e)))?;
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        let (mode, url) = tls::split_ssl_mode(url).map_err(|e| format!("{shown}: {e}"))?;
+        let _: tokio_postgres::Config = url.parse().map_err(|e| format!("{shown}: {}", describe(&e)))?;
+        if mode == SslMode::Disable && ca.is_some() {
             return Err(format!(
-                "{shown}: sslmode=require: TLS to PostgreSQL is not supported yet (use sslmode=disable or prefer)"
+                "{shown}: sslmode=disable, yet ai.usage_db_ca is set; use sslmode=verify-full"
             ));
         }
         if instance.is_empty() {
             return Err("the instance name must not be empty".into());
         }
         Ok(PostgresStore {
-            url: url.to_owned(),
+            url,
             shown,
             instance: instance.to_owned(),
+            tls: tls::TlsSettings { mode, ca },
         })
+    }
+
+    /// The URL's `sslmode`.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.tls.mode
     }
 
     /// The URL with its password replaced by `***`.
@@ -126,6 +146,7 @@ impl fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("url", &self.shown)
             .field("instance", &self.instance)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -247,14 +268,23 @@ pub(super) async fn open(store: &PostgresStore, capacity: usize) -> Result<Sende
     if config.get_application_name().is_none() {
         config.application_name("weir");
     }
-    let connection = connection::connect(config.clone(), store.shown.clone()).await?;
+    let tls = store.tls.connector().map_err(|reason| UsageError::Connect {
+        store: store.shown.clone(),
+        reason,
+    })?;
+    let dial = connection::Dial {
+        config,
+        tls,
+        settings: store.tls.clone(),
+    };
+    let connection = connection::connect(dial.clone(), store.shown.clone()).await?;
     let (commands, receiver) = mpsc::unbounded_channel();
     let queue = Arc::new(Queue {
         waiting: AtomicUsize::new(0),
         dropped: AtomicU64::new(0),
         capacity,
     });
-    writer::start(config, store, queue.clone(), connection, receiver);
+    writer::start(dial, store, queue.clone(), connection, receiver);
     Ok(Sender { commands, queue })
 }
 
@@ -274,7 +304,7 @@ mod tests {
     use super::test_server::PostgresServer;
 
     fn store(url: &str) -> UsageStore {
-        UsageStore::Postgres(PostgresStore::new(url, "test-instance").expect("store"))
+        UsageStore::Postgres(PostgresStore::new(url, "test-instance", None).expect("store"))
     }
 
     /// A ledger on `store` whose queue holds at most `capacity` rows.
@@ -309,17 +339,29 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_or_tls_url_is_refused_without_its_password() {
+    fn a_bad_url_is_refused_without_its_password() {
         for url in [
             "postgres://weir:hunter2@db:notaport/usage",
-            "postgres://weir:hunter2@db/usage?sslmode=require",
+            "postgres://weir:hunter2@db/usage?sslmode=allow",
             "postgres://weir:hunter2@db/usage?bogus=1",
         ] {
-            let error = PostgresStore::new(url, "a").expect_err(url);
+            let error = PostgresStore::new(url, "a", None).expect_err(url);
             assert!(error.contains("weir:***@db"), "{error}");
             assert!(!error.contains("hunter2"), "{error}");
         }
-        let store = PostgresStore::new("postgres://weir:hunter2@db/usage", "a").unwrap();
+        let error = PostgresStore::new(
+            "postgres://weir:hunter2@db/usage?sslmode=disable",
+            "a",
+            Some("ca.pem".into()),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("ai.usage_db_ca") && !error.contains("hunter2"),
+            "{error}"
+        );
+        let store = PostgresStore::new("postgres://weir:hunter2@db/usage?sslmode=verify-full", "a", None).unwrap();
+        assert_eq!(store.ssl_mode(), SslMode::VerifyFull);
+        let store = PostgresStore::new("postgres://weir:hunter2@db/usage", "a", None).unwrap();
         assert!(!format!("{store:?}").contains("hunter2"));
         assert!(!format!("{:?}", UsageStore::Postgres(store.clone())).contains("hunter2"));
         assert_eq!(UsageStore::Postgres(store).to_string(), "postgres://weir:***@db/usage");

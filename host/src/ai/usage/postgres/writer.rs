@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_postgres::Client;
 
 use super::super::{Command, LostRows, MAX_BATCH, Reply, UsageError, UsageRecord};
-use super::connection::{self, Connecting, Connection, insert, query, tokens_by_consumer_since};
+use super::connection::{self, Connecting, Connection, Dial, insert, query, tokens_by_consumer_since};
 use super::{PostgresStore, Queue, breaks_connection, describe, keeps_rows};
 
 /// Time allowed for one statement; a server that takes longer is treated
@@ -32,14 +32,14 @@ const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Start the task writing to `store` over `connection`, taking commands
 /// from `commands`.
 pub(super) fn start(
-    config: tokio_postgres::Config,
+    dial: Dial,
     store: &PostgresStore,
     queue: Arc<Queue>,
     connection: Connection,
     commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let task = Task {
-        config,
+        dial,
         store: store.shown().to_owned(),
         instance: store.instance().to_owned(),
         queue,
@@ -68,7 +68,7 @@ enum Event {
 
 /// The writer task's state: the only user of the connection.
 struct Task {
-    config: tokio_postgres::Config,
+    dial: Dial,
     store: String,
     instance: String,
     queue: Arc<Queue>,
@@ -118,7 +118,7 @@ impl Task {
                             continue;
                         }
                         Event::Retry => {
-                            connecting = Some(connection::connect(self.config.clone(), self.store.clone()));
+                            connecting = Some(connection::connect(self.dial.clone(), self.store.clone()));
                             continue;
                         }
                         Event::Ended(reason) => {
@@ -348,7 +348,7 @@ impl Task {
             }
             tokio::time::sleep_until(self.retry_at.min(deadline)).await;
             if let Ok(result) =
-                tokio::time::timeout_at(deadline, connection::connect(self.config.clone(), self.store.clone())).await
+                tokio::time::timeout_at(deadline, connection::connect(self.dial.clone(), self.store.clone())).await
             {
                 self.connected(result);
             }

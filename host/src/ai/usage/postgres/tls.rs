@@ -1,0 +1,284 @@
+//! TLS to PostgreSQL: libpq's `sslmode` read from the URL, and the rustls
+//! client that carries it out.
+//!
+//! | `sslmode` | TLS | certificate checked |
+//! |---|---|---|
+//! | `disable` | never | — |
+//! | `prefer` (the default) | if the server offers it | only against `usage_db_ca`, if set |
+//! | `require` | always | only against `usage_db_ca`, if set |
+//! | `verify-ca` | always | chain, against `usage_db_ca` or the system's roots |
+//! | `verify-full` | always | chain and the host's name, likewise |
+//!
+//! That is libpq's table (where a root certificate file turns `require`
+//! into `verify-ca`); `verify-full` is the mode that proves whom the
+//! gateway talks to. tokio-postgres knows only `disable`, `prefer` and
+//! `require`, so the two verifying modes reach it as `require` and the
+//! verification is this module's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS if the server offers it.
+    Prefer,
+    /// TLS, the certificate unchecked unless a CA is given.
+    Require,
+    /// TLS, the certificate's chain checked.
+    VerifyCa,
+    /// TLS, the chain and the host's name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The mode's name in a URL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    fn parse(value: &str) -> Option<SslMode> {
+        [
+            SslMode::Disable,
+            SslMode::Prefer,
+            SslMode::Require,
+            SslMode::VerifyCa,
+            SslMode::VerifyFull,
+        ]
+        .into_iter()
+        .find(|mode| mode.as_str() == value)
+    }
+}
+
+/// The `sslmode` of `url` (default `prefer`), and the URL as tokio-postgres
+/// must read it (a verifying mode written as `require`). The error names
+/// the bad value (which is never a secret).
+pub fn split_ssl_mode(url: &str) -> Result<(SslMode, String), String> {
+    let Some((head, query)) = url.split_once('?') else {
+        return Ok((SslMode::Prefer, url.to_owned()));
+    };
+    let mut mode = SslMode::Prefer;
+    let mut parameters = Vec::new();
+    for parameter in query.split('&') {
+        match parameter.split_once('=') {
+            Some(("sslmode", value)) => {
+                mode = SslMode::parse(value).ok_or_else(|| {
+                    format!("sslmode={value}: use disable, prefer, require, verify-ca or verify-full")
+                })?;
+                let passed = match mode {
+                    SslMode::VerifyCa | SslMode::VerifyFull => SslMode::Require,
+                    other => other,
+                };
+                parameters.push(format!("sslmode={}", passed.as_str()));
+            }
+            _ => parameters.push(parameter.to_owned()),
+        }
+    }
+    Ok((mode, format!("{head}?{}", parameters.join("&"))))
+}
+
+/// The TLS settings of a PostgreSQL store: the mode and the CA file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// From the URL's `sslmode`.
+    pub mode: SslMode,
+    /// `[ai] usage_db_ca`, resolved.
+    pub ca: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// The connector tokio-postgres is given: rustls set up for the mode.
+    /// Reads the CA file (or the system's roots, once per process).
+    pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let check = match (self.mode, &self.ca) {
+            (SslMode::Disable | SslMode::Prefer | SslMode::Require, None) => None,
+            (SslMode::Disable | SslMode::Prefer | SslMode::Require | SslMode::VerifyCa, ca) => {
+                Some((ca.as_deref(), false))
+            }
+            (SslMode::VerifyFull, ca) => Some((ca.as_deref(), true)),
+        };
+        let config = match check {
+            None => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth(),
+            Some((ca, true)) => builder.with_root_certificates(roots(ca)?).with_no_client_auth(),
+            Some((ca, false)) => {
+                let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca)?), provider)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
+                    .with_no_client_auth()
+            }
+        };
+        Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// What to tell a person whose connection failed with `reason`: the
+    /// setting that decides which certificates are trusted, when the
+    /// failure is about the server's certificate.
+    pub fn explain(&self, reason: String) -> String {
+        if !reason.contains("certificate") {
+            return reason;
+        }
+        let trusted = match &self.ca {
+            Some(_) => "the CA in ai.usage_db_ca",
+            None => "the system's roots (set ai.usage_db_ca for a private CA)",
+        };
+        format!(
+            "{reason} (sslmode={}: the server's certificate is not trusted by {trusted})",
+            self.mode.as_str()
+        )
+    }
+}
+
+fn roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let anchors = crate::trust::anchors(ca).map_err(|e| format!("ai.usage_db_ca: {e}"))?;
+    Ok(crate::trust::root_store(&anchors))
+}
+
+/// `sslmode=prefer` or `require` without a CA: the traffic is encrypted,
+/// the server's certificate taken as it comes (libpq's behaviour). The
+/// handshake's signatures are still checked, against that certificate.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `sslmode=verify-ca` (or `require` with a CA): the chain must lead to a
+/// trusted root; the name in the certificate is not compared with the host.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_is_read_and_verifying_modes_reach_tokio_postgres_as_require() {
+        for (url, mode, passed) in [
+            ("postgres://h/db", SslMode::Prefer, "postgres://h/db"),
+            (
+                "postgres://h/db?sslmode=disable",
+                SslMode::Disable,
+                "postgres://h/db?sslmode=disable",
+            ),
+            (
+                "postgres://u:pw@h/db?application_name=a&sslmode=verify-full",
+                SslMode::VerifyFull,
+                "postgres://u:pw@h/db?application_name=a&sslmode=require",
+            ),
+            (
+                "postgres://h/db?sslmode=verify-ca",
+                SslMode::VerifyCa,
+                "postgres://h/db?sslmode=require",
+            ),
+            (
+                "postgres://h/db?sslmode=require",
+                SslMode::Require,
+                "postgres://h/db?sslmode=require",
+            ),
+        ] {
+            assert_eq!(split_ssl_mode(url).unwrap(), (mode, passed.to_owned()), "{url}");
+        }
+        let error = split_ssl_mode("postgres://u:pw@h/db?sslmode=verify").unwrap_err();
+        assert!(error.contains("sslmode=verify:") && !error.contains("pw"), "{error}");
+    }
+}
