@@ -23,5 +23,4 @@ pub mod proxy;
 pub mod state;
 pub mod tls;
 pub mod toolchain;
-pub mod trust;
 pub mod watch;

@@ -403,10 +403,10 @@ fn client(config: &StateConfig) -> Result<redis::Client, String> {
     if !config.is_tls() {
         return redis::Client::open(info).map_err(|e| format!("state.store: {url}: {}", describe(&e)));
     }
-    let anchors = crate::trust::anchors(config.ca.as_deref()).map_err(|e| format!("state.ca: {e}"))?;
+    let anchors = crate::tls::anchors(config.ca.as_deref()).map_err(|e| format!("state.ca: {e}"))?;
     let certificates = redis::TlsCertificates {
         client_tls: None,
-        root_cert: Some(crate::trust::pem(&anchors)),
+        root_cert: Some(crate::tls::pem(&anchors)),
     };
     redis::Client::build_with_tls(info, certificates).map_err(|e| format!("state.store: {url}: {}", describe(&e)))
 }
