@@ -395,6 +395,7 @@ fuzz_target!(|input: Input| {
             secrets: vec!["granted".into(), "undefined".into()],
             outbound_hosts: Vec::new(),
             outbound_timeout: Duration::from_secs(1),
+            sources: Default::default(),
         },
     });
     let mut host = HostState::new(identity, shared(), 64 << 20);

@@ -265,7 +265,7 @@ where
     let mut started_then = 0;
     loop {
         tokio::select! {
-            ended = connection.as_mut() => return ended.map_err(BoxError::from),
+            ended = connection.as_mut() => return ended,
             _ = shutdown.changed(), if !closing => {
                 connection.as_mut().graceful_shutdown();
                 closing = true;
