@@ -460,11 +460,24 @@ async fn a_stalled_or_endless_response_body_is_cut_off() {
         stalled.addr, endless.addr
     );
     let gw = TestGateway::start(&config, &[]).await;
-    for path in ["/stalled", "/endless"] {
-        let response = client().get(gw.url(path)).send().await.unwrap();
+    // A client with no timeout of its own: only the gateway can end these.
+    let untimed = reqwest::Client::builder().no_proxy().http1_only().build().unwrap();
+    for (path, limit_ms) in [("/stalled", 200), ("/endless", 600)] {
+        let started = std::time::Instant::now();
+        let response = untimed.get(gw.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}: the head arrived in time");
-        let body = response.bytes().await;
+        let body = tokio::time::timeout(Duration::from_secs(10), response.bytes())
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the body was never cut off"));
+        let took = started.elapsed();
         assert!(body.is_err(), "{path}: the body must be cut off, got {body:?}");
+        // Cut at the configured time: not before it, and well within a
+        // margin after it.
+        assert!(took >= Duration::from_millis(limit_ms), "{path}: cut after {took:?}");
+        assert!(
+            took < Duration::from_millis(limit_ms + 2000),
+            "{path}: cut after {took:?}"
+        );
     }
     let response = client().get(gw.url("/other")).send().await.unwrap();
     assert_eq!(echoed(response).await["upstream"], "fine");

@@ -149,9 +149,13 @@ async fn a_rate_limit_of_n_admits_exactly_n_across_three_gateways() {
     }
     let admitted: u32 = by_gateway.iter().map(|g| g[0]).sum();
     assert_eq!(admitted, 25, "admitted per gateway: {by_gateway:?}");
-    // Every gateway answered some: the limit was shared, not one
-    // gateway's alone.
-    assert!(by_gateway.iter().all(|g| g[0] + g[1] == 30), "{by_gateway:?}");
+    // The bucket is shared, and now empty for all three: one more request
+    // to each is refused, however many that gateway admitted itself (a
+    // gateway counting on its own would still have room).
+    for url in &urls {
+        let response = impatient().get(url).send().await.unwrap();
+        assert_eq!(response.status(), 429, "{url}: admitted per gateway {by_gateway:?}");
+    }
     for gw in gateways {
         gw.stop().await;
     }
