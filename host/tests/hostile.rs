@@ -567,73 +567,6 @@ async fn requests_a_strict_server_refuses_are_refused() {
     gw.stop().await;
 }
 
-/// The `weir` binary running a config, with its log lines collected.
-struct Child {
-    process: std::process::Child,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Child {
-    fn start(config: &std::path::Path) -> Child {
-        use std::io::BufRead;
-        let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("WEIR_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start weir");
-        let stderr = process.stderr.take().unwrap();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        Child { process, log }
-    }
-
-    /// The text after `marker` in the first log line holding it.
-    async fn logged(&self, marker: &str) -> String {
-        wait_for(marker, Duration::from_secs(60), || async {
-            let log = self.log.lock().unwrap();
-            log.iter()
-                .find_map(|l| Some(l[l.find(marker)? + marker.len()..].trim().to_string()))
-        })
-        .await
-    }
-
-    fn count(&self, marker: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|l| l.contains(marker)).count()
-    }
-
-    fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &self.process.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn special_files_in_the_plugin_directory_are_refused_and_reload_sighup_and_sigterm_still_work() {
     let echo = echo_upstream("echo").await;
@@ -665,7 +598,7 @@ async fn special_files_in_the_plugin_directory_are_refused_and_reload_sighup_and
         )),
     )
     .unwrap();
-    let child = Child::start(&config);
+    let child = WeirProcess::start(&config);
     let url = format!("http://{}/", child.logged("listening on ").await);
     let admin = format!("http://{}", child.logged("admin API on ").await);
     let version = || async {
@@ -752,4 +685,41 @@ async fn special_files_in_the_plugin_directory_are_refused_and_reload_sighup_and
     };
     assert!(exit.success(), "{exit:?}");
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_plugins_forwarding_header_wins_and_a_clients_does_not() {
+    let echo = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.echo]
+        targets = ["{echo}"]
+        [[routes]]
+        name = "behind-tls"
+        path_prefix = "/tls"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "headers"
+        config = {{ request = {{ set = {{ x-forwarded-proto = "https" }} }} }}
+        [[routes]]
+        name = "plain"
+        upstream = "echo"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[("headers", "headers")]).await;
+    let spoof = "x-forwarded-proto: https\r\nx-forwarded-host: evil.test\r\nx-real-ip: 203.0.113.7\r\n";
+    let plain = raw(gw.addr(0), &get("/x", spoof)).await;
+    let seen: serde_json::Value = serde_json::from_str(&plain.body).unwrap();
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http", "{seen}");
+    assert_eq!(seen["headers"]["x-forwarded-host"], "gw.test", "{seen}");
+    assert_eq!(seen["headers"]["x-real-ip"], "127.0.0.1", "{seen}");
+    let set = raw(gw.addr(0), &get("/tls/x", "")).await;
+    let seen: serde_json::Value = serde_json::from_str(&set.body).unwrap();
+    assert_eq!(
+        seen["headers"]["x-forwarded-proto"], "https",
+        "the plugin's set wins: {seen}"
+    );
+    gw.stop().await;
 }

@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use common::*;
 
 /// An upstream that answers each request's head and first chunk at once,
@@ -209,28 +212,46 @@ async fn an_http2_rapid_reset_flood_does_not_stop_the_gateway_serving_others() {
     let addr = gw.addr(0);
 
     // The attacker: one HTTP/2 connection opening streams and resetting
-    // each at once, for at most 20,000 streams or 5 seconds.
-    let attacker = tokio::spawn(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut streams, connection) = h2::client::handshake(tcp).await.unwrap();
-        let driver = tokio::spawn(connection);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut opened = 0u32;
-        while opened < 20_000 && std::time::Instant::now() < deadline {
-            streams = match streams.ready().await {
-                Ok(ready) => ready,
-                Err(_) => break,
+    // each at once, until the others are done (or 20 s pass, or the
+    // gateway ends the connection). It says when the flood is under way.
+    let opened = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let others_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flooding, under_way) = tokio::sync::oneshot::channel::<()>();
+    let attacker = {
+        let (opened, others_done) = (opened.clone(), others_done.clone());
+        tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut streams, connection) = h2::client::handshake(tcp).await.unwrap();
+            let driver = tokio::spawn(connection);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let mut flooding = Some(flooding);
+            let ended = loop {
+                if others_done.load(Ordering::SeqCst) || std::time::Instant::now() > deadline {
+                    break None;
+                }
+                streams = match streams.ready().await {
+                    Ok(ready) => ready,
+                    Err(e) => break Some(e),
+                };
+                let request = http::Request::get(format!("http://{addr}/slow/1000")).body(()).unwrap();
+                match streams.send_request(request, true) {
+                    Ok((response, _)) => drop(response),
+                    Err(e) => break Some(e),
+                }
+                if opened.fetch_add(1, Ordering::SeqCst) + 1 == 100
+                    && let Some(flooding) = flooding.take()
+                {
+                    let _ = flooding.send(());
+                }
             };
-            let request = http::Request::get(format!("http://{addr}/slow/1000")).body(()).unwrap();
-            match streams.send_request(request, true) {
-                Ok((response, _)) => drop(response),
-                Err(_) => break,
-            }
-            opened += 1;
-        }
-        driver.abort();
-        opened
-    });
+            driver.abort();
+            ended
+        })
+    };
+    under_way
+        .await
+        .expect("the flood got going: 100 streams opened and reset");
+    let before = opened.load(Ordering::SeqCst);
 
     // Everyone else keeps being served meanwhile, and afterwards.
     let http = h2_client();
@@ -242,9 +263,23 @@ async fn an_http2_rapid_reset_flood_does_not_stop_the_gateway_serving_others() {
             .expect("served during the flood");
         assert_eq!(response.status(), 200);
     }
-    let opened = attacker.await.unwrap();
-    // The flood happened (the gateway may also cut the connection short).
-    assert!(opened > 100, "only {opened} streams opened and reset");
+    let during = opened.load(Ordering::SeqCst) - before;
+    others_done.store(true, Ordering::SeqCst);
+    let ended = attacker.await.unwrap();
+    match &ended {
+        // The gateway cut the flooding connection: with a GOAWAY saying why.
+        Some(e) => assert!(
+            e.is_go_away() && e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM),
+            "the flooding connection ended otherwise: {e:?}"
+        ),
+        // Or it was still flooding while every other request was served.
+        None => assert!(during > 0, "the flood stopped before the others were served"),
+    }
+    println!(
+        "rapid reset: {} streams opened, {during} while others were served; connection {}",
+        opened.load(Ordering::SeqCst),
+        ended.map_or("still open".to_string(), |e| format!("ended: {e}"))
+    );
     let response = client().get(gw.url("/hello")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     gw.stop().await;

@@ -376,6 +376,7 @@ async fn a_restart_with_a_warm_cache_skips_compilation() {
 
 #[tokio::test]
 async fn a_replaced_certificate_is_served_to_new_connections_without_a_restart() {
+    let logs = captured_logs();
     let upstream = echo_upstream("echo").await;
     let dir = TestGateway::dir_with_plugins(&[]);
     let first = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -425,6 +426,35 @@ async fn a_replaced_certificate_is_served_to_new_connections_without_a_restart()
         get(&first).await.is_err(),
         "new connections still get the old certificate"
     );
+
+    // A pair that does not load leaves the current one serving: a key
+    // that does not match the certificate, then a corrupt certificate.
+    let refusals = || {
+        let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+        text.matches("certificate not reloaded").count()
+    };
+    let third = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let corrupt = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+    for (what, file, text) in [
+        (
+            "a key that does not match",
+            &key_file,
+            third.signing_key.serialize_pem(),
+        ),
+        ("a corrupt certificate", &cert_file, corrupt.to_string()),
+    ] {
+        let before = refusals();
+        swap(file, text);
+        wait_for(&format!("{what} refused"), Duration::from_secs(10), || async {
+            (refusals() > before).then_some(())
+        })
+        .await;
+        assert_eq!(
+            get(&second).await.map(|r| r.status()).ok(),
+            Some(reqwest::StatusCode::OK),
+            "{what}: the current certificate keeps serving"
+        );
+    }
     running.shutdown().await;
 }
 

@@ -564,6 +564,7 @@ async fn a_wrong_redis_password_or_an_untrusted_ca_is_reported_by_setting_never_
         let gw = TestGateway::start(&config_with_state(&redis.url(), &extra, upstream, provider, 5), PLUGINS).await;
         let state = gw.admin_json("/state").await;
         assert_eq!(state["up"], false, "{state}");
+        assert_eq!(state["outages"], 1, "down since start-up is an outage: {state}");
         let error = state["error"].as_str().unwrap_or_default();
         assert!(error.contains(names) && error.contains(says), "{error}");
         assert!(

@@ -1,10 +1,9 @@
-//! SIGTERM under steady load: the `weir` binary stops accepting, finishes
-//! every request it accepted, and exits 0 within its grace period.
+//! SIGTERM: the `weir` binary stops accepting, finishes every request it
+//! accepted, and exits 0 within its grace period; a request still running
+//! when the grace period ends is cut off, and the process exits then.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,27 +32,8 @@ async fn sigterm_during_steady_load_fails_no_accepted_request_and_exits_within_t
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("WEIR_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start weir");
-    // The bound address, from the log.
-    let stderr = child.stderr.take().unwrap();
-    let (found, address) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on ") {
-                let _ = found.send(line[at + "listening on ".len()..].trim().to_string());
-            }
-        }
-    });
-    let address = address
-        .recv_timeout(Duration::from_secs(30))
-        .expect("weir reported its address");
+    let mut child = WeirProcess::start(&config);
+    let address = child.logged("listening on ").await;
     let url = format!("http://{address}/slow/300");
 
     // Eight clients in a loop; each request remembers whether it was sent
@@ -84,11 +64,7 @@ async fn sigterm_during_steady_load_fails_no_accepted_request_and_exits_within_t
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     signalled.store(true, Ordering::SeqCst);
-    let kill = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    child.signal("TERM");
     let signal_at = Instant::now();
 
     let mut total_ok = 0;
@@ -98,15 +74,87 @@ async fn sigterm_during_steady_load_fails_no_accepted_request_and_exits_within_t
         total_ok += ok;
     }
     assert!(total_ok >= 8, "the load never got going: {total_ok} requests");
-    let status = wait_for("weir to exit", Duration::from_secs(15), || {
-        let status = child.try_wait().unwrap();
-        async move { status }
-    })
-    .await;
+    let status = child.wait_exit(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}");
     assert!(
         signal_at.elapsed() < Duration::from_secs(10),
         "exited {:?} after SIGTERM, past the 5 s grace period",
         signal_at.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_held_past_the_grace_period_is_cut_off_and_weir_exits_when_the_grace_ends() {
+    let upstream = echo_upstream("echo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weir.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [[listeners]]
+            address = "127.0.0.1:0"
+            [admin]
+            address = "127.0.0.1:0"
+            [access_log]
+            to = "off"
+            [limits]
+            shutdown_grace_ms = 1000
+            [upstreams.echo]
+            targets = ["{upstream}"]
+            [[routes]]
+            name = "all"
+            upstream = "echo"
+            "#
+        ),
+    )
+    .unwrap();
+    let mut child = WeirProcess::start(&config);
+    let address = child.logged("listening on ").await;
+    let admin = child.logged("admin API on ").await;
+    // Twenty seconds upstream, through a client with no timeout of its own.
+    let held = tokio::spawn(async move {
+        let untimed = reqwest::Client::builder().no_proxy().build().unwrap();
+        match untimed.get(format!("http://{address}/slow/20000")).send().await {
+            Ok(response) => response.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    wait_for("the held request in flight", Duration::from_secs(10), || async {
+        let text = client()
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .any(|l| l.starts_with("weir_requests_in_flight ") && l.ends_with(" 1"))
+            .then_some(())
+    })
+    .await;
+
+    child.signal("TERM");
+    let signal_at = Instant::now();
+    let status = child.wait_exit(Duration::from_secs(15)).await;
+    let took = signal_at.elapsed();
+    assert!(status.success(), "exit status {status}");
+    // It waited for the held request until the grace ended, then no longer.
+    assert!(
+        took >= Duration::from_millis(900),
+        "exited {took:?} after SIGTERM, before the grace ran out"
+    );
+    assert!(
+        took < Duration::from_millis(1000 + 3000),
+        "exited {took:?} after SIGTERM, long past the 1 s grace"
+    );
+    let fate = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("the held request ends with the process")
+        .unwrap();
+    assert!(
+        fate.is_err(),
+        "a request running past the grace is cut off, not completed"
     );
 }

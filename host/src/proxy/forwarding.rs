@@ -59,11 +59,33 @@ pub fn request_authority<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Opti
         .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
 }
 
+/// The fields that say who the one client was: the gateway's to say, so
+/// what a client sends in them is dropped before the route's plugins run
+/// ([`strip_client_forwarding`]); a plugin may set them, and
+/// [`add_forwarded`] fills in those it left unset.
+const CLIENT_FIELDS: [HeaderName; 3] = [
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    X_REAL_IP,
+];
+
+/// Drop what the client sent in `x-forwarded-proto`, `x-forwarded-host`
+/// and `x-real-ip`. (`x-forwarded-for` and `forwarded` are chains: the
+/// gateway appends to them.)
+pub fn strip_client_forwarding(headers: &mut HeaderMap) {
+    if headers.keys().any(|name| CLIENT_FIELDS.contains(name)) {
+        for name in CLIENT_FIELDS {
+            headers.remove(name);
+        }
+    }
+}
+
 /// Add `x-forwarded-for` (appended), `x-forwarded-proto`,
-/// `x-forwarded-host`, `x-real-ip` and `forwarded` (appended). The fields
-/// that name one client (`x-forwarded-proto`, `x-forwarded-host`,
-/// `x-real-ip`) are the gateway's to say: whatever the client sent in them
-/// is replaced.
+/// `x-forwarded-host`, `x-real-ip` and `forwarded` (appended). The three
+/// fields naming one client are set unless a plugin set them: after
+/// [`strip_client_forwarding`], a value there is a plugin's explicit one,
+/// and it wins (say, `x-forwarded-proto = "https"` behind a load balancer
+/// that ended TLS).
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host: Option<&str>) {
     use std::fmt::Write;
     // Five fields are added: grow the map once, not field by field.
@@ -79,17 +101,20 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host:
     }
     let start = text.len();
     let _ = write!(text, "{client}");
-    if let Ok(v) = HeaderValue::from_str(&text[start..]) {
+    if !headers.contains_key(X_REAL_IP)
+        && let Ok(v) = HeaderValue::from_str(&text[start..])
+    {
         headers.insert(X_REAL_IP, v);
     }
     if let Ok(v) = HeaderValue::from_str(&text) {
         headers.insert("x-forwarded-for", v);
     }
-    headers.insert(
-        "x-forwarded-proto",
-        HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
-    );
-    if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    headers
+        .entry("x-forwarded-proto")
+        .or_insert_with(|| HeaderValue::from_static(if proto == "https" { "https" } else { "http" }));
+    if !headers.contains_key("x-forwarded-host")
+        && let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok())
+    {
         headers.insert("x-forwarded-host", host);
     }
     text.clear();
@@ -129,10 +154,20 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
         h.insert("x-real-ip", HeaderValue::from_static("203.0.113.9"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        strip_client_forwarding(&mut h);
         add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http", Some("api.test"));
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
         assert_eq!(h["x-real-ip"], "127.0.0.1", "a client's x-real-ip is replaced");
-        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(
+            h["x-forwarded-proto"], "http",
+            "a client's x-forwarded-proto is replaced"
+        );
+        // What a plugin set after the client's were dropped is kept.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http", Some("api.test"));
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "api.test");
         assert_eq!(h["x-forwarded-host"], "api.test");
         assert_eq!(h[header::FORWARDED], "for=127.0.0.1;proto=http;host=\"api.test\"");
         let mut h = HeaderMap::new();

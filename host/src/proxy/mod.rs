@@ -318,8 +318,10 @@ impl Proxy {
             let _ = properties.set("route", route.name.as_str());
         }
 
-        // The client's connection-level headers stop here.
+        // The client's connection-level headers stop here, and so does
+        // what it claims in the fields that are the gateway's to say.
         forwarding::strip_hop_by_hop(&mut parts.headers);
+        forwarding::strip_client_forwarding(&mut parts.headers);
 
         // Fail closed: a route never runs with a step of its chain missing.
         if let Some(missing) = chain.missing.first() {

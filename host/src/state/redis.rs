@@ -136,6 +136,9 @@ impl RedisStore {
                     "shared state store {} is unavailable, retrying in the background: {e}",
                     store.url
                 );
+                // Down from the start is an outage too, counted like one
+                // that begins later.
+                store.outages.fetch_add(1, Ordering::Relaxed);
                 store.set_status(Some(e));
                 store.probe();
             }

@@ -342,3 +342,91 @@ pub async fn api_and_faulty_gateway(token: Option<&str>) -> TestGateway {
     );
     TestGateway::start(&config, &[("api-key-auth", "api-key-auth"), ("trap", "guest-trap")]).await
 }
+
+/// The `weir` binary running a config file, with its log lines collected;
+/// killed when dropped.
+pub struct WeirProcess {
+    pub process: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl WeirProcess {
+    /// `weir run --config CONFIG`, logging at info level.
+    pub fn start(config: &Path) -> WeirProcess {
+        use std::io::BufRead;
+        let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("WEIR_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start weir");
+        let stderr = process.stderr.take().expect("piped stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        WeirProcess { process, log }
+    }
+
+    /// The text after `marker` in the first log line holding it (say,
+    /// `listening on ` for the address).
+    pub async fn logged(&self, marker: &str) -> String {
+        wait_for(marker, Duration::from_secs(60), || async {
+            let log = self.log.lock().unwrap();
+            log.iter()
+                .find_map(|l| Some(l[l.find(marker)? + marker.len()..].trim().to_string()))
+        })
+        .await
+    }
+
+    /// How many log lines hold `marker`.
+    pub fn count(&self, marker: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(marker)).count()
+    }
+
+    /// Send signal `name` (`TERM`, `HUP`) with the shell's `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.process.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Its resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Its exit status, once it exits; panics after `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.process.try_wait().expect("wait for weir") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "weir did not exit within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for WeirProcess {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
