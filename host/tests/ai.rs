@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use common::{Scraped, TestGateway, access_lines, client, emulator};
 use serde_json::{Value, json};
@@ -379,6 +380,26 @@ async fn ai_traffic_shows_in_the_metrics() {
             .unwrap()
             .contains("can never be admitted")
     );
+    // The refusal is a usage row of its own: status, no target, no tokens.
+    let usage = common::wait_for(
+        "bob's refused request in the ledger",
+        Duration::from_secs(10),
+        || async {
+            let usage = gw.admin_json("/usage?consumer=bob").await;
+            (usage["totals"]["requests"] == 1).then_some(usage)
+        },
+    )
+    .await;
+    let row = &usage["rows"][0];
+    assert_eq!(
+        (row["status"].as_u64(), row["target"].as_str()),
+        (Some(400), Some("-")),
+        "{usage}"
+    );
+    assert_eq!(
+        (row["prompt_tokens"].as_u64(), row["completion_tokens"].as_u64()),
+        (Some(0), Some(0))
+    );
     let body = json!({"model": "chat", "messages": user("one two three"), "temperature": 0});
     for expected in ["miss", "hit"] {
         let response = chat(&gw, "alice", body.clone()).await;
@@ -686,7 +707,17 @@ async fn concurrent_streams_never_overshoot_a_budget_by_more_than_one_reservatio
         .unwrap();
     let spent =
         report["totals"]["prompt_tokens"].as_u64().unwrap() + report["totals"]["completion_tokens"].as_u64().unwrap();
-    assert_eq!(report["totals"]["requests"], admitted, "{report}");
+    // Every request is a row; the refused ones spent nothing.
+    assert_eq!(report["totals"]["requests"], admitted + refused, "{report}");
+    let rows = report["rows"].as_array().unwrap();
+    let served = rows.iter().filter(|r| r["status"] == 200).count();
+    assert_eq!(served, admitted, "{report}");
+    assert!(
+        rows.iter()
+            .filter(|r| r["status"] == 429)
+            .all(|r| r["prompt_tokens"] == 0 && r["completion_tokens"] == 0 && r["target"] == "-"),
+        "{report}"
+    );
     assert!(spent <= 100, "spent {spent} of a 100-token budget");
     // Bob has no budget.
     let response = chat(

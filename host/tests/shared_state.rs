@@ -202,14 +202,22 @@ async fn a_token_budget_holds_across_gateways_under_concurrent_streams() {
         "{admitted} admitted: the gateways did not share one budget"
     );
     let mut spent = 0;
-    let mut requests = 0;
+    let (mut requests, mut served) = (0, 0);
     for gw in &gateways {
         let report = gw.admin_json("/usage?consumer=alice").await;
         requests += report["totals"]["requests"].as_u64().unwrap();
+        served += report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == 200)
+            .count() as u64;
         spent += report["totals"]["prompt_tokens"].as_u64().unwrap()
             + report["totals"]["completion_tokens"].as_u64().unwrap();
     }
-    assert_eq!(requests, admitted, "each admitted request is in a ledger once");
+    // Every request is a row in one ledger; the refused ones too.
+    assert_eq!(requests, 30, "each request is in a ledger once");
+    assert_eq!(served, admitted, "each admitted request is in a ledger once");
     assert!(spent <= 100, "spent {spent} of a 100-token budget");
     for gw in gateways {
         gw.stop().await;

@@ -222,13 +222,13 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
     // token) and its output limit.
     let output = head.max_tokens.unwrap_or(u64::from(route.default_max_tokens));
     let estimate = (request.body.len() as u64).div_ceil(4) + output;
-    let reservation = match request
+    let admitted = match request
         .services
         .budgets
         .admit(consumer.as_deref(), estimate, arrived_ms, route.state_policy)
         .await
     {
-        Ok(reservation) => reservation,
+        Ok(reservation) => Ok(reservation),
         Err(Denied::Exceeded(exceeded)) => {
             request
                 .services
@@ -238,19 +238,20 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
             if exceeded.can_never_fit() {
                 // No wait will let it through: not a 429, and no
                 // `retry-after` for a client to follow for ever.
-                return error_response(&ApiError {
+                Err(error_response(&ApiError {
                     code: Some("request_exceeds_budget".into()),
                     ..api_error(400, "invalid_request_error", &exceeded.to_string())
+                }))
+            } else {
+                let mut response = error_response(&ApiError {
+                    code: Some("budget_exceeded".into()),
+                    ..api_error(429, "rate_limit_error", &exceeded.to_string())
                 });
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(exceeded.retry_after_secs.max(1)));
+                Err(response)
             }
-            let mut response = error_response(&ApiError {
-                code: Some("budget_exceeded".into()),
-                ..api_error(429, "rate_limit_error", &exceeded.to_string())
-            });
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(exceeded.retry_after_secs.max(1)));
-            return response;
         }
         Err(Denied::Unavailable(cause)) => {
             let mut response = error_response(&ApiError {
@@ -260,6 +261,20 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Err(response)
+        }
+    };
+    let reservation = match admitted {
+        Ok(reservation) => reservation,
+        Err(response) => {
+            // A refused request is a usage row too: its status, no target
+            // (`-`), no tokens.
+            let status = response.status().as_u16();
+            let record = UsageRecord {
+                target: "-".into(),
+                ..record
+            };
+            Accounting::new(request.services.clone(), record, None, 0, started, account).complete(None, status);
             return response;
         }
     };
