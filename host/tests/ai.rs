@@ -445,6 +445,22 @@ async fn ai_traffic_shows_in_the_metrics() {
         2.0
     );
     assert_eq!(m.value("weir_ai_budget_rejections_total", &[("route", "ai")]), 1.0);
+    // The miss asked the failing target, then the good one: two attempts
+    // of the route's AI targets, the second a retry.
+    let attempts = |target: &str, result: &str| {
+        m.value(
+            "weir_upstream_attempts_total",
+            &[("upstream", "ai"), ("target", target), ("result", result)],
+        )
+    };
+    assert_eq!((attempts("first", "5xx"), attempts("anthropic", "2xx")), (1.0, 1.0));
+    assert_eq!(
+        m.value(
+            "weir_upstream_retries_total",
+            &[("upstream", "ai"), ("target", "anthropic")]
+        ),
+        1.0
+    );
     gw.stop().await;
 }
 
@@ -493,6 +509,21 @@ async fn ai_requests_are_logged_with_target_model_cache_and_tokens() {
         );
         let expected_cost = if tokens.0 > 0 { cost } else { 0.0 };
         assert!((ai["cost"].as_f64().unwrap() - expected_cost).abs() < 1e-12, "{line}");
+    }
+    // Each target asked is an attempt, as for an upstream route; a cache
+    // hit asked none.
+    for (line, asked) in lines.iter().zip([true, false, true]) {
+        let attempts = line["attempts"].as_array().cloned().unwrap_or_default();
+        if asked {
+            assert_eq!(attempts.len(), 1, "{line}");
+            assert_eq!(
+                (&attempts[0]["target"], &attempts[0]["result"]),
+                (&json!("anthropic"), &json!("200"))
+            );
+            assert!(line["upstream_ms"].as_f64().is_some(), "{line}");
+        } else {
+            assert!(attempts.is_empty() && line["upstream_ms"].is_null(), "{line}");
+        }
     }
     assert!(ai[0].get("ttft_ms").is_none(), "a whole answer has no first-token time");
     assert!(ai[2]["ttft_ms"].as_u64().is_some(), "a streamed one has");

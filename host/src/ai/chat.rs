@@ -49,6 +49,22 @@ pub struct AiRequest<'a> {
     /// Where the request's account (target, tokens, cache) is left for
     /// its access-log line.
     pub account: AiSlot,
+    /// Where each target tried is recorded (its time and how it ended),
+    /// as an upstream route records its attempts.
+    pub attempts: &'a mut Vec<TargetAttempt>,
+}
+
+/// One AI target tried for a request: what the request's record makes an
+/// attempt of (see [`crate::observe::RequestRecord::attempt`]).
+#[derive(Debug, Clone)]
+pub struct TargetAttempt {
+    /// The target's name.
+    pub target: String,
+    /// When it was asked.
+    pub started: Instant,
+    /// The status it answered with (a provider error's status, 502 or 504
+    /// for a connection that failed or timed out).
+    pub status: u16,
 }
 
 /// Answer a request on an AI route. Every failure is an OpenAI-shaped
@@ -299,6 +315,7 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
         accounting.record.model = target.model.clone();
         // A half-open circuit takes this request as its trial.
         let _ = target.health.admit(target.breaker, now_ms());
+        let asked = Instant::now();
         let outcome = attempt(
             target,
             &request.body,
@@ -307,6 +324,14 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
             request.max_response_bytes,
         )
         .await;
+        request.attempts.push(TargetAttempt {
+            target: target.name.clone(),
+            started: asked,
+            status: match &outcome {
+                Ok(_) => 200,
+                Err(Outcome::Retry(error) | Outcome::Refused(error)) => error.status,
+            },
+        });
         match &outcome {
             Ok(_) => target.health.succeeded(target.breaker, now_ms()),
             // A 429 is the target asking for time (its cool-down), not a fault.

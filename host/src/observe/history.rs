@@ -104,7 +104,7 @@ impl History {
             tally.faults += u64::from(matches!(call.outcome, PluginOutcome::Fault { .. }));
             tally.total_us += call.duration.as_micros() as u64;
         }
-        let upstream = record.upstream.as_deref().unwrap_or("-");
+        let upstream = record.attempts_of();
         for attempt in &record.attempts {
             let tally = slot.targets.get(&format!("{upstream} {}", attempt.target));
             tally.attempts += 1;

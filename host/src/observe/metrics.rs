@@ -416,7 +416,7 @@ impl Metrics {
                 })
                 .inc();
         }
-        let upstream = record.upstream.as_deref().unwrap_or("-");
+        let upstream = record.attempts_of();
         for (i, attempt) in record.attempts.iter().enumerate() {
             let target = TargetLabels {
                 upstream: upstream.to_string(),

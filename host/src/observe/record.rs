@@ -284,6 +284,17 @@ impl RequestRecord {
         }
     }
 
+    /// What the attempts' targets belong to, for metrics and the
+    /// dashboard: the upstream, or for an AI request its route (whose AI
+    /// targets they are); `-` for neither.
+    pub fn attempts_of(&self) -> &str {
+        match (&self.upstream, &self.ai, &self.route) {
+            (Some(upstream), _, _) => upstream,
+            (None, Some(_), Some(route)) => route.as_str(),
+            _ => "-",
+        }
+    }
+
     /// Record an attempt with span `span_id` that started at `started`.
     pub fn attempt(&mut self, target: String, span_id: [u8; 8], started: Instant, outcome: AttemptOutcome) {
         self.attempts.push(Attempt {

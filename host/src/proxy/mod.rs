@@ -279,7 +279,8 @@ impl Proxy {
                 };
                 let account = crate::observe::AiSlot::default();
                 record.ai = Some(account.clone());
-                crate::ai::chat::serve(crate::ai::chat::AiRequest {
+                let mut attempts = Vec::new();
+                let response = crate::ai::chat::serve(crate::ai::chat::AiRequest {
                     route: ai,
                     services,
                     parts: forward.parts,
@@ -287,8 +288,20 @@ impl Proxy {
                     properties: &forward.properties,
                     max_response_bytes: self.limits.max_response_body_bytes,
                     account,
+                    attempts: &mut attempts,
                 })
-                .await
+                .await;
+                // Each target asked is an attempt of the request, as an
+                // upstream's are: in the access log and the trace.
+                for tried in attempts {
+                    record.attempt(
+                        tried.target,
+                        crate::observe::record::new_span_id(),
+                        tried.started.into(),
+                        crate::observe::AttemptOutcome::Answered(tried.status),
+                    );
+                }
+                response
             }
         };
         let response = self
