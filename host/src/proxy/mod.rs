@@ -297,7 +297,7 @@ impl Proxy {
                     record.attempt(
                         tried.target,
                         crate::observe::record::new_span_id(),
-                        tried.started.into(),
+                        tried.started,
                         crate::observe::AttemptOutcome::Answered(tried.status),
                     );
                 }
