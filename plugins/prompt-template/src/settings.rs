@@ -236,18 +236,33 @@ fn check_template(raw: &Value) -> Result<Template, Vec<String>> {
         problems.push("messages: must not be empty".to_string());
     }
     let mut messages = Vec::new();
+    // The placeholders of every message whose content could be read, good
+    // or not: what the unused-variable check looks at.
+    let mut read_contents: Vec<Vec<Segment>> = Vec::new();
+    let mut unreadable = false;
     for (i, raw) in config.messages.iter().enumerate() {
         match check_message(raw, &config.variables) {
-            Ok(message) => messages.push(message),
-            Err(found) => problems.extend(found.into_iter().map(|p| format!("messages[{i}]{p}"))),
+            Ok(message) => {
+                read_contents.push(message.content.clone());
+                messages.push(message);
+            }
+            Err(found) => {
+                match found.content {
+                    Some(content) => read_contents.push(content),
+                    None => unreadable = true,
+                }
+                problems.extend(found.problems.into_iter().map(|p| format!("messages[{i}]{p}")));
+            }
         }
     }
-    // Only when every message was read: a broken one would hide its uses.
-    if messages.len() == config.messages.len() {
+    // Skipped only when a message's content could not be read at all: its
+    // uses are unknown. Other problems in a message (a bad role, an
+    // undeclared name) leave its uses known, and both are reported.
+    if !unreadable {
         for name in config.variables.keys() {
-            let used = messages
+            let used = read_contents
                 .iter()
-                .flat_map(|m| &m.content)
+                .flatten()
                 .any(|s| matches!(s, Segment::Variable(v) if v == name));
             if !used {
                 problems.push(format!("variables.{name}: declared but used in no message"));
@@ -273,19 +288,30 @@ fn check_template(raw: &Value) -> Result<Template, Vec<String>> {
     })
 }
 
-/// Check one message; each error starts with `.field: ` or, when the
-/// message as a whole is wrong, `: `.
-fn check_message(raw: &Value, declared: &BTreeMap<String, Value>) -> Result<Message, Vec<String>> {
-    let config = MessageConfig::deserialize(raw).map_err(|e| vec![format!(": {e}")])?;
+/// What is wrong with a message, and its content if it could be read.
+struct MessageProblems {
+    /// Each starts with `.field: ` or, when the message as a whole is
+    /// wrong, `: `.
+    problems: Vec<String>,
+    /// The content split at placeholders, when it parsed.
+    content: Option<Vec<Segment>>,
+}
+
+/// Check one message.
+fn check_message(raw: &Value, declared: &BTreeMap<String, Value>) -> Result<Message, MessageProblems> {
+    let config = MessageConfig::deserialize(raw).map_err(|e| MessageProblems {
+        problems: vec![format!(": {e}")],
+        content: None,
+    })?;
     let mut problems = Vec::new();
     if !ROLES.contains(&config.role.as_str()) {
         problems.push(format!(".role: {:?} must be one of {}", config.role, ROLES.join(", ")));
     }
-    let content = match placeholder::parse(&config.content) {
-        Ok(content) => content,
+    let (content, readable) = match placeholder::parse(&config.content) {
+        Ok(content) => (content, true),
         Err(problem) => {
             problems.push(format!(".content: {problem}"));
-            Vec::new()
+            (Vec::new(), false)
         }
     };
     for segment in &content {
@@ -301,7 +327,10 @@ fn check_message(raw: &Value, declared: &BTreeMap<String, Value>) -> Result<Mess
             content,
         })
     } else {
-        Err(problems)
+        Err(MessageProblems {
+            problems,
+            content: readable.then_some(content),
+        })
     }
 }
 

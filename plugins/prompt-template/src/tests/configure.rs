@@ -199,6 +199,17 @@ fn a_broken_message_does_not_also_report_its_variables_unused() {
 }
 
 #[test]
+fn an_undeclared_name_and_an_unused_variable_are_both_reported() {
+    // The README's example: a message naming `txt` where `text` was meant.
+    let err = error(&one(user("Summarize: {{txt}}"), json!({"text": {"type": "string"}})));
+    assert!(
+        err.contains("messages[0].content: {{txt}} names no declared variable"),
+        "{err}"
+    );
+    assert!(err.contains("variables.text: declared but used in no message"), "{err}");
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let config = with_templates(json!([
         {"name": "a", "version": 1, "model": "m", "messages": [{"role": "bot", "content": "{{x}}"}]},
