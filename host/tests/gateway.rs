@@ -913,3 +913,44 @@ async fn admin_api_refuses_foreign_hosts_and_cross_site_state_changes() {
         gw.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_plugins_unsendable_answer_is_refused_with_500_and_the_gateway_keeps_serving() {
+    let upstream = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "all"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "echo-config"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[("echo-config", "guest-echo-config")]).await;
+    // The plugin answers as asked: a fine answer first, to show the probe.
+    let fine = client().get(gw.url("/reply/201/x-fine")).send().await.unwrap();
+    assert_eq!(fine.status(), 201);
+    assert_eq!(fine.headers()["x-fine"], "x");
+    for (path, what) in [
+        ("/reply/42", "status"),
+        ("/reply/1000", "status"),
+        ("/reply/200/bad%20name", "headers"),
+        ("/reply/200/x:y", "headers"),
+    ] {
+        let response = client().get(gw.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 500, "{path}");
+        assert_eq!(response.headers()["x-weir-error"], "plugin-output", "{path}");
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains(&format!("plugin echo-config produced an invalid {what}")),
+            "{path}: {body}"
+        );
+    }
+    let after = client().get(gw.url("/anything")).send().await.unwrap();
+    assert_eq!(after.status(), 200, "the gateway keeps serving");
+    gw.stop().await;
+}

@@ -13,6 +13,9 @@
 //!   - `/fetch-many?url=URL`: `GET URL` up to 40 times in one call,
 //!     stopping at the first error; 200 with `N ok` and that error's
 //!     `Debug` text.
+//! - `/reply/STATUS` and `/reply/STATUS/HEADER-NAME`: answers at once with
+//!   that status (however invalid) and a header of that name (`%20` read
+//!   as a space), for the tests of plugin output the host must refuse.
 //! - Any other request continues with request header `x-config` set to the
 //!   config JSON as received (re-serialized compactly if it held control
 //!   characters such as newlines), and `,NAME` appended to the property
@@ -83,6 +86,22 @@ impl Plugin for GuestEchoConfig {
                 }
             }
             return Action::Respond(Reply::new(200).text(&format!("{ok} ok {error}")));
+        }
+        if let Some(spec) = path.strip_prefix("/reply/") {
+            // An early answer exactly as asked, however wrong:
+            // `/reply/STATUS` or `/reply/STATUS/HEADER-NAME` (the name
+            // percent-decoded only for `%20`, so it may hold a space).
+            let mut parts = spec.splitn(2, '/');
+            let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(200);
+            let headers = parts
+                .next()
+                .map(|name| vec![(name.replace("%20", " "), "x".to_string())])
+                .unwrap_or_default();
+            return Action::Respond(Reply {
+                status,
+                headers,
+                body: b"as asked".to_vec(),
+            });
         }
         if let Some(url) = path.strip_prefix("/fetch?url=") {
             return Action::Respond(match http::send("GET", url, &[], &[], None) {
