@@ -429,12 +429,7 @@ impl Gateway {
                     compiled_from_cache: Some(source.from_cache),
                     compile_ms: Some(source.compile_time.as_millis() as u64),
                     routes: routes_using(serving, &name),
-                    grants: serving
-                        .loaded
-                        .plugins
-                        .get(&name)
-                        .map(|p| p.identity.grants.entries())
-                        .unwrap_or_default(),
+                    grants: grants_of(serving.loaded.plugins.get(&name)),
                     manifest: source
                         .manifest
                         .as_ref()

@@ -26,10 +26,32 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Most messages carry none of these, so one pass over the names finds out
 /// before anything is looked up or removed.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let present = headers.keys().any(is_hop_by_hop);
-    if !present {
-        return;
+    if headers.keys().any(is_hop_by_hop) {
+        remove_hop_by_hop(headers);
     }
+}
+
+/// What a client's request brings that stops at the gateway: its
+/// hop-by-hop fields ([`strip_hop_by_hop`]) and what it claims in the
+/// fields that are the gateway's to say ([`CLIENT_FIELDS`]). One pass over
+/// the names finds out whether either is there.
+pub fn strip_from_client(headers: &mut HeaderMap) {
+    let (mut hop_by_hop, mut claims) = (false, false);
+    for name in headers.keys() {
+        hop_by_hop |= is_hop_by_hop(name);
+        claims |= CLIENT_FIELDS.contains(name);
+    }
+    if hop_by_hop {
+        remove_hop_by_hop(headers);
+    }
+    if claims {
+        for name in CLIENT_FIELDS {
+            headers.remove(name);
+        }
+    }
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -61,29 +83,19 @@ pub fn request_authority<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Opti
 
 /// The fields that say who the one client was: the gateway's to say, so
 /// what a client sends in them is dropped before the route's plugins run
-/// ([`strip_client_forwarding`]); a plugin may set them, and
-/// [`add_forwarded`] fills in those it left unset.
+/// ([`strip_from_client`]); a plugin may set them, and [`add_forwarded`]
+/// fills in those it left unset. (`x-forwarded-for` and `forwarded` are
+/// chains: the gateway appends to them.)
 const CLIENT_FIELDS: [HeaderName; 3] = [
     HeaderName::from_static("x-forwarded-proto"),
     HeaderName::from_static("x-forwarded-host"),
     X_REAL_IP,
 ];
 
-/// Drop what the client sent in `x-forwarded-proto`, `x-forwarded-host`
-/// and `x-real-ip`. (`x-forwarded-for` and `forwarded` are chains: the
-/// gateway appends to them.)
-pub fn strip_client_forwarding(headers: &mut HeaderMap) {
-    if headers.keys().any(|name| CLIENT_FIELDS.contains(name)) {
-        for name in CLIENT_FIELDS {
-            headers.remove(name);
-        }
-    }
-}
-
 /// Add `x-forwarded-for` (appended), `x-forwarded-proto`,
 /// `x-forwarded-host`, `x-real-ip` and `forwarded` (appended). The three
 /// fields naming one client are set unless a plugin set them: after
-/// [`strip_client_forwarding`], a value there is a plugin's explicit one,
+/// [`strip_from_client`], a value there is a plugin's explicit one,
 /// and it wins (say, `x-forwarded-proto = "https"` behind a load balancer
 /// that ended TLS).
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host: Option<&str>) {
@@ -154,7 +166,7 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
         h.insert("x-real-ip", HeaderValue::from_static("203.0.113.9"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        strip_client_forwarding(&mut h);
+        strip_from_client(&mut h);
         add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http", Some("api.test"));
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
         assert_eq!(h["x-real-ip"], "127.0.0.1", "a client's x-real-ip is replaced");

@@ -139,23 +139,18 @@ impl Proxy {
         ));
         record.trace = TraceContext::new(request.headers().get("traceparent"));
         self.observer.metrics.in_flight.inc();
-        if let Err(error) = checked {
-            let response = self.error_response(error, &mut record);
-            record.status = response.status().as_u16();
-            let observer = self.observer.clone();
-            return response.map(|body| Reported::new(body, record, observer).boxed_unsync());
-        }
         let bytes_in = record.bytes_in.clone();
         let pace = client_body::BodyPace::new(&self.limits);
         let request = request.map(|b| client_body::ClientBody::new(b, bytes_in, pace).boxed_unsync());
-        // Shed load at once rather than queue it.
-        let permit = match &self.in_flight {
+        // Refuse what no route should see; shed load at once rather than
+        // queue it.
+        let permit = checked.and_then(|()| match &self.in_flight {
             None => Ok(None),
             Some(limit) => limit.try_enter().map(Some).ok_or_else(|| GatewayError::Overloaded {
                 scope: "the gateway".into(),
                 limit: limit.limit(),
             }),
-        };
+        });
         let response = match permit {
             Ok(permit) => {
                 let response = match self.serve(request, peer, &mut record).await {
@@ -333,8 +328,7 @@ impl Proxy {
 
         // The client's connection-level headers stop here, and so does
         // what it claims in the fields that are the gateway's to say.
-        forwarding::strip_hop_by_hop(&mut parts.headers);
-        forwarding::strip_client_forwarding(&mut parts.headers);
+        forwarding::strip_from_client(&mut parts.headers);
 
         // Fail closed: a route never runs with a step of its chain missing.
         if let Some(missing) = chain.missing.first() {

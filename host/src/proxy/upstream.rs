@@ -385,16 +385,15 @@ impl UpstreamPool {
                         detail: error_chain(&e),
                     }
                 }
-                Ok(Err(e)) if super::client_body::client_fault(&e).is_some() => {
-                    // The client's body failed on the way through: its
-                    // fault, answered as such, and not counted against a
-                    // target that did nothing wrong.
-                    attempted(record, AttemptOutcome::ClientBody);
-                    self.health[index].released();
-                    let fault = super::client_body::client_fault(&e).cloned();
-                    return Err(fault.map_or_else(|| GatewayError::RequestBody(error_chain(&e)), Into::into));
-                }
                 Ok(Err(e)) => {
+                    if let Some(fault) = super::client_body::client_fault(&e) {
+                        // The client's body failed on the way through: its
+                        // fault, answered as such, and not counted against
+                        // a target that did nothing wrong.
+                        attempted(record, AttemptOutcome::ClientBody);
+                        self.health[index].released();
+                        return Err(fault.clone().into());
+                    }
                     // The connection broke after the request went out (the
                     // upstream died mid-request): like a 502, retried
                     // elsewhere only when that is safe and budgeted.
