@@ -6,6 +6,7 @@
 //! the whole body (then it is buffered up to a limit: 413 for requests,
 //! 502 for responses) or for response chunks.
 
+mod body;
 mod client_body;
 pub mod error;
 pub mod forwarding;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::config::InstanceMode;
@@ -30,33 +31,11 @@ use crate::config::Limits;
 use crate::observe::{Observer, Phase, PluginOutcome, Reported, RequestRecord, TraceContext};
 use crate::plugins::state::{Properties, RequestState, ResponseState};
 use crate::plugins::{ChainLink, Lease, PluginFault, Reply, RequestAction};
+pub use body::{Body, BoxError, box_error, empty_body, full_body};
+use body::{hold_until_body_ends, read_limited};
 use error::GatewayError;
 use router::{Backend, InFlightLimit, Route, RouteTable};
 use upstream::UpstreamBody;
-
-/// Errors a body can fail with.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body type used everywhere on the request path.
-pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
-
-/// Box a body error (a named function: closures here trip up the
-/// compiler's `Send` inference for the whole request future).
-pub fn box_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> BoxError {
-    Box::new(e)
-}
-
-/// A body holding `bytes`.
-pub fn full_body(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
-}
-
-/// An empty body (no allocation).
-pub fn empty_body() -> Body {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
 
 /// Everything needed to serve requests under one config: routes (with
 /// their plugin chains and upstreams) and limits. Replaced whole on reload.
@@ -518,22 +497,6 @@ impl Proxy {
     }
 }
 
-/// Keep `permit` (a request's place under an in-flight limit) until the
-/// response body is done or dropped: a streamed answer counts as in flight
-/// for as long as it streams.
-fn hold_until_body_ends(response: Response<Body>, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Response<Body> {
-    match permit {
-        None => response,
-        Some(permit) => response.map(|body| {
-            body.map_frame(move |frame| {
-                let _held = &permit;
-                frame
-            })
-            .boxed_unsync()
-        }),
-    }
-}
-
 /// A plugin's fault: skipped, with a warning, if the plugin is fail-open;
 /// the request's error otherwise. Either way the call is recorded.
 fn skip_if_fail_open(
@@ -555,48 +518,6 @@ fn skip_if_fail_open(
         Ok(())
     } else {
         Err(fault.into())
-    }
-}
-
-/// Read a whole body, refusing more than `limit` bytes.
-async fn read_limited(body: Option<Body>, limit: usize, request: bool) -> Result<Bytes, GatewayError> {
-    let Some(mut body) = body else { return Ok(Bytes::new()) };
-    if body.size_hint().lower() > limit as u64 {
-        return Err(too_large(limit, request));
-    }
-    let mut buffer = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(e) if request => {
-                return Err(match client_body::client_fault(&*e) {
-                    Some(fault) => fault.clone().into(),
-                    None => GatewayError::RequestBody(e.to_string()),
-                });
-            }
-            Err(e) => {
-                return Err(GatewayError::UpstreamFailed {
-                    upstream: crate::config::UpstreamName("-".into()),
-                    target: "-".into(),
-                    detail: format!("reading response body: {e}"),
-                });
-            }
-        };
-        if let Ok(data) = frame.into_data() {
-            if buffer.len() + data.len() > limit {
-                return Err(too_large(limit, request));
-            }
-            buffer.extend_from_slice(&data);
-        }
-    }
-    Ok(buffer.freeze())
-}
-
-fn too_large(limit: usize, request: bool) -> GatewayError {
-    if request {
-        GatewayError::RequestBodyTooLarge { limit }
-    } else {
-        GatewayError::ResponseBodyTooLarge { limit }
     }
 }
 
