@@ -5,6 +5,9 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const AUTH_RATE_HEADERS: &[(&str, &str)] = &[
     ("api-key-auth", "api-key-auth"),
@@ -487,15 +490,23 @@ async fn upstream_connections_are_reused_after_every_kind_of_response() {
     gw.stop().await;
 }
 
-/// An upstream that answers each request and then closes the connection
-/// without announcing it (no `connection: close`), like a server whose idle
-/// timeout fires just after a response.
-async fn closing_upstream() -> std::net::SocketAddr {
+/// An upstream that answers the first request on each connection (kept
+/// alive, nothing says it will close) and, when another request comes on
+/// that connection, closes it without an answer: the race of a server
+/// whose idle timeout fires just as a request goes out on a kept-alive
+/// connection, forced every time. Counts connections accepted and
+/// requests dropped so.
+async fn closing_upstream() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (a, d) = (accepted.clone(), dropped.clone());
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            let dropped = d.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -508,15 +519,22 @@ async fn closing_upstream() -> std::net::SocketAddr {
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nclosed")
                     .await;
+                // The next request on this connection is read, then the
+                // connection closed with no answer.
+                if let Ok(n) = stream.read(&mut chunk).await
+                    && n > 0
+                {
+                    dropped.fetch_add(1, Ordering::SeqCst);
+                }
             });
         }
     });
-    addr
+    (addr, accepted, dropped)
 }
 
 #[tokio::test]
-async fn connections_the_upstream_closed_are_not_reused() {
-    let upstream = closing_upstream().await;
+async fn an_idempotent_request_on_a_connection_the_upstream_closed_is_sent_again_on_another() {
+    let (upstream, accepted, dropped) = closing_upstream().await;
     let gw = TestGateway::start(&plain_config(upstream), &[]).await;
     let client = client();
     for i in 0..20 {
@@ -524,6 +542,21 @@ async fn connections_the_upstream_closed_are_not_reused() {
         assert_eq!(response.status(), 200, "request {i}");
         assert_eq!(response.text().await.unwrap(), "closed");
     }
+    // Every request after the first went out on the kept-alive connection,
+    // which the upstream closed; each was sent again on a new one.
+    assert_eq!(dropped.load(Ordering::SeqCst), 19, "the race was not forced every time");
+    assert_eq!(accepted.load(Ordering::SeqCst), 20);
+
+    // A POST may have been acted on: it is not sent again.
+    let response = client.post(gw.url("/order")).body("once").send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.headers()["x-weir-error"], "upstream-failed");
+    assert_eq!(dropped.load(Ordering::SeqCst), 20);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        20,
+        "the POST was sent on a new connection"
+    );
     gw.stop().await;
 }
 

@@ -5,6 +5,14 @@
 //! retries on another target when a connection cannot be made, or, for
 //! idempotent requests, when the target answered 502/503/504, broke the
 //! connection or timed out.
+//!
+//! A kept-alive connection the target closes just as a request goes out
+//! on it ends with no answer; the target did nothing wrong. So an
+//! idempotent request whose body is in memory, on a connection that
+//! ended before any answer, is sent once more to the same target (on
+//! another connection) before any other, without counting against the
+//! target's health or the retry budget (it happens at most once a
+//! request).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -231,6 +239,29 @@ impl UpstreamPool {
         ready
     }
 
+    /// The next target to try in `candidates` order whose breaker admits
+    /// the request; when the breaker refused them all, the first refused.
+    fn next_candidate(
+        &self,
+        candidates: &mut impl Iterator<Item = usize>,
+        refused: &mut VecDeque<usize>,
+        admitted_any: &mut bool,
+    ) -> Option<usize> {
+        loop {
+            match candidates.next() {
+                Some(i) if self.health[i].admit(self.breaker, now_ms()) == Admission::Refused => {
+                    refused.push_back(i);
+                }
+                Some(i) => {
+                    *admitted_any = true;
+                    return Some(i);
+                }
+                None if *admitted_any => return None,
+                None => return refused.pop_front(),
+            }
+        }
+    }
+
     fn failed(&self, index: usize) {
         if self.health[index].failed(self.breaker, now_ms()) {
             tracing::warn!(upstream = %self.name, target = %self.targets[index].authority, "circuit opened after failures");
@@ -241,7 +272,8 @@ impl UpstreamPool {
     /// to the next target when the body is replayable, until every target
     /// was tried once; so do a 502, 503 or 504 answer, a broken connection
     /// and a response timeout for an idempotent request, while the retry
-    /// budget allows.
+    /// budget allows; a connection that ended before any answer first
+    /// gets the same target once more (see the module docs).
     pub async fn send(
         &self,
         head: http::request::Parts,
@@ -259,6 +291,10 @@ impl UpstreamPool {
             UpstreamBody::Replayable(bytes) => (None, Some(bytes)),
         };
         let attempts = if replay.is_some() { self.targets.len() } else { 1 };
+        // One more try of the same target after a connection that ended
+        // before any answer, for a request that can be sent again.
+        let mut resend_left = idempotent && replay.is_some();
+        let mut resend: Option<usize> = None;
         let mut candidates = self.order(now_ms()).into_iter();
         // Targets the breaker refused: tried only if it refuses them all.
         let mut refused = VecDeque::new();
@@ -270,19 +306,12 @@ impl UpstreamPool {
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let mut head = Some(head);
-        for attempt in 0..attempts {
-            let index = loop {
-                match candidates.next() {
-                    Some(i) if self.health[i].admit(self.breaker, now_ms()) == Admission::Refused => {
-                        refused.push_back(i);
-                    }
-                    Some(i) => {
-                        admitted_any = true;
-                        break Some(i);
-                    }
-                    None if admitted_any => break None,
-                    None => break refused.pop_front(),
-                }
+        let mut attempt = 0;
+        while attempt < attempts {
+            let index = if let Some(index) = resend.take() {
+                Some(index)
+            } else {
+                self.next_candidate(&mut candidates, &mut refused, &mut admitted_any)
             };
             let Some(index) = index else { break };
             let target = &self.targets[index];
@@ -296,7 +325,7 @@ impl UpstreamPool {
                 break;
             }
             // Only a request that may be retried needs a copy of its head.
-            let parts = if attempt + 1 == attempts {
+            let parts = if attempt + 1 == attempts && !resend_left {
                 head.take()
             } else {
                 head.clone()
@@ -394,16 +423,27 @@ impl UpstreamPool {
                         self.health[index].released();
                         return Err(fault.clone().into());
                     }
-                    // The connection broke after the request went out (the
-                    // upstream died mid-request): like a 502, retried
-                    // elsewhere only when that is safe and budgeted.
                     attempted(record, AttemptOutcome::Broken);
-                    self.failed(index);
                     let error = GatewayError::UpstreamFailed {
                         upstream: self.name.clone(),
                         target: target.authority.to_string(),
                         detail: error_chain(&e),
                     };
+                    // The connection ended before any answer: perhaps a
+                    // kept-alive one the target closed as the request went
+                    // out. The same target once more, on another connection.
+                    // At most once a request, so outside the retry budget.
+                    if resend_left {
+                        resend_left = false;
+                        resend = Some(index);
+                        tracing::debug!(upstream = %self.name, target = %target.authority, "connection ended before an answer, sending again: {}", error_chain(&e));
+                        last_error = Some(error);
+                        continue;
+                    }
+                    // The connection broke after the request went out (the
+                    // upstream died mid-request): like a 502, retried
+                    // elsewhere only when that is safe and budgeted.
+                    self.failed(index);
                     if !may_retry() {
                         return Err(error);
                     }
@@ -411,6 +451,7 @@ impl UpstreamPool {
                 }
             };
             last_error = Some(error);
+            attempt += 1;
         }
         Err(last_error.unwrap_or_else(|| match deadline {
             Some(_) => GatewayError::UpstreamTimeout {
