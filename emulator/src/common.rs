@@ -22,6 +22,11 @@ pub struct Faults {
     pub split: bool,
     /// `crlf`: SSE lines end with `\r\n`.
     pub crlf: bool,
+    /// `quote-key`: `{key}` in the request body is replaced with the key
+    /// the request carried, so the answer quotes it back.
+    pub quote_key: bool,
+    /// `hold`: wait before answering until [`crate::Emulator::release`].
+    pub hold: bool,
 }
 
 impl Faults {
@@ -39,6 +44,8 @@ impl Faults {
                 "malformed" => faults.malformed = true,
                 "split" => faults.split = true,
                 "crlf" => faults.crlf = true,
+                "quote-key" => faults.quote_key = true,
+                "hold" => faults.hold = true,
                 _ => {}
             }
         }
@@ -53,6 +60,8 @@ impl Faults {
         self.malformed |= other.malformed;
         self.split |= other.split;
         self.crlf |= other.crlf;
+        self.quote_key |= other.quote_key;
+        self.hold |= other.hold;
     }
 
     /// Whether the body must be sent through the stream machinery.

@@ -6,6 +6,7 @@
 //! Replies echo the last user message (`Echo: <text>`). Faults are chosen by
 //! the `x-emulator-fault` header or a `[fault:...]` marker in the last user
 //! message: `429[:N]`, `500`, `slow:MS`, `cut:N`, `malformed`, `split`, `crlf`,
+//! `quote-key` (given as a header or standing fault only), `hold`,
 //! comma-separated.
 
 mod anthropic;
@@ -73,6 +74,9 @@ struct Inner {
     received: Mutex<Vec<Received>>,
     seq: AtomicU64,
     standing_faults: Mutex<Option<String>>,
+    /// Set by `release`: held answers go on.
+    released: std::sync::atomic::AtomicBool,
+    release: tokio::sync::Notify,
 }
 
 impl Emulator {
@@ -95,6 +99,26 @@ impl Emulator {
     /// emulator standing in for a provider that is down or rate limited.
     pub fn set_faults(&self, spec: Option<&str>) {
         *self.inner.standing_faults.lock().unwrap() = spec.map(str::to_string);
+    }
+
+    /// Let every answer held by the `hold` fault go on, and those asked
+    /// for later too.
+    pub fn release(&self) {
+        self.inner.released.store(true, Ordering::SeqCst);
+        self.inner.release.notify_waiters();
+    }
+
+    /// Wait for [`Self::release`].
+    async fn released(&self) {
+        loop {
+            let notified = self.inner.release.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.released.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Forget the received requests.
@@ -194,6 +218,29 @@ fn provider_of(path: &str) -> &'static str {
     }
 }
 
+/// `body` with `{key}` replaced by the key the request carried, wherever
+/// a provider takes it: a bearer token, `x-api-key`, `api-key`,
+/// `x-goog-api-key`, or the `key` query parameter.
+fn quote_key(body: &Bytes, headers: &HeaderMap, query: &str) -> Bytes {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let key = header("authorization")
+        .map(|v| v.trim_start_matches("Bearer ").to_string())
+        .or_else(|| header("x-api-key").map(str::to_string))
+        .or_else(|| header("api-key").map(str::to_string))
+        .or_else(|| header("x-goog-api-key").map(str::to_string))
+        .or_else(|| form_urlencoded_key(query))
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(body).replace("{key}", &key);
+    Bytes::from(text)
+}
+
+fn form_urlencoded_key(query: &str) -> Option<String> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("key="))
+        .map(str::to_string)
+}
+
 async fn handle(request: Request<Incoming>, state: Emulator) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
@@ -234,6 +281,10 @@ async fn handle(request: Request<Incoming>, state: Emulator) -> Response<Body> {
     {
         headers.insert("x-emulator-fault", value);
     }
+    let body = match headers.get("x-emulator-fault").and_then(|v| v.to_str().ok()) {
+        Some(spec) if Faults::parse(spec).quote_key => quote_key(&body, &headers, &query),
+        _ => body,
+    };
     let req = Req {
         method: parts.method,
         path,
@@ -257,6 +308,9 @@ async fn handle(request: Request<Incoming>, state: Emulator) -> Response<Body> {
             Faults::default(),
         ),
     };
+    if faults.hold {
+        state.released().await;
+    }
     if let Some(ms) = faults.slow_ms {
         tokio::time::sleep(Duration::from_millis(ms.min(120_000))).await;
     }

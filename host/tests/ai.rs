@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Scraped, TestGateway, access_lines, client, emulator};
+use common::{Scraped, TestGateway, access_lines, client, emulator, wait_for};
 use serde_json::{Value, json};
 use weir_emulator::Emulator;
 
@@ -298,35 +298,79 @@ async fn failover_gateway(first: &str) -> (TestGateway, Emulator, Emulator) {
     (gw, bad, good)
 }
 
+/// Ask for `text` whole or streamed, expecting 200 from `target`; the
+/// answer's text.
+async fn answered_by(gw: &TestGateway, target: &str, text: &str, stream: bool) -> String {
+    let response = chat(
+        gw,
+        "alice",
+        json!({"model": "chat", "messages": user(text), "stream": stream}),
+    )
+    .await;
+    assert_eq!(response.status(), 200, "stream {stream}");
+    assert_eq!(response.headers()["x-weir-target"], target, "stream {stream}");
+    let body = response.text().await.unwrap();
+    if stream {
+        streamed_text(&events(&body))
+    } else {
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        answer["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
 #[tokio::test]
 async fn a_target_answering_429_or_500_is_failed_over_whole_and_streamed() {
     for fault in ["429:30", "500"] {
-        let (gw, bad, good) = failover_gateway(fault).await;
-        let response = chat(&gw, "alice", json!({"model": "chat", "messages": user("hi")})).await;
-        assert_eq!(response.status(), 200, "{fault}");
-        assert_eq!(response.headers()["x-weir-target"], "second", "{fault}");
-        let response = chat(
-            &gw,
-            "alice",
-            json!({"model": "chat", "messages": user("hi"), "stream": true}),
-        )
-        .await;
-        assert_eq!(response.status(), 200, "{fault}");
-        let text = response.text().await.unwrap();
-        assert_eq!(streamed_text(&events(&text)), "Echo: hi", "{fault}: {text}");
-        assert!(
-            bad.count() >= 1 && good.count() == 2,
-            "{fault}: bad {} good {}",
-            bad.count(),
-            good.count()
-        );
-        if fault.starts_with("429") {
-            // Retry-after is honoured: the cooling target goes last, so the
-            // healthy one is asked first and the bad one is not asked again.
-            assert_eq!(bad.count(), 1, "the rate-limited target was asked again");
+        for stream in [false, true] {
+            // A fresh gateway, so the faulty first target is asked first.
+            let (gw, bad, good) = failover_gateway(fault).await;
+            assert_eq!(answered_by(&gw, "second", "hi", stream).await, "Echo: hi");
+            assert_eq!(
+                (bad.count(), good.count()),
+                (1, 1),
+                "{fault}, stream {stream}: the failing target was asked first, then the next"
+            );
+            gw.stop().await;
         }
-        gw.stop().await;
     }
+}
+
+/// A target's cool-down as the admin API shows it.
+async fn cooling_ms(gw: &TestGateway) -> Option<i64> {
+    let routes: Value = gw.admin_json("/routes").await;
+    routes["routes"][0]["ai_targets"][0]["cooling_ms"].as_i64()
+}
+
+#[tokio::test]
+async fn a_target_answering_429_rests_for_its_retry_after_and_is_asked_again_after_it() {
+    let (gw, bad, good) = failover_gateway("429:2").await;
+    assert_eq!(answered_by(&gw, "second", "hi", false).await, "Echo: hi");
+    assert_eq!(bad.count(), 1);
+    let rest = cooling_ms(&gw).await.expect("the 429 target is cooling down");
+    assert!(rest > 0 && rest <= 2_000, "rests for its retry-after of 2 s: {rest} ms");
+
+    // While it rests, whole and streamed requests go to the next target.
+    bad.set_faults(None);
+    for stream in [false, true] {
+        assert_eq!(answered_by(&gw, "second", "hi", stream).await, "Echo: hi");
+    }
+    assert!(
+        cooling_ms(&gw).await.is_some(),
+        "the rest ended before the requests that should fall in it were answered"
+    );
+    assert_eq!((bad.count(), good.count()), (1, 3), "the resting target was asked");
+
+    // Once the rest is over, it is first again.
+    wait_for("the rest to end", Duration::from_secs(10), || async {
+        cooling_ms(&gw).await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(answered_by(&gw, "first", "hi", true).await, "Echo: hi");
+    assert_eq!((bad.count(), good.count()), (2, 3));
+    gw.stop().await;
 }
 
 #[tokio::test]
@@ -461,6 +505,34 @@ async fn ai_traffic_shows_in_the_metrics() {
         ),
         1.0
     );
+    // The shims' calls are plugin calls: the failing target's translated
+    // the request and the error, the next one the request and the answer.
+    let calls = |plugin: &str, phase: &str| {
+        m.value(
+            "weir_plugin_calls_total",
+            &[("plugin", plugin), ("phase", phase), ("result", "continue")],
+        )
+    };
+    assert_eq!(
+        (calls("ai-gemini", "request"), calls("ai-gemini", "response")),
+        (1.0, 1.0)
+    );
+    assert_eq!(
+        (calls("ai-anthropic", "request"), calls("ai-anthropic", "response")),
+        (1.0, 1.0)
+    );
+    // And so they are on the dashboard.
+    let data = gw.admin_json("/dashboard/data?minutes=1").await;
+    let shim_calls = |name: &str| {
+        data["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["plugin"] == name)
+            .map(|p| p["calls"].clone())
+    };
+    assert_eq!(shim_calls("ai-anthropic"), Some(json!(2)), "{data}");
+    assert_eq!(shim_calls("ai-gemini"), Some(json!(2)), "{data}");
     gw.stop().await;
 }
 
@@ -544,10 +616,13 @@ async fn a_target_refusing_connections_is_failed_over() {
     ]
     .concat();
     let gw = TestGateway::start(&config(&targets, "", ""), SHIMS).await;
-    let response = chat(&gw, "alice", json!({"model": "chat", "messages": user("hi")})).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["x-weir-target"], "alive");
-    assert_eq!(good.count(), 1);
+    for (asked, stream) in [false, true].into_iter().enumerate() {
+        assert_eq!(answered_by(&gw, "alive", "hi", stream).await, "Echo: hi");
+        assert_eq!(good.count(), asked + 1);
+    }
+    // Both tries reached the dead target first: its circuit is still closed.
+    let routes: Value = gw.admin_json("/routes").await;
+    assert_eq!(routes["routes"][0]["ai_targets"][0]["circuit"], "closed");
     gw.stop().await;
 }
 
@@ -829,10 +904,14 @@ async fn a_slow_first_byte_past_the_timeout_fails_over() {
     ]
     .concat();
     let gw = TestGateway::start(&config(&targets, "", ""), SHIMS).await;
-    let response = chat(&gw, "alice", json!({"model": "chat", "messages": user("hi")})).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["x-weir-target"], "fast");
-    assert_eq!(good.count(), 1);
+    for (asked, stream) in [false, true].into_iter().enumerate() {
+        assert_eq!(answered_by(&gw, "fast", "hi", stream).await, "Echo: hi");
+        assert_eq!(
+            (slow.count(), good.count()),
+            (asked + 1, asked + 1),
+            "stream {stream}: the slow target was asked first"
+        );
+    }
     gw.stop().await;
 }
 
@@ -947,5 +1026,79 @@ async fn a_rejected_provider_key_is_answered_not_failed_over_and_never_quoted_ba
     );
     assert!(text.contains("[redacted]"), "{text}");
     assert_eq!((first.count(), second.count()), (1, 0), "a 401 is not failed over");
+    gw.stop().await;
+}
+
+/// What the spy shim (`guest-shim-spy`) reported it was given: the hex
+/// after `seen:` in `text`, decoded.
+fn spy_saw(text: &str) -> String {
+    let hex: String = text
+        .split_once("seen:")
+        .map(|(_, rest)| rest.chars().take_while(char::is_ascii_hexdigit).collect())
+        .unwrap_or_default();
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[tokio::test]
+async fn a_shim_is_never_given_the_provider_key_even_when_the_provider_quotes_it() {
+    let (emu, addr) = emulator().await;
+    // The provider quotes the key back in its answer (`{key}` in the
+    // prompt), and writes its stream in pieces of a few bytes.
+    emu.set_faults(Some("quote-key,split"));
+    let targets = [
+        target("spy", "spy", addr, "gpt-test", "chat", ""),
+        target("spy-bad", "spy", addr, "gpt-test", "rejected", "")
+            .replace("key_secret = \"provider-key\"", "key_secret = \"bad-key\""),
+    ]
+    .concat();
+    let cfg = config(&targets, "", "").replace(
+        "[secrets.provider-key]",
+        "[secrets.bad-key]\nvalue = \"sk-bad-0123456789\"\n\n[secrets.provider-key]",
+    );
+    let shims = [SHIMS, &[("spy", "guest-shim-spy")]].concat();
+    let gw = TestGateway::start(&cfg, &shims).await;
+    let keys = ["sk-provider-secret", "sk-bad-0123456789"];
+
+    let mut answers = Vec::new();
+    for stream in [false, true] {
+        let text = answered_by(&gw, "spy", "say {key}", stream).await;
+        let seen = spy_saw(&text);
+        // The shim got the client's request and the provider's answer,
+        // with the key the provider quoted taken out.
+        assert!(seen.contains("say {key}"), "stream {stream}: {seen}");
+        assert!(seen.contains("[redacted]"), "stream {stream}: {seen}");
+        answers.push(text);
+    }
+    // A rejected key, which the provider's error quotes.
+    let response = chat(&gw, "alice", json!({"model": "rejected", "messages": user("hi")})).await;
+    assert_eq!(response.status(), 401);
+    let text = response.text().await.unwrap();
+    let seen = spy_saw(&text);
+    assert!(seen.contains("Incorrect API key provided: [redacted]"), "{seen}");
+    answers.push(text);
+
+    // The provider got each key, from the host.
+    let sent: Vec<String> = emu
+        .requests()
+        .iter()
+        .filter_map(|r| r.headers.get("authorization").cloned())
+        .collect();
+    for key in keys {
+        assert!(sent.contains(&format!("Bearer {key}")), "{key} was not sent: {sent:?}");
+    }
+    // The shim never held one, and the client never got one.
+    for text in &answers {
+        for key in keys {
+            assert!(
+                !spy_saw(text).contains(key),
+                "the shim was given {key}: {}",
+                spy_saw(text)
+            );
+            assert!(!text.contains(key), "the client got {key}: {text}");
+        }
+    }
     gw.stop().await;
 }

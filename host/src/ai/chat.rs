@@ -13,12 +13,13 @@ use serde_json::{Value, json};
 
 use super::budget::{Denied, Reservation};
 use super::cache::CachedAnswer;
-use super::relay::Relay;
+use super::redact::{StreamRedactor, redact};
+use super::relay::{Relay, Shim};
 use super::targets::{AiRoute, AiTarget};
 use super::usage::UsageRecord;
 use super::{AiServices, now_ms};
 use crate::config::Target;
-use crate::observe::{AiSlot, AiSummary};
+use crate::observe::{AiSlot, AiSummary, Phase, ShimCalls};
 use crate::plugins::PluginFault;
 use crate::plugins::capabilities::header_list;
 use crate::plugins::capabilities::shim::exports::weir::plugin::provider::{
@@ -52,6 +53,9 @@ pub struct AiRequest<'a> {
     /// Where each target tried is recorded (its time and how it ended),
     /// as an upstream route records its attempts.
     pub attempts: &'a mut Vec<TargetAttempt>,
+    /// Where the calls to the targets' shims are counted, as a route's
+    /// plugin calls are.
+    pub shim_calls: ShimCalls,
 }
 
 /// One AI target tried for a request: what the request's record makes an
@@ -322,6 +326,7 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
             head.stream,
             &exchange,
             request.max_response_bytes,
+            &request.shim_calls,
         )
         .await;
         request.attempts.push(TargetAttempt {
@@ -467,6 +472,7 @@ async fn attempt(
     stream: bool,
     exchange: &Exchange,
     max_response_bytes: usize,
+    calls: &ShimCalls,
 ) -> Result<Answer, Outcome> {
     let retry = |status: u16, message: String| Outcome::Retry(api_error(status, "api_error", &message));
     let fault = |fault: PluginFault| retry(500, format!("the provider shim failed: {fault}"));
@@ -479,8 +485,22 @@ async fn attempt(
             ));
         }
     };
-    let mut lease = plugin.lease(slot).await.map_err(fault)?;
-    let provider_request = match lease.translate_request(slot, body).await.map_err(fault)? {
+    // Each call to the shim is counted, faulted or not.
+    let counted = |phase: Phase, started: Instant, fault: Option<&PluginFault>| {
+        calls.add(plugin.name(), phase, started, fault);
+    };
+    let started = Instant::now();
+    let leased = plugin.lease(slot).await;
+    let mut lease = match leased {
+        Ok(lease) => lease,
+        Err(e) => {
+            counted(Phase::Request, started, Some(&e));
+            return Err(fault(e));
+        }
+    };
+    let translated = lease.translate_request(slot, body).await;
+    counted(Phase::Request, started, translated.as_ref().err());
+    let provider_request = match translated.map_err(fault)? {
         Ok(r) => r,
         Err(error) => return Err(Outcome::Refused(error)),
     };
@@ -509,9 +529,12 @@ async fn attempt(
         let bytes = read_body(response.into_body(), MAX_ERROR_BODY, target)
             .await
             .unwrap_or_default();
-        let mut error = lease.translate_error(slot, status, &bytes).await.map_err(fault)?;
-        // Providers quote a rejected key back; it never reaches the client.
-        redact_key(&mut error, target);
+        // Providers quote a rejected key back: the shim never sees it.
+        let bytes = redact(&bytes, target.key.as_deref());
+        let started = Instant::now();
+        let translated = lease.translate_error(slot, status, &bytes).await;
+        counted(Phase::Response, started, translated.as_ref().err());
+        let error = translated.map_err(fault)?;
         return Err(if retryable(status) {
             Outcome::Retry(error)
         } else {
@@ -523,25 +546,30 @@ async fn attempt(
         let bytes = read_body(upstream, max_response_bytes, target)
             .await
             .map_err(|e| retry(502, e))?;
-        return match lease.translate_response(slot, exchange, &bytes).await.map_err(fault)? {
+        let bytes = redact(&bytes, target.key.as_deref());
+        let started = Instant::now();
+        let translated = lease.translate_response(slot, exchange, &bytes).await;
+        counted(Phase::Response, started, translated.as_ref().err());
+        return match translated.map_err(fault)? {
             Ok(completion) => Ok(Answer::Whole(completion)),
             Err(error) if retryable(error.status) => Err(Outcome::Retry(error)),
             Err(error) => Err(Outcome::Refused(error)),
         };
     }
-    let translator = lease.open_stream(slot, exchange).await.map_err(fault)?;
-    let mut relay = Relay::new(lease, slot, translator, upstream, target.response_timeout);
+    let started = Instant::now();
+    let opened = lease.open_stream(slot, exchange).await;
+    counted(Phase::Response, started, opened.as_ref().err());
+    let translator = opened.map_err(fault)?;
+    let shim = Shim {
+        plugin: plugin.name().clone(),
+        calls: calls.clone(),
+        redactor: StreamRedactor::new(target.key.as_deref()),
+    };
+    let mut relay = Relay::new(lease, slot, translator, upstream, target.response_timeout, shim);
     match relay.prime().await {
         Ok(()) => Ok(Answer::Stream(Box::new(relay))),
         Err(error) if retryable(error.status) => Err(Outcome::Retry(error)),
         Err(error) => Err(Outcome::Refused(error)),
-    }
-}
-
-/// Take the target's key out of an error's text.
-fn redact_key(error: &mut ApiError, target: &AiTarget) {
-    if let Some(key) = target.key.as_deref().filter(|k| k.len() >= 4) {
-        error.message = error.message.replace(key, "[redacted]");
     }
 }
 

@@ -25,6 +25,7 @@
 pub mod budget;
 pub mod cache;
 pub mod chat;
+pub mod redact;
 pub mod relay;
 pub mod targets;
 pub mod usage;

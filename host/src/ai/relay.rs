@@ -8,10 +8,12 @@
 //! a provider that fails before that can still be failed over. A stream
 //! that breaks later — the provider stops, sends an error or garbage, or
 //! goes quiet past the timeout — ends with an OpenAI-style error event and
-//! no `[DONE]`, never as a clean-looking truncated answer.
+//! no `[DONE]`, never as a clean-looking truncated answer. The target's
+//! key is redacted from the provider's bytes before the shim sees them,
+//! and each call to the shim is counted as the route's plugin calls are.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http_body::Frame;
@@ -20,14 +22,29 @@ use wasmtime::component::ResourceAny;
 
 use super::cache::CompletionBuilder;
 use super::chat::{Accounting, api_error, error_json};
+use super::redact::StreamRedactor;
+use crate::config::PluginName;
+use crate::observe::{Phase, ShimCalls};
 use crate::plugins::Lease;
 use crate::plugins::capabilities::shim::exports::weir::plugin::provider::{ApiError, Usage};
 use crate::proxy::{Body, BoxError};
+
+/// The shim a stream goes through: where its calls are counted, and the
+/// redaction of the target's key from what it is given.
+pub(super) struct Shim {
+    /// The shim plugin.
+    pub plugin: PluginName,
+    /// The request's shim calls.
+    pub calls: ShimCalls,
+    /// The target's key, taken out of the provider's bytes.
+    pub redactor: StreamRedactor,
+}
 
 /// A provider stream being translated.
 pub(super) struct Relay {
     lease: Lease,
     slot: usize,
+    shim: Shim,
     translator: Option<ResourceAny>,
     upstream: Body,
     idle: Duration,
@@ -40,12 +57,20 @@ pub(super) struct Relay {
 impl Relay {
     /// A relay of `upstream` through the shim stream `translator`, which
     /// lives in `lease`'s instance.
-    pub(super) fn new(mut lease: Lease, slot: usize, translator: ResourceAny, upstream: Body, idle: Duration) -> Self {
+    pub(super) fn new(
+        mut lease: Lease,
+        slot: usize,
+        translator: ResourceAny,
+        upstream: Body,
+        idle: Duration,
+        shim: Shim,
+    ) -> Self {
         // Reused only after the translator is closed cleanly.
         lease.discard_on_drop();
         Relay {
             lease,
             slot,
+            shim,
             translator: Some(translator),
             upstream,
             idle,
@@ -118,11 +143,28 @@ impl Relay {
             },
         };
         let end = data.is_none();
-        let bytes = data.unwrap_or_default();
-        let output = self.lease.stream_step(self.slot, translator, &bytes, end).await;
+        let bytes = match data {
+            Some(data) => self.shim.redactor.push(data),
+            None => self.shim.redactor.finish(),
+        };
+        // A piece held back whole (it may begin the key) waits for the next.
+        if !bytes.is_empty() {
+            self.feed(translator, &bytes, false).await?;
+        }
         if end {
             self.ended = true;
+            self.feed(translator, &[], true).await?;
         }
+        Ok(())
+    }
+
+    /// One call to the stream translator: the next bytes, or the end.
+    async fn feed(&mut self, translator: ResourceAny, bytes: &[u8], end: bool) -> Result<(), ApiError> {
+        let started = Instant::now();
+        let output = self.lease.stream_step(self.slot, translator, bytes, end).await;
+        self.shim
+            .calls
+            .add(&self.shim.plugin, Phase::Chunk, started, output.as_ref().err());
         match output {
             Err(fault) => Err(api_error(
                 500,

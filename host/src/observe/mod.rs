@@ -11,7 +11,7 @@ pub mod trace;
 
 pub use record::{
     AiSlot, AiSummary, Attempt, AttemptOutcome, ChunkCalls, Phase, PluginCall, PluginOutcome, Reported, RequestRecord,
-    TraceContext,
+    ShimCalls, TraceContext,
 };
 
 /// Where finished requests are reported. One per gateway; it outlives

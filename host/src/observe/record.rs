@@ -55,9 +55,10 @@ pub struct RequestRecord {
     pub attempts: Vec<Attempt>,
     /// The `consumer` property a plugin set, if any.
     pub consumer: Option<String>,
-    /// The plugins' `on-response-chunk` calls, tallied while the body
-    /// streams and added to `plugins` when the record is reported.
-    pub chunk_calls: Option<ChunkCalls>,
+    /// Plugin calls tallied away from the request's own flow (the
+    /// plugins' `on-response-chunk` calls while the body streams, an AI
+    /// route's shim calls), added to `plugins` when the record is reported.
+    pub chunk_calls: Vec<ChunkCalls>,
     /// What an AI route made of the request, filled in when its usage is
     /// settled (before the response body ends).
     pub ai: Option<AiSlot>,
@@ -110,6 +111,45 @@ pub struct PluginCall {
 
 /// A request's chunk-phase plugin calls, shared with the streaming body.
 pub type ChunkCalls = Arc<Mutex<Vec<PluginCall>>>;
+
+/// An AI route's calls to its provider shims for one request, which go on
+/// while the answer streams: each adds to its plugin and phase's entry
+/// (translation of the request, of the answer or error, of the stream's
+/// pieces), so a shim's calls count as any plugin's do.
+#[derive(Clone)]
+pub struct ShimCalls {
+    calls: ChunkCalls,
+    request_started: Instant,
+}
+
+impl ShimCalls {
+    /// Add a call that started at `started`; `fault` if it faulted.
+    pub fn add(&self, plugin: &PluginName, phase: Phase, started: Instant, fault: Option<&PluginFault>) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let index = match calls.iter().position(|c| c.phase == phase && c.plugin == *plugin) {
+            Some(index) => index,
+            None => {
+                calls.push(PluginCall {
+                    plugin: plugin.clone(),
+                    phase,
+                    offset: started.saturating_duration_since(self.request_started),
+                    duration: Duration::ZERO,
+                    calls: 0,
+                    outcome: PluginOutcome::Continue,
+                });
+                calls.len() - 1
+            }
+        };
+        let call = &mut calls[index];
+        call.calls += 1;
+        call.duration += started.elapsed();
+        if let Some(fault) = fault
+            && !matches!(call.outcome, PluginOutcome::Fault { .. })
+        {
+            call.outcome = PluginOutcome::fault(fault, false);
+        }
+    }
+}
 
 /// Where an AI route leaves its account of a request.
 pub type AiSlot = Arc<OnceLock<AiSummary>>;
@@ -230,7 +270,7 @@ impl RequestRecord {
             plugins: Vec::new(),
             attempts: Vec::new(),
             consumer: None,
-            chunk_calls: None,
+            chunk_calls: Vec::new(),
             ai: None,
             completed: false,
         }
@@ -267,8 +307,18 @@ impl RequestRecord {
             })
             .collect();
         let calls = Arc::new(Mutex::new(calls));
-        self.chunk_calls = Some(calls.clone());
+        self.chunk_calls.push(calls.clone());
         calls
+    }
+
+    /// Start tallying an AI route's shim calls for this request.
+    pub fn shim_calls(&mut self) -> ShimCalls {
+        let calls = ChunkCalls::default();
+        self.chunk_calls.push(calls.clone());
+        ShimCalls {
+            calls,
+            request_started: self.started,
+        }
     }
 
     /// The AI account of this request, once settled.
@@ -278,7 +328,7 @@ impl RequestRecord {
 
     /// Move the chunk calls made into `plugins`.
     fn gather_chunk_calls(&mut self) {
-        if let Some(calls) = self.chunk_calls.take() {
+        for calls in std::mem::take(&mut self.chunk_calls) {
             let calls = std::mem::take(&mut *calls.lock().unwrap_or_else(|e| e.into_inner()));
             self.plugins.extend(calls.into_iter().filter(|call| call.calls > 0));
         }

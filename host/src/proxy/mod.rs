@@ -263,6 +263,7 @@ impl Proxy {
                     max_response_bytes: self.limits.max_response_body_bytes,
                     account,
                     attempts: &mut attempts,
+                    shim_calls: record.shim_calls(),
                 })
                 .await;
                 // Each target asked is an attempt of the request, as an
