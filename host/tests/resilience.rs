@@ -397,7 +397,7 @@ async fn a_slow_upstream_times_out_and_retries_stay_within_the_budget() {
     let gw = TestGateway::start(
         &pool_config(&format!(
             r#"targets = ["{}", "{fast}"]
-            response_timeout_ms = 150
+            response_timeout_ms = 500
             eject_after_failures = 0
             retry_budget_percent = 20"#,
             slow.addr
@@ -492,7 +492,7 @@ async fn a_circuit_opens_on_its_failure_rate_and_a_half_open_trial_decides() {
         &pool_config(&format!(
             r#"targets = ["{}", "{good}"]
             eject_after_failures = 0
-            eject_ms = 1000
+            eject_ms = 2000
             retry_budget_percent = 100
             circuit_breaker = {{ failure_rate_percent = 50, min_requests = 4, window_ms = 60000 }}"#,
             flaky.addr
@@ -513,8 +513,8 @@ async fn a_circuit_opens_on_its_failure_rate_and_a_half_open_trial_decides() {
     assert_eq!(flaky.hits(), 4, "four failures of four requests open the circuit");
     assert_eq!(circuits(&gw).await, ["open", "closed"]);
 
-    // Half-open after a second: one trial, which fails and opens it again
-    // for twice as long.
+    // Half-open after two seconds: one trial, which fails and opens it
+    // again for twice as long (time enough for the ten requests below).
     wait_for("half-open", Duration::from_secs(10), || async {
         (circuits(&gw).await[0] == "half_open").then_some(())
     })

@@ -7,6 +7,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::certs::TestCa;
@@ -171,11 +173,14 @@ async fn a_token_budget_holds_across_gateways_under_concurrent_streams() {
     // 100 at once; each gateway counting alone would admit two each.
     let budget = "[ai.budgets.consumers.alice]\ntokens = 100\nperiod = \"day\"\n";
     let gateways = three_gateways(&config(&redis.url(), upstream, provider, 1000, "", budget)).await;
-    // Every admitted request stays in flight while the rest are decided.
-    emu.set_faults(Some("slow:1500"));
+    // Every admitted request is held at the provider until all 30 are
+    // decided: admitted (at the provider) or refused.
+    emu.set_faults(Some("hold"));
+    let refused = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..30 {
         let url = gateways[i % 3].url("/v1/chat/completions");
+        let refused = refused.clone();
         tasks.push(tokio::spawn(async move {
             let response = client()
                 .post(url)
@@ -185,9 +190,19 @@ async fn a_token_budget_holds_across_gateways_under_concurrent_streams() {
                 .await
                 .unwrap();
             let status = response.status().as_u16();
+            if status != 200 {
+                refused.fetch_add(1, Ordering::SeqCst);
+            }
             (status, response.text().await.unwrap())
         }));
     }
+    wait_for(
+        "every request to be admitted or refused",
+        Duration::from_secs(30),
+        || async { (emu.count() + refused.load(Ordering::SeqCst) == 30).then_some(()) },
+    )
+    .await;
+    emu.release();
     let mut admitted = 0;
     for task in tasks {
         let (status, text) = task.await.unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -39,10 +39,12 @@ async fn sigterm_during_steady_load_fails_no_accepted_request_and_exits_within_t
     // Eight clients in a loop; each request remembers whether it was sent
     // before the signal.
     let signalled = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
     for _ in 0..8 {
         let url = url.clone();
         let signalled = signalled.clone();
+        let served = served.clone();
         clients.push(tokio::spawn(async move {
             let http = client();
             let (mut before_ok, mut before_failed) = (0, Vec::new());
@@ -54,7 +56,10 @@ async fn sigterm_during_steady_load_fails_no_accepted_request_and_exits_within_t
                     Err(_) => false,
                 };
                 match (sent_before, ok) {
-                    (true, true) => before_ok += 1,
+                    (true, true) => {
+                        before_ok += 1;
+                        served.fetch_add(1, Ordering::SeqCst);
+                    }
                     (true, false) => before_failed.push("a request sent before SIGTERM failed"),
                     // After the signal, refusals are expected: stop.
                     (false, _) => return (before_ok, before_failed),
@@ -62,7 +67,12 @@ async fn sigterm_during_steady_load_fails_no_accepted_request_and_exits_within_t
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The signal comes once the load is going: every client has been
+    // served and is on its next request.
+    wait_for("the load to get going", Duration::from_secs(30), || async {
+        (served.load(Ordering::SeqCst) >= 16).then_some(())
+    })
+    .await;
     signalled.store(true, Ordering::SeqCst);
     child.signal("TERM");
     let signal_at = Instant::now();
