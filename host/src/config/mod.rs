@@ -449,9 +449,7 @@ pub fn read_manifest(file: &Path) -> Result<Option<PluginSettings>, String> {
     }
 }
 
-/// The largest config file, manifest, certificate or key the gateway reads:
-/// far above any real one, far below what a careless link could feed it.
-pub const MAX_SMALL_FILE_BYTES: u64 = 16 << 20;
+pub use weir_core::files::MAX_SMALL_FILE_BYTES;
 
 /// Where a secret's value comes from: exactly one of the fields.
 #[derive(Debug, Clone, Deserialize)]

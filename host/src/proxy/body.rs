@@ -5,33 +5,11 @@
 use bytes::Bytes;
 use http::Response;
 use http_body::Body as _;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 
 use super::error::GatewayError;
 
-/// Errors a body can fail with.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body type used everywhere on the request path.
-pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
-
-/// Box a body error (a named function: closures here trip up the
-/// compiler's `Send` inference for the whole request future).
-pub fn box_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> BoxError {
-    Box::new(e)
-}
-
-/// A body holding `bytes`.
-pub fn full_body(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
-}
-
-/// An empty body (no allocation).
-pub fn empty_body() -> Body {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
+pub use weir_core::body::{Body, BoxError, box_error, empty_body, full_body};
 
 /// Keep `permit` (a request's place under an in-flight limit) until the
 /// response body is done or dropped: a streamed answer counts as in flight

@@ -9,10 +9,10 @@
 mod body;
 mod client_body;
 pub mod error;
-pub mod forwarding;
+pub use weir_core::forwarding;
 pub mod health;
 pub mod listener;
-pub mod path;
+pub use weir_core::path;
 pub mod router;
 mod streaming;
 pub mod upstream;

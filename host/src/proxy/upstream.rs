@@ -620,18 +620,7 @@ pub fn http_client(connect_timeout: Duration, ca: Option<&std::path::Path>, at: 
         .build(connector))
 }
 
-/// The error and its causes on one line: hyper's top-level messages alone
-/// ("client error (Connect)") do not say what happened.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub use weir_core::error::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+/// The largest config file, manifest, certificate or key the gateway reads:
+/// far above any real one, far below what a careless link could feed it.
+/// (A plugin's own limit is `plugins.max_file_mb`.)
+pub const MAX_SMALL_FILE_BYTES: u64 = 16 << 20;
+
 /// How long reading one file may take before the caller gives up on it
 /// (a regular file never takes this long; a stuck network file system
 /// might).

@@ -118,7 +118,7 @@ pub fn ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// The certificates of a PEM file (a regular file of sensible size).
 fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = crate::files::read_regular(path, crate::config::MAX_SMALL_FILE_BYTES).map_err(|e| e.to_string())?;
+    let pem = crate::files::read_regular(path, crate::files::MAX_SMALL_FILE_BYTES).map_err(|e| e.to_string())?;
     CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())
