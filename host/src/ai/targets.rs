@@ -1,20 +1,21 @@
 //! An AI route's targets and the order they are tried in.
 //!
-//! Targets serving the requested model are tried by priority (lower
-//! first); within one priority the first target is chosen by weight (a
-//! deterministic weighted rotation, so traffic splits by weight exactly
-//! over every cycle) and the others follow in rotation order. A target
-//! that answered 429 is cooling down until its `retry-after` passes and
-//! goes to the back of the order.
+//! Targets serving the requested model are tried in the order the shared
+//! target planner gives (`weir_select::plan`, as for upstream pools): by
+//! priority (lower first); within one priority the first chosen by smooth
+//! weighted round robin, so traffic splits by weight exactly over every
+//! cycle, and the others following in rotation. A target that answered 429
+//! rests until its `retry-after` passes, and a target whose circuit is
+//! open waits; both go to the back of the order.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::config::{AiRouteConfig, AiTargetConfig, Config, PluginName, RouteName, Target, parse_base_url};
 use crate::plugins::instance::LoadedPlugin;
-use crate::proxy::health::{BreakerPolicy, TargetHealth};
 use crate::proxy::upstream::{HttpClient, http_client};
+use weir_select::{Balance, BreakerPolicy, Member, Planner, Standing, TargetHealth};
 
 use super::cache::AnswerCache;
 
@@ -43,25 +44,29 @@ pub struct AiTarget {
     pub client: HttpClient,
     /// For the response head, and between streamed chunks.
     pub response_timeout: Duration,
-    /// Unix ms until which the target asked us to wait (429).
-    cooldown_until_ms: AtomicI64,
-    /// The target's circuit breaker.
+    /// Its circuit breaker and any rest it asked for (429).
     pub health: Arc<TargetHealth>,
     /// When its circuit opens.
     pub breaker: BreakerPolicy,
 }
 
 impl AiTarget {
-    /// Remember a 429's `retry-after`.
+    /// Remember a 429's `retry-after`: the target rests until then.
     pub fn cool_down(&self, until_ms: i64) {
-        self.cooldown_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+        self.health.rest_until(until_ms);
     }
 
-    /// Milliseconds left of a cool-down, if any.
+    /// Milliseconds left of a rest, if any.
     pub fn cooling_for(&self, now_ms: i64) -> Option<i64> {
-        let until = self.cooldown_until_ms.load(Ordering::Relaxed);
-        (until > now_ms).then_some(until - now_ms)
+        self.health.resting_for(now_ms)
     }
+}
+
+/// The targets serving one model name, and the order they are tried in.
+struct ModelTargets {
+    /// Indices into the route's targets, in config order.
+    targets: Vec<usize>,
+    planner: Planner,
 }
 
 /// An AI route's targets, cache and settings.
@@ -78,7 +83,8 @@ pub struct AiRoute {
     pub cache: Option<AnswerCache>,
     /// What the route does while shared budgets are unavailable.
     pub state_policy: crate::config::OnUnavailable,
-    rotation: AtomicUsize,
+    /// By model name (a target's alias).
+    models: HashMap<String, ModelTargets>,
 }
 
 impl AiRoute {
@@ -120,7 +126,6 @@ impl AiRoute {
                 priority: t.priority,
                 client,
                 response_timeout: Duration::from_millis(t.response_timeout_ms),
-                cooldown_until_ms: AtomicI64::new(0),
                 health: Arc::default(),
                 breaker: BreakerPolicy {
                     after_failures: t.eject_after_failures,
@@ -133,12 +138,12 @@ impl AiRoute {
         }
         Ok(AiRoute {
             name: route.clone(),
-            targets,
             default_max_tokens: ai.default_max_tokens,
             max_attempts: ai.max_attempts,
             cache,
             state_policy: config.state_policy(route),
-            rotation: AtomicUsize::new(0),
+            models: plan_by_model(&targets),
+            targets,
         })
     }
 
@@ -154,50 +159,51 @@ impl AiRoute {
     }
 
     /// The targets to try for `model`, in order (empty: no target serves
-    /// it).
+    /// it), at most `max_attempts` of them.
     pub fn plan(&self, model: &str, now_ms: i64) -> Vec<Arc<AiTarget>> {
-        let turn = self.rotation.fetch_add(1, Ordering::Relaxed);
-        let serving: Vec<&Arc<AiTarget>> = self.targets.iter().filter(|t| t.alias == model).collect();
-        let mut priorities: Vec<u32> = serving.iter().map(|t| t.priority).collect();
-        priorities.sort_unstable();
-        priorities.dedup();
-        let mut plan: Vec<Arc<AiTarget>> = Vec::with_capacity(serving.len());
-        for priority in priorities {
-            let group: Vec<&Arc<AiTarget>> = serving.iter().copied().filter(|t| t.priority == priority).collect();
-            plan.extend(weighted_order(&group, turn).into_iter().cloned());
-        }
-        // Targets asking us to wait, or whose circuit is open, go last,
-        // kept as a last resort.
-        let (ready, cooling): (Vec<_>, Vec<_>) = plan
+        let Some(serving) = self.models.get(model) else {
+            return Vec::new();
+        };
+        let order = serving.planner.plan(|k| {
+            let target = &self.targets[serving.targets[k]];
+            Standing {
+                in_flight: 0,
+                ready: target.health.is_ready(target.breaker, now_ms),
+            }
+        });
+        let most = self.max_attempts.unwrap_or(usize::MAX);
+        order
             .into_iter()
-            .partition(|t| t.cooling_for(now_ms).is_none() && t.health.is_available(t.breaker, now_ms));
-        let mut plan = ready;
-        plan.extend(cooling);
-        if let Some(most) = self.max_attempts {
-            plan.truncate(most);
-        }
-        plan
+            .take(most)
+            .map(|k| self.targets[serving.targets[k]].clone())
+            .collect()
     }
 }
 
-/// `group` ordered for turn `turn`: the first chosen so that over
-/// `sum(weights)` turns each target leads `weight` times, the rest after
-/// it in config order, wrapping.
-fn weighted_order<'a>(group: &[&'a Arc<AiTarget>], turn: usize) -> Vec<&'a Arc<AiTarget>> {
-    let total: usize = group.iter().map(|t| t.weight as usize).sum();
-    if total == 0 {
-        return group.to_vec();
-    }
-    let mut point = turn % total;
-    let mut first = 0;
-    for (i, t) in group.iter().enumerate() {
-        if point < t.weight as usize {
-            first = i;
-            break;
+/// A planner for each model name over the targets serving it.
+fn plan_by_model(targets: &[Arc<AiTarget>]) -> HashMap<String, ModelTargets> {
+    let mut models: HashMap<String, ModelTargets> = HashMap::new();
+    for alias in targets.iter().map(|t| t.alias.as_str()) {
+        if models.contains_key(alias) {
+            continue;
         }
-        point -= t.weight as usize;
+        let serving: Vec<usize> = (0..targets.len()).filter(|&i| targets[i].alias == alias).collect();
+        let members: Vec<Member> = serving
+            .iter()
+            .map(|&i| Member {
+                weight: targets[i].weight,
+                priority: targets[i].priority,
+            })
+            .collect();
+        models.insert(
+            alias.to_string(),
+            ModelTargets {
+                planner: Planner::new(&members, Balance::RoundRobin),
+                targets: serving,
+            },
+        );
     }
-    (0..group.len()).map(|i| group[(first + i) % group.len()]).collect()
+    models
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ mod body;
 mod client_body;
 pub mod error;
 pub use weir_core::forwarding;
-pub mod health;
+pub use weir_select::health;
 pub mod listener;
 pub use weir_core::path;
 pub mod router;

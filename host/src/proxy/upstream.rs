@@ -17,7 +17,6 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,15 +30,18 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
 use super::error::GatewayError;
-use super::health::{
-    Admission, BreakerPolicy, CircuitState, FailureRate, InFlight, ProbeTally, RetryBudget, TargetHealth,
-};
 use super::{Body, BoxError};
 use crate::ai::now_ms;
 use crate::config::{Balance, HealthCheckConfig};
 use crate::config::{Config, Target, UpstreamConfig, UpstreamName, parse_target};
 use crate::observe::record::new_span_id;
 use crate::observe::{AttemptOutcome, RequestRecord};
+use weir_select::{
+    Admission, BreakerPolicy, CircuitState, FailureRate, InFlight, Member, Planner, ProbeTally, RetryBudget, Standing,
+    TargetHealth,
+};
+
+pub use weir_core::error::error_chain;
 
 const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
@@ -58,10 +60,8 @@ pub struct UpstreamPool {
     breaker: BreakerPolicy,
     retries: RetryBudget,
     health_check: Option<HealthCheckConfig>,
-    balance: Balance,
-    /// Target indices in weighted round-robin order.
-    schedule: Vec<usize>,
-    next: AtomicUsize,
+    /// The order each request tries the targets in.
+    planner: Planner,
     client: HttpClient,
     response_timeout: Duration,
     idle_timeout: Duration,
@@ -104,12 +104,16 @@ impl UpstreamPool {
             &format!("upstreams.{name}.ca"),
         )?;
         let millis = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
+        let members: Vec<Member> = weights.iter().map(|&weight| Member { weight, priority: 0 }).collect();
+        let balance = match config.balance {
+            Balance::RoundRobin => weir_select::Balance::RoundRobin,
+            Balance::LeastRequests => weir_select::Balance::LeastRequests,
+        };
         Ok(UpstreamPool {
             name: name.clone(),
-            schedule: weighted_schedule(&weights),
+            planner: Planner::new(&members, balance),
             weights,
             targets,
-            next: AtomicUsize::new(0),
             client,
             response_timeout: Duration::from_millis(config.response_timeout_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
@@ -127,7 +131,6 @@ impl UpstreamPool {
             },
             retries: RetryBudget::new(config.retry_budget_percent, 10),
             health_check: config.health_check.clone(),
-            balance: config.balance,
         })
     }
 
@@ -220,23 +223,10 @@ impl UpstreamPool {
     /// Targets in the order to try them: the balancer's choice first, then
     /// the others; those the breaker would refuse last.
     fn order(&self, now: i64) -> Vec<usize> {
-        let count = self.targets.len();
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        let first = self.schedule[turn % self.schedule.len()];
-        let mut order: Vec<usize> = (0..count).map(|i| (first + i) % count).collect();
-        if self.balance == Balance::LeastRequests {
-            // Fewest in flight for the weight; ties keep the turn order.
-            let load = |i: usize| (u64::from(self.health[i].in_flight()), u64::from(self.weights[i]));
-            order.sort_by(|&a, &b| {
-                let ((load_a, weight_a), (load_b, weight_b)) = (load(a), load(b));
-                (load_a * weight_b).cmp(&(load_b * weight_a))
-            });
-        }
-        let (mut ready, refused): (Vec<usize>, Vec<usize>) = order
-            .into_iter()
-            .partition(|&i| self.health[i].is_available(self.breaker, now));
-        ready.extend(refused);
-        ready
+        self.planner.plan(|i| Standing {
+            in_flight: self.health[i].in_flight(),
+            ready: self.health[i].is_ready(self.breaker, now),
+        })
     }
 
     /// The next target to try in `candidates` order whose breaker admits
@@ -493,34 +483,6 @@ impl UpstreamPool {
     }
 }
 
-/// Target indices in smooth weighted round-robin order: each target
-/// appears as often as its weight (divided by the weights' common
-/// divisor), spread out rather than in runs.
-fn weighted_schedule(weights: &[u32]) -> Vec<usize> {
-    fn gcd(a: u32, b: u32) -> u32 {
-        if b == 0 { a } else { gcd(b, a % b) }
-    }
-    let divisor = weights.iter().copied().fold(0, gcd).max(1);
-    let weights: Vec<i64> = weights.iter().map(|&w| i64::from(w / divisor)).collect();
-    let total: i64 = weights.iter().sum();
-    let mut current = vec![0i64; weights.len()];
-    let mut schedule = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    for _ in 0..total {
-        for (c, w) in current.iter_mut().zip(&weights) {
-            *c += w;
-        }
-        let best = (0..weights.len())
-            .max_by_key(|&i| (current[i], std::cmp::Reverse(i)))
-            .unwrap_or(0);
-        current[best] -= total;
-        schedule.push(best);
-    }
-    if schedule.is_empty() {
-        schedule.push(0);
-    }
-    schedule
-}
-
 /// An upstream response body under the pool's idle and total timeouts.
 struct WatchedBody {
     body: Body,
@@ -618,25 +580,4 @@ pub fn http_client(connect_timeout: Duration, ca: Option<&std::path::Path>, at: 
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .build(connector))
-}
-
-pub use weir_core::error::error_chain;
-
-#[cfg(test)]
-mod tests {
-    use super::weighted_schedule;
-
-    #[test]
-    fn the_schedule_spreads_targets_by_weight() {
-        assert_eq!(weighted_schedule(&[1, 1, 1]), [0, 1, 2]);
-        assert_eq!(weighted_schedule(&[5, 1, 1]), [0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(
-            weighted_schedule(&[300, 100]),
-            [0, 0, 1, 0],
-            "reduced by the common divisor"
-        );
-        let schedule = weighted_schedule(&[1000, 999, 1]);
-        assert_eq!(schedule.len(), 2000);
-        assert_eq!(schedule.iter().filter(|&&i| i == 2).count(), 1);
-    }
 }

@@ -1,5 +1,6 @@
-//! Health of upstream targets — active checks and a circuit breaker per
-//! target — and the retry budget of a pool.
+//! Health of targets — upstream targets and AI targets alike: active
+//! checks, a circuit breaker per target, a rest a target asked for — and
+//! the retry budget of a pool.
 //!
 //! With `health_check` set, each target is probed (`GET path`) every
 //! interval; `unhealthy_threshold` failed probes in a row mark it down and
@@ -16,6 +17,10 @@
 //! (and resets the length), its failure opens it again for longer. If every
 //! target is unavailable they are tried anyway rather than failing every
 //! request.
+//!
+//! A target may also ask for a rest (a 429 with `retry-after`): until it
+//! ends the target goes after the others, as a last resort. A rest is not a
+//! fault and does not feed the breaker.
 //!
 //! Retrying on another target costs from a budget that each request tops
 //! up by a fraction, so retries stay a bounded share of the traffic and
@@ -41,6 +46,8 @@ pub struct TargetHealth {
     down: AtomicBool,
     /// Requests sent and not yet answered in full.
     in_flight: AtomicU32,
+    /// Unix ms until which the target asked not to be sent requests.
+    rest_until_ms: AtomicI64,
 }
 
 /// When circuits open, and for how long.
@@ -234,6 +241,25 @@ impl TargetHealth {
         self.open_until_ms
             .store(now_ms.saturating_add(length).max(1), Ordering::Relaxed);
         self.trial_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// The target asked for a rest until `until_ms` (a later rest asked
+    /// for meanwhile wins).
+    pub fn rest_until(&self, until_ms: i64) {
+        self.rest_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+    }
+
+    /// Milliseconds left of a rest the target asked for, if any.
+    pub fn resting_for(&self, now_ms: i64) -> Option<i64> {
+        let until = self.rest_until_ms.load(Ordering::Relaxed);
+        (until > now_ms).then_some(until - now_ms)
+    }
+
+    /// Whether a request should go to the target now, before others that
+    /// should not: not down, its circuit would admit a request, and it is
+    /// not resting.
+    pub fn is_ready(&self, policy: BreakerPolicy, now_ms: i64) -> bool {
+        self.is_available(policy, now_ms) && self.resting_for(now_ms).is_none()
     }
 
     /// Requests to this target not yet answered in full.
