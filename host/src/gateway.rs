@@ -858,27 +858,3 @@ impl RunningGateway {
         let _ = tokio::task::spawn_blocking(move || observer.shutdown()).await;
     }
 }
-
-/// Validate a config and load and configure every plugin without serving.
-/// On success, returns a summary line per plugin.
-pub async fn check(path: &Path) -> Result<Vec<String>, LoadError> {
-    let config = Config::load(path)?;
-    for l in &config.listeners {
-        if let Some(tls) = &l.tls {
-            listener::tls_acceptor(&config.resolve(&tls.cert), &config.resolve(&tls.key)).map_err(LoadError::Other)?;
-        }
-    }
-    let gateway = Gateway::load(config).await?;
-    Ok(gateway
-        .plugin_status()
-        .iter()
-        .map(|p| {
-            format!(
-                "plugin {} ({}) ok for routes: {}",
-                p.name,
-                p.version.as_deref().map_or("-", |v| &v[..12]),
-                p.routes.join(", ")
-            )
-        })
-        .collect())
-}

@@ -7,12 +7,14 @@
 //! capabilities they import), [`ai`] (AI routes: provider targets, failover,
 //! usage, budgets, cache), [`observe`] (each request's record: metrics and
 //! the access log), [`admin`] (the admin API), [`gateway`] (putting it together and
-//! swapping in new versions), [`watch`] (noticing changes) and [`toolchain`]
+//! swapping in new versions), [`check`] (`weir check`: every problem of a config
+//! in one run, nothing served or written), [`watch`] (noticing changes) and [`toolchain`]
 //! (plugin projects in each language: `weir plugin new` and `weir plugin build`).
 //! [`tls`] holds the TLS settings every outbound client shares.
 
 pub mod admin;
 pub mod ai;
+pub mod check;
 pub mod config;
 pub mod demo;
 pub use weir_core::files;

@@ -137,7 +137,7 @@ fn main() -> ExitCode {
             Command::Run { config, .. } => run(config.path()).await,
             Command::Check { config } => {
                 let config = config.path();
-                match weir::gateway::check(&config).await {
+                match weir::check::check(&config).await {
                     Ok(lines) => {
                         for line in lines {
                             println!("{line}");

@@ -103,7 +103,94 @@ fn bad_toml_and_unknown_fields_are_named() {
         dir.path(),
         "[[listeners]]\naddress = \"127.0.0.1:0\"\nbogus_field = 1\n",
     );
-    assert_refused(&checked, &["bogus_field"]);
+    assert_refused(&checked, &["listeners[0].bogus_field: unknown field"]);
+    // A value of the wrong type stops reading: named by its path and line.
+    let checked = weir_check(dir.path(), "[[listeners]]\naddress = 8080\n");
+    assert_refused(&checked, &["listeners[0].address: invalid type", "(line 4)"]);
+}
+
+#[test]
+fn one_run_lists_unknown_fields_config_problems_and_plugin_problems_by_path() {
+    let dir = TestGateway::dir_with_plugins(&[("echo", "guest-echo-config")]);
+    // Route api is valid, so its plugin is configured (and refuses) even
+    // though the rest of the file has problems.
+    let config = r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        bogus_field = 1
+        [upstreams.echo]
+        targets = ["127.0.0.1:9"]
+        [[routes]]
+        name = "api"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "echo"
+        config = { reject = "no good" }
+        [[routes]]
+        name = "b"
+        path_prefix = "/b"
+        upstream = "nowhere"
+        [[routes.plugins]]
+        name = "echo"
+        typo = true
+    "#;
+    let checked = weir_check(dir.path(), config);
+    assert_refused(
+        &checked,
+        &[
+            "4 problems",
+            "  listeners[0].bogus_field: unknown field",
+            "  routes[1].plugins[0].typo: unknown field",
+            "  routes[1].upstream: unknown upstream \"nowhere\"",
+            "  routes[0].plugins[0]: plugin echo on route api: configure failed: rejected: no good",
+        ],
+    );
+}
+
+/// A config with an AI route (shim `ai-openai`) whose usage database is
+/// `usage_db`, and an access log file.
+fn ai_config(usage_db: &str) -> String {
+    format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [access_log]
+        to = "access.log"
+        [ai]
+        usage_db = "{usage_db}"
+        [[routes]]
+        name = "ai"
+        path_prefix = "/ai"
+        [routes.ai]
+        targets = [{{ name = "openai", shim = "ai-openai", base_url = "http://127.0.0.1:9", model = "m" }}]
+        "#
+    )
+}
+
+#[test]
+fn check_creates_no_usage_database_or_access_log_and_refuses_an_unusable_one() {
+    let dir = TestGateway::dir_with_plugins(&[("ai-openai", "ai-openai")]);
+    let checked = weir_check(dir.path(), &ai_config("usage.db"));
+    assert!(checked.ok, "{}", checked.output);
+    for file in ["usage.db", "usage.db-wal", "usage.db-shm", "access.log"] {
+        assert!(!dir.path().join(file).exists(), "weir check created {file}");
+    }
+
+    // A directory that does not exist: named by the setting.
+    let checked = weir_check(dir.path(), &ai_config("missing/usage.db"));
+    assert_refused(&checked, &["ai.usage_db:", "missing", "does not exist"]);
+    assert!(!dir.path().join("missing").exists());
+
+    // A file that is not a database: refused, and left as it was.
+    std::fs::write(
+        dir.path().join("usage.db"),
+        "not a database, but long enough to hold a header".repeat(4),
+    )
+    .unwrap();
+    let checked = weir_check(dir.path(), &ai_config("usage.db"));
+    assert_refused(&checked, &["ai.usage_db:", "not a SQLite database"]);
+    let kept = std::fs::read_to_string(dir.path().join("usage.db")).unwrap();
+    assert!(kept.starts_with("not a database"), "weir check changed the file");
 }
 
 #[test]

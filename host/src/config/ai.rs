@@ -297,9 +297,23 @@ impl Config {
     }
 
     /// Problems with the usage store settings (see [`Config::usage_store`]),
-    /// for [`Config::validate`].
+    /// for [`Config::validate`]. With AI routes (which open the store), a
+    /// SQLite file's directory must exist: the file is created, never its
+    /// directory.
     pub fn usage_store_problems(&self) -> Vec<Problem> {
-        self.usage_store().err().into_iter().collect()
+        match self.usage_store() {
+            Err(problem) => vec![problem],
+            Ok(UsageStore::Sqlite(file)) if self.has_ai_routes() => file
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())
+                .map(|dir| Problem {
+                    path: self.ai.usage_field().into(),
+                    message: format!("{}: its directory {} does not exist", file.display(), dir.display()),
+                })
+                .into_iter()
+                .collect(),
+            Ok(_) => Vec::new(),
+        }
     }
 
     pub(super) fn ai_route_problems(&self, at: &str, ai: &AiRouteConfig) -> Vec<Problem> {

@@ -1,8 +1,9 @@
 //! The gateway config file: its schema, defaults and validation.
 //!
-//! A config is read from TOML into [`Config`] (unknown fields are errors),
-//! then [`Config::validate`] checks it whole and reports every problem with
-//! the path of the field at fault (`routes[2].plugins[0].name`). Paths in
+//! A config is read from TOML into [`Config`] (unknown fields are errors,
+//! every one of them listed by its path; see [`Config::read`]), then
+//! [`Config::validate`] checks it whole and reports every problem with the
+//! path of the field at fault (`routes[2].plugins[0].name`). Paths in
 //! the file (plugin directory, certificates, secret files) are relative to
 //! the directory of the config file.
 //!
@@ -38,12 +39,14 @@ use serde::Deserialize;
 
 mod ai;
 mod observe;
+mod read;
 mod secret;
 mod state;
 mod upstream;
 
 pub use ai::*;
 pub use observe::*;
+pub use read::{ConfigReading, MAX_UNKNOWN_FIELDS};
 pub use secret::SecretSetting;
 pub use state::*;
 pub use upstream::*;
@@ -551,54 +554,15 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl ConfigError {
-    fn one(file: &Path, path: &str, message: impl Into<String>) -> Self {
-        ConfigError {
-            file: file.to_path_buf(),
-            problems: vec![Problem {
-                path: path.to_string(),
-                message: message.into(),
-            }],
-        }
-    }
-}
-
 impl Config {
-    /// Read, parse and validate a config file.
+    /// Read, parse and validate a config file (see [`Config::read`]).
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let text = crate::files::read_regular_text(file, MAX_SMALL_FILE_BYTES)
-            .map_err(|e| ConfigError::one(file, "(file)", format!("{e}")))?;
-        // Absolute, so a bare file name (`weir check weir.toml`) resolves
-        // its relative paths against the directory it is in, like
-        // `./weir.toml` does.
-        let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-        let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
-        Config::parse(&text, file, &base_dir)
+        Config::read(file).into_result()
     }
 
     /// Parse and validate config text; `file` is used in messages only.
     pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| {
-            let message = e.message().to_string();
-            let path = e
-                .span()
-                .map(|span| {
-                    let line = text[..span.start.min(text.len())].lines().count().max(1);
-                    format!("(line {line})")
-                })
-                .unwrap_or_else(|| "(file)".to_string());
-            ConfigError::one(file, &path, message)
-        })?;
-        config.base_dir = base_dir.to_path_buf();
-        let problems = config.validate();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError {
-                file: file.to_path_buf(),
-                problems,
-            })
-        }
+        Config::read_text(text, file, base_dir).into_result()
     }
 
     /// A path from the config resolved against the config file's directory.
@@ -978,6 +942,64 @@ mod tests {
     fn unknown_field_is_rejected_with_its_name() {
         let err = parse(&format!("{MINIMAL}\nbogus = 1\n")).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn every_unknown_field_is_listed_by_its_path_beside_the_other_problems() {
+        let text = r#"
+            [[listeners]]
+            address = "127.0.0.1:0"
+            bogus_field = 1
+            [upstreams.echo]
+            targets = [{ address = "127.0.0.1:9", wieght = 2 }]
+            [plugin.auth]
+            kv = true
+            grant = "all"
+            [[routes]]
+            name = "api"
+            upstream = "nowhere"
+            [[routes.plugins]]
+            name = "auth"
+            typo = true
+        "#;
+        let reading = Config::read_text(text, Path::new("test.toml"), Path::new("."));
+        let mut paths: Vec<_> = reading.problems.iter().map(|p| p.path.as_str()).collect();
+        paths.sort_unstable();
+        assert_eq!(
+            paths,
+            [
+                "listeners[0].bogus_field",
+                "plugin.auth.grant",
+                "routes[0].plugins[0].typo",
+                "routes[0].upstream",
+                "upstreams.echo.targets[0].wieght",
+            ]
+        );
+        let bogus = reading.problems.iter().find(|p| p.path == "listeners[0].bogus_field");
+        let message = bogus.map(|p| p.message.as_str()).unwrap_or_default();
+        assert!(
+            message.contains("unknown field; expected `address` or `tls`"),
+            "{message}"
+        );
+        assert!(message.contains("(line 4)"), "{message}");
+        // The rest of the file was read: the config is there, fields left out.
+        let config = reading.config.expect("read past the unknown fields");
+        assert_eq!(config.routes[0].plugins[0].name.as_str(), "auth");
+        assert!(parse(text).is_err());
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_path_and_line() {
+        let text = "[[listeners]]\naddress = \"127.0.0.1:0\"\nbogus = 1\n[[routes]]\nname = \"a\"\nmethods = \"GET\"\n";
+        let reading = Config::read_text(text, Path::new("test.toml"), Path::new("."));
+        assert!(reading.config.is_none());
+        let paths: Vec<_> = reading.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["listeners[0].bogus", "routes[0].methods"]);
+        assert!(
+            reading.problems[1].message.contains("(line 6)"),
+            "{:?}",
+            reading.problems
+        );
     }
 
     #[test]

@@ -266,6 +266,14 @@ pub enum UsageError {
         /// Its missing parent directory.
         dir: PathBuf,
     },
+    /// The file is there but cannot be used as the usage database.
+    #[error("usage ledger {store}: {reason}")]
+    Unusable {
+        /// The store.
+        store: String,
+        /// Why, e.g. "not a SQLite database".
+        reason: String,
+    },
     /// SQLite failed at a step named by `what`.
     #[error("usage ledger {store}: {what} failed: {source}")]
     Sqlite {
@@ -430,6 +438,19 @@ impl UsageLedger {
             commands: RwLock::new(Some(Sender::Thread(commands))),
             writer: Some(writer),
         })
+    }
+
+    /// Check, creating and changing nothing, that the ledger `store`
+    /// names could be opened (for `weir check`): a SQLite file's directory
+    /// exists, and the file, if there, is a database of a schema this
+    /// build knows. A PostgreSQL store is not connected to (connecting
+    /// brings its schema up to date, a write); its settings were checked
+    /// with the config.
+    pub fn check_store(store: &UsageStore) -> Result<(), UsageError> {
+        match store {
+            UsageStore::Sqlite(path) => sqlite::check(path, &store.to_string()),
+            UsageStore::Postgres(_) => Ok(()),
+        }
     }
 
     /// Open the ledger `store` names: a SQLite file as [`UsageLedger::open`]

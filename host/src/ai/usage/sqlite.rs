@@ -51,6 +51,68 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS usage (
     CREATE INDEX IF NOT EXISTS usage_time ON usage (time_ms);
     CREATE INDEX IF NOT EXISTS usage_consumer_time ON usage (consumer, time_ms);"];
 
+/// The bytes every SQLite database file starts with.
+const HEADER_MAGIC: &[u8] = b"SQLite format 3\0";
+
+/// The length of a SQLite database file's header, which holds
+/// `user_version` as a big-endian `i32` at [`USER_VERSION_AT`].
+const HEADER_LEN: usize = 100;
+
+/// Where `user_version` (the schema version) sits in the header.
+const USER_VERSION_AT: usize = 60;
+
+/// Check, creating and changing nothing, that the database at `path`
+/// (called `store` in errors) could be opened: either it does not exist
+/// yet and its directory does, or it is empty, or it is a SQLite database
+/// whose schema version this build knows. Only the file's header is read;
+/// no lock is taken, so a gateway writing to it is not disturbed.
+pub(super) fn check(path: &Path, store: &str) -> Result<(), UsageError> {
+    use std::io::Read;
+    let unusable = |reason: String| UsageError::Unusable {
+        store: store.to_owned(),
+        reason,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match path.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir()) {
+                Some(dir) => Err(UsageError::MissingDirectory {
+                    store: store.to_owned(),
+                    dir: dir.to_owned(),
+                }),
+                None => Ok(()),
+            };
+        }
+        Err(e) => return Err(unusable(format!("cannot read it: {e}"))),
+    };
+    // Opening a FIFO would wait for a writer; a database is a regular file.
+    if !meta.is_file() {
+        return Err(unusable("not a regular file".into()));
+    }
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(HEADER_LEN as u64).read_to_end(&mut header))
+        .map_err(|e| unusable(format!("cannot read it: {e}")))?;
+    if header.is_empty() {
+        // SQLite takes an empty file as an empty database.
+        return Ok(());
+    }
+    if header.len() < HEADER_LEN || !header.starts_with(HEADER_MAGIC) {
+        return Err(unusable("not a SQLite database".into()));
+    }
+    let mut version = [0u8; 4];
+    version.copy_from_slice(&header[USER_VERSION_AT..USER_VERSION_AT + 4]);
+    let found = i64::from(i32::from_be_bytes(version));
+    match usize::try_from(found) {
+        Ok(applied) if applied <= MIGRATIONS.len() => Ok(()),
+        _ => Err(UsageError::UnknownSchema {
+            store: store.to_owned(),
+            found,
+            known: MIGRATIONS.len(),
+        }),
+    }
+}
+
 /// Open (or create) the database at `path` (called `store` in errors),
 /// bring its schema up to date and start the writer thread.
 pub(super) fn open(path: &Path, store: &str) -> Result<(mpsc::Sender<Command>, JoinHandle<()>), UsageError> {
