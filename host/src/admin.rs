@@ -60,7 +60,7 @@ use self::access::AllowedHosts;
 use crate::ai::usage::UsageFilter;
 use crate::gateway::Gateway;
 use crate::proxy::router::Backend;
-use crate::proxy::{Body, full_body};
+use weir_core::body::{Body, full_body};
 
 /// Serve the admin API until `shutdown` flips. `allowed_hosts` are the
 /// names, besides loopback ones, requests may be addressed to.
@@ -331,8 +331,8 @@ fn routes(gateway: &Gateway) -> Vec<serde_json::Value> {
                                 "shim_loaded": t.shim.is_ok(),
                                 "weight": t.weight,
                                 "priority": t.priority,
-                                "cooling_ms": t.cooling_for(crate::ai::now_ms()),
-                                "circuit": t.health.state(crate::ai::now_ms()).as_str(),
+                                "cooling_ms": t.cooling_for(weir_core::clock::now_ms()),
+                                "circuit": t.health.state(weir_core::clock::now_ms()).as_str(),
                             })
                         })
                         .collect();

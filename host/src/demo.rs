@@ -19,7 +19,7 @@ use hyper_util::server::conn::auto;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::proxy::{Body, full_body};
+use weir_core::body::{Body, full_body};
 
 /// Serve the echo upstream on `listener` forever.
 pub async fn serve(listener: TcpListener, name: String) {
@@ -68,7 +68,7 @@ async fn echo(request: Request<Incoming>, peer: SocketAddr, name: &str) -> Respo
     }
     if let Some(n) = path.strip_prefix("/stream/").and_then(|c| c.parse::<usize>().ok()) {
         let chunks = (0..n.min(10_000))
-            .map(|i| Ok::<_, crate::proxy::BoxError>(hyper::body::Frame::data(Bytes::from(format!("chunk {i}\n")))));
+            .map(|i| Ok::<_, weir_core::body::BoxError>(hyper::body::Frame::data(Bytes::from(format!("chunk {i}\n")))));
         let stream = futures_util::stream::iter(chunks);
         let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
         response

@@ -714,7 +714,7 @@ async fn ai_services(
         Some(redis) => Budgets::shared(&config.ai.budgets, redis.clone()),
         None => Budgets::new(&config.ai.budgets),
     });
-    let now = crate::ai::now_ms();
+    let now = weir_core::clock::now_ms();
     let mut starts: std::collections::BTreeSet<i64> = config
         .ai
         .budgets

@@ -113,7 +113,7 @@ impl WatchedFile {
 }
 
 fn content_hash(path: &Path) -> Option<[u8; 32]> {
-    crate::files::read_regular(path, crate::config::MAX_SMALL_FILE_BYTES)
+    weir_core::files::read_regular(path, crate::config::MAX_SMALL_FILE_BYTES)
         .ok()
         .map(|bytes| Sha256::digest(&bytes).into())
 }

@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 use arc_swap::ArcSwapOption;
 
 use crate::gateway::Gateway;
-use crate::proxy::{Body, full_body};
+use weir_core::body::{Body, full_body};
 
 /// The port is open to the network: a client that connects and sends
 /// nothing is dropped after this long, and at most this many connections

@@ -26,9 +26,9 @@ use crate::plugins::capabilities::shim::exports::weir::plugin::provider::{
     ApiError, Completion, Exchange, KeyPlacement, ProviderRequest, Usage,
 };
 use crate::plugins::state::Properties;
-use crate::proxy::forwarding;
-use crate::proxy::upstream::error_chain;
-use crate::proxy::{Body, full_body};
+use weir_core::body::{Body, full_body};
+use weir_core::error::error_chain;
+use weir_core::forwarding;
 
 /// Largest provider error body read for its message.
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -487,7 +487,7 @@ async fn attempt(
     };
     // Each call to the shim is counted, faulted or not.
     let counted = |phase: Phase, started: Instant, fault: Option<&PluginFault>| {
-        calls.add(plugin.name(), phase, started, fault);
+        calls.add(plugin.name(), phase, started, fault.map(PluginFault::kind));
     };
     let started = Instant::now();
     let leased = plugin.lease(slot).await;
@@ -541,7 +541,7 @@ async fn attempt(
             Outcome::Refused(error)
         });
     }
-    let upstream = response.into_body().map_err(crate::proxy::box_error).boxed_unsync();
+    let upstream = response.into_body().map_err(weir_core::body::box_error).boxed_unsync();
     if !stream {
         let bytes = read_body(upstream, max_response_bytes, target)
             .await

@@ -25,9 +25,9 @@ use super::chat::{Accounting, api_error, error_json};
 use super::redact::StreamRedactor;
 use crate::config::PluginName;
 use crate::observe::{Phase, ShimCalls};
-use crate::plugins::Lease;
 use crate::plugins::capabilities::shim::exports::weir::plugin::provider::{ApiError, Usage};
-use crate::proxy::{Body, BoxError};
+use crate::plugins::{Lease, PluginFault};
+use weir_core::body::{Body, BoxError};
 
 /// The shim a stream goes through: where its calls are counted, and the
 /// redaction of the target's key from what it is given.
@@ -162,9 +162,12 @@ impl Relay {
     async fn feed(&mut self, translator: ResourceAny, bytes: &[u8], end: bool) -> Result<(), ApiError> {
         let started = Instant::now();
         let output = self.lease.stream_step(self.slot, translator, bytes, end).await;
-        self.shim
-            .calls
-            .add(&self.shim.plugin, Phase::Chunk, started, output.as_ref().err());
+        self.shim.calls.add(
+            &self.shim.plugin,
+            Phase::Chunk,
+            started,
+            output.as_ref().err().map(PluginFault::kind),
+        );
         match output {
             Err(fault) => Err(api_error(
                 500,

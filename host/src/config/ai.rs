@@ -266,7 +266,7 @@ impl Config {
         let ca = ai.usage_db_ca.as_ref().map(|ca| self.resolve(ca));
         if UsageStore::is_postgres_url(&setting) {
             if let Some(ca) = &ca
-                && let Err(e) = crate::tls::ca_file(ca)
+                && let Err(e) = weir_core::tls::ca_file(ca)
             {
                 return Err(problem("ai.usage_db_ca", e));
             }

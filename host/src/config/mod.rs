@@ -194,19 +194,19 @@ impl AdminConfig {
 }
 
 /// How the gateway reads requests: the canonical form of paths (see
-/// [`crate::proxy::path`]).
+/// [`weir_core::path`]).
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Merge runs of `/` in a path into one.
     pub merge_slashes: bool,
     /// `reject` (400) or `keep` paths holding `%2F`, `%5C` or `\`.
-    pub escaped_slashes: crate::proxy::path::EscapedSlashes,
+    pub escaped_slashes: weir_core::path::EscapedSlashes,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        let policy = crate::proxy::path::PathPolicy::default();
+        let policy = weir_core::path::PathPolicy::default();
         HttpConfig {
             merge_slashes: policy.merge_slashes,
             escaped_slashes: policy.escaped_slashes,
@@ -216,8 +216,8 @@ impl Default for HttpConfig {
 
 impl HttpConfig {
     /// The path policy these settings make.
-    pub fn path_policy(&self) -> crate::proxy::path::PathPolicy {
-        crate::proxy::path::PathPolicy {
+    pub fn path_policy(&self) -> weir_core::path::PathPolicy {
+        weir_core::path::PathPolicy {
             merge_slashes: self.merge_slashes,
             escaped_slashes: self.escaped_slashes,
         }
@@ -443,11 +443,11 @@ impl PluginSettings {
 /// A plugin's manifest: `NAME.toml` beside `NAME.wasm`, holding
 /// [`PluginSettings`].
 pub fn read_manifest(file: &Path) -> Result<Option<PluginSettings>, String> {
-    match crate::files::read_regular_text(file, MAX_SMALL_FILE_BYTES) {
+    match weir_core::files::read_regular_text(file, MAX_SMALL_FILE_BYTES) {
         Ok(text) => toml::from_str(&text)
             .map(Some)
             .map_err(|e| format!("manifest {}: {}", file.display(), e.message())),
-        Err(crate::files::FileError::NotFound) => Ok(None),
+        Err(weir_core::files::FileError::NotFound) => Ok(None),
         Err(e) => Err(format!("manifest {}: {e}", file.display())),
     }
 }
@@ -845,7 +845,7 @@ impl Config {
             } else {
                 // Requests are matched by their canonical path, so a prefix
                 // in any other form would never match.
-                match crate::proxy::path::normalize(&route.path_prefix, self.http.path_policy()) {
+                match weir_core::path::normalize(&route.path_prefix, self.http.path_policy()) {
                     Ok(canonical) if canonical != route.path_prefix => problem(
                         format!("{at}.path_prefix"),
                         format!(

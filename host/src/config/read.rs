@@ -60,7 +60,7 @@ impl ConfigReading {
 impl Config {
     /// Read, parse and validate a config file, collecting every problem.
     pub fn read(file: &Path) -> ConfigReading {
-        let text = match crate::files::read_regular_text(file, MAX_SMALL_FILE_BYTES) {
+        let text = match weir_core::files::read_regular_text(file, MAX_SMALL_FILE_BYTES) {
             Ok(text) => text,
             Err(e) => {
                 return ConfigReading {

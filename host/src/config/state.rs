@@ -218,7 +218,7 @@ impl StateConfig {
             let full = config.resolve(ca);
             if !self.is_tls() {
                 problem("state.ca", "only used with a rediss:// store".into());
-            } else if let Err(e) = crate::tls::ca_file(&full) {
+            } else if let Err(e) = weir_core::tls::ca_file(&full) {
                 problem("state.ca", e);
             }
         }

@@ -70,7 +70,7 @@ impl Default for History {
 impl History {
     /// An empty history starting now.
     pub fn new() -> Self {
-        History::starting_at(crate::ai::now_ms())
+        History::starting_at(weir_core::clock::now_ms())
     }
 
     fn starting_at(now_ms: i64) -> Self {
@@ -86,7 +86,7 @@ impl History {
 
     /// Add a finished request.
     pub fn record(&self, record: &RequestRecord) {
-        self.record_at(record, record.elapsed(), crate::ai::now_ms());
+        self.record_at(record, record.elapsed(), weir_core::clock::now_ms());
     }
 
     fn record_at(&self, record: &RequestRecord, latency: Duration, now_ms: i64) {
@@ -146,7 +146,7 @@ impl History {
             cost: cost.unwrap_or(0.0),
             priced: cost.is_some(),
         };
-        self.ai_usage_at(route, target, model, consumer, usage, crate::ai::now_ms());
+        self.ai_usage_at(route, target, model, consumer, usage, weir_core::clock::now_ms());
     }
 
     fn ai_usage_at(&self, route: &str, target: &str, model: &str, consumer: Option<&str>, usage: AiTally, now_ms: i64) {
@@ -162,7 +162,7 @@ impl History {
     /// time, totals and last minute; per plugin and target their totals;
     /// the recent errors, newest first; and AI usage per minute.
     pub fn snapshot(&self, minutes: u64) -> Value {
-        self.snapshot_at(minutes, crate::ai::now_ms())
+        self.snapshot_at(minutes, weir_core::clock::now_ms())
     }
 
     fn snapshot_at(&self, minutes: u64, now_ms: i64) -> Value {

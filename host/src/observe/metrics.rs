@@ -446,7 +446,7 @@ impl Metrics {
     }
 
     /// Count a settled AI request: its tokens and cost.
-    pub fn observe_ai(&self, usage: &crate::ai::usage::UsageRecord) {
+    pub fn observe_ai(&self, usage: &super::UsageRecord) {
         let labels = AiLabels {
             route: usage.route.clone(),
             target: usage.target.clone(),

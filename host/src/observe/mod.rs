@@ -4,14 +4,16 @@
 //! the [access log](access_log) and, when configured, [OTLP traces](trace).
 
 pub mod access_log;
+pub mod ai;
 pub mod history;
 pub mod metrics;
 pub mod record;
 pub mod trace;
 
+pub use ai::{AiSlot, AiSummary, UsageRecord};
 pub use record::{
-    AiSlot, AiSummary, Attempt, AttemptOutcome, ChunkCalls, Phase, PluginCall, PluginOutcome, Reported, RequestRecord,
-    ShimCalls, TraceContext,
+    Attempt, AttemptOutcome, ChunkCalls, Phase, PluginCall, PluginOutcome, Reported, RequestRecord, ShimCalls,
+    TraceContext,
 };
 
 /// Where finished requests are reported. One per gateway; it outlives
@@ -61,7 +63,7 @@ impl Observer {
     }
 
     /// Report a settled AI request (`priced`: its model has a price).
-    pub fn ai_usage(&self, usage: &crate::ai::usage::UsageRecord, priced: bool) {
+    pub fn ai_usage(&self, usage: &UsageRecord, priced: bool) {
         self.metrics.observe_ai(usage);
         self.history.ai_usage(
             &usage.route,

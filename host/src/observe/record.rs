@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,9 +14,9 @@ use http::Method;
 use http_body::{Body as _, Frame, SizeHint};
 
 use super::Observer;
+use super::ai::{AiSlot, AiSummary};
 use crate::config::{PluginName, RouteName};
-use crate::plugins::PluginFault;
-use crate::proxy::{Body, BoxError};
+use weir_core::body::{Body, BoxError};
 
 /// What happened to one request.
 #[derive(Debug)]
@@ -124,7 +124,7 @@ pub struct ShimCalls {
 
 impl ShimCalls {
     /// Add a call that started at `started`; `fault` if it faulted.
-    pub fn add(&self, plugin: &PluginName, phase: Phase, started: Instant, fault: Option<&PluginFault>) {
+    pub fn add(&self, plugin: &PluginName, phase: Phase, started: Instant, fault: Option<&'static str>) {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         let index = match calls.iter().position(|c| c.phase == phase && c.plugin == *plugin) {
             Some(index) => index,
@@ -149,21 +149,6 @@ impl ShimCalls {
             call.outcome = PluginOutcome::fault(fault, false);
         }
     }
-}
-
-/// Where an AI route leaves its account of a request.
-pub type AiSlot = Arc<OnceLock<AiSummary>>;
-
-/// An AI route's account of one request, for the access log.
-#[derive(Debug, Clone)]
-pub struct AiSummary {
-    /// The usage record (target, model, tokens, cost, latencies).
-    pub usage: crate::ai::usage::UsageRecord,
-    /// `hit`, `miss`, or `bypass` (not cacheable); `None` when the route
-    /// has no cache.
-    pub cache: Option<&'static str>,
-    /// Whether the model has a price (otherwise the cost means nothing).
-    pub priced: bool,
 }
 
 /// What came of a plugin call.
@@ -194,13 +179,7 @@ impl PluginOutcome {
     }
 
     /// The outcome of a faulted call.
-    pub fn fault(fault: &PluginFault, skipped: bool) -> Self {
-        let kind = match fault {
-            PluginFault::Trap { .. } => "trap",
-            PluginFault::Deadline { .. } => "deadline",
-            PluginFault::Memory { .. } => "memory",
-            PluginFault::Unavailable { .. } => "unavailable",
-        };
+    pub fn fault(kind: &'static str, skipped: bool) -> Self {
         PluginOutcome::Fault { kind, skipped }
     }
 }
@@ -256,7 +235,7 @@ impl RequestRecord {
         RequestRecord {
             started: Instant::now(),
             start_time: SystemTime::now(),
-            unix_ms: crate::ai::now_ms(),
+            unix_ms: weir_core::clock::now_ms(),
             trace: TraceContext::new(None),
             method,
             path: path.to_string(),
@@ -516,7 +495,7 @@ impl Drop for Reported {
             // Drop the body first: what it settles on drop (an AI
             // request's usage) belongs in the report.
             let ended = self.body.is_end_stream();
-            drop(std::mem::replace(&mut self.body, crate::proxy::empty_body()));
+            drop(std::mem::replace(&mut self.body, weir_core::body::empty_body()));
             self.report(ended);
         }
     }
@@ -525,6 +504,7 @@ impl Drop for Reported {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::UsageRecord;
 
     #[test]
     fn a_valid_traceparent_is_continued_and_an_invalid_one_starts_a_trace() {
@@ -577,7 +557,7 @@ mod tests {
 
     impl Drop for SettlesOnDrop {
         fn drop(&mut self) {
-            let usage = crate::ai::usage::UsageRecord {
+            let usage = UsageRecord {
                 target: "t".into(),
                 model: "m".into(),
                 completion_tokens: 3,

@@ -601,7 +601,7 @@ impl weir::plugin::types::HostRequest for HostState {
 
     fn authority(&mut self, r: Resource<RequestState>) -> Result<Option<String>> {
         let parts = &self.table.get(&r)?.parts;
-        Ok(crate::proxy::forwarding::request_authority(&parts.uri, &parts.headers).map(str::to_string))
+        Ok(weir_core::forwarding::request_authority(&parts.uri, &parts.headers).map(str::to_string))
     }
 
     handle_methods!(RequestState);

@@ -63,6 +63,19 @@ pub enum PluginFault {
     },
 }
 
+impl PluginFault {
+    /// The fault's kind, as metrics and the access log name it: `trap`,
+    /// `deadline`, `memory` or `unavailable`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginFault::Trap { .. } => "trap",
+            PluginFault::Deadline { .. } => "deadline",
+            PluginFault::Memory { .. } => "memory",
+            PluginFault::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
 /// What a plugin component is, by what it exports: a filter in route
 /// chains, or a provider shim for AI targets. Checked once, at compile.
 #[derive(Clone)]

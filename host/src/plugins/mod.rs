@@ -185,9 +185,9 @@ impl PluginRuntime {
         };
         // Only a regular file within the size limit, read off the async
         // workers: a FIFO or a link to a device is refused, never waited on.
-        let bytes = match crate::files::read_async(&file, self.max_file_bytes).await {
+        let bytes = match weir_core::files::read_async(&file, self.max_file_bytes).await {
             Ok(b) => b,
-            Err(crate::files::FileError::NotFound) => {
+            Err(weir_core::files::FileError::NotFound) => {
                 return Err(PluginLoadError::Missing {
                     plugin: name.clone(),
                     file: file.clone(),
@@ -502,7 +502,7 @@ fn resolve_secrets(config: &Config) -> anyhow::Result<HashMap<String, String>> {
             std::env::var(var).map_err(|_| anyhow::anyhow!("secrets.{name}.env: {var} is not set"))?
         } else if let Some(file) = &source.file {
             let path = config.resolve(file);
-            crate::files::read_regular_text(&path, crate::config::MAX_SMALL_FILE_BYTES)
+            weir_core::files::read_regular_text(&path, crate::config::MAX_SMALL_FILE_BYTES)
                 .map_err(|e| anyhow::anyhow!("secrets.{name}.file: {} {e}", path.display()))?
                 .trim_end_matches(['\n', '\r'])
                 .to_string()

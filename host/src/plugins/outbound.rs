@@ -87,11 +87,11 @@ pub struct OutboundClient {
 
 impl OutboundClient {
     /// A client that trusts the system's root certificates (read once per
-    /// process, shared with every other client: see `crate::tls`).
+    /// process, shared with every other client: see `weir_core::tls`).
     pub fn new() -> Result<Self, String> {
         let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(GuardedResolver);
         http.enforce_http(false);
-        let tls = crate::tls::client_config(None).map_err(|e| format!("outbound HTTP client: {e}"))?;
+        let tls = weir_core::tls::client_config(None).map_err(|e| format!("outbound HTTP client: {e}"))?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

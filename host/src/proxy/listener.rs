@@ -93,16 +93,16 @@ fn certified_key(cert: &Path, key: &Path) -> anyhow::Result<rustls::sign::Certif
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let limit = crate::config::MAX_SMALL_FILE_BYTES;
-    let cert_pem =
-        crate::files::read_regular(cert, limit).map_err(|e| anyhow::anyhow!("certificate {}: {e}", cert.display()))?;
+    let cert_pem = weir_core::files::read_regular(cert, limit)
+        .map_err(|e| anyhow::anyhow!("certificate {}: {e}", cert.display()))?;
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("certificate {}: {e}", cert.display()))?;
     if certs.is_empty() {
         anyhow::bail!("certificate {}: no certificates found", cert.display());
     }
-    let key_pem =
-        crate::files::read_regular(key, limit).map_err(|e| anyhow::anyhow!("private key {}: {e}", key.display()))?;
+    let key_pem = weir_core::files::read_regular(key, limit)
+        .map_err(|e| anyhow::anyhow!("private key {}: {e}", key.display()))?;
     let key =
         PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| anyhow::anyhow!("private key {}: {e}", key.display()))?;
     let provider = rustls::crypto::ring::default_provider();

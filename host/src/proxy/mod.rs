@@ -512,7 +512,7 @@ fn skip_if_fail_open(
         link.plugin.name(),
         phase,
         started,
-        PluginOutcome::fault(&fault, skipped),
+        PluginOutcome::fault(fault.kind(), skipped),
     );
     if skipped {
         tracing::warn!("skipping fail-open plugin: {fault}");

@@ -65,7 +65,7 @@ impl Transformer {
         if let Some(fault) = fault
             && !matches!(call.outcome, PluginOutcome::Fault { .. })
         {
-            call.outcome = PluginOutcome::fault(fault, self.fail_open);
+            call.outcome = PluginOutcome::fault(fault.kind(), self.fail_open);
         }
     }
 }

@@ -31,11 +31,11 @@ use tokio::time::{Instant, Sleep};
 
 use super::error::GatewayError;
 use super::{Body, BoxError};
-use crate::ai::now_ms;
 use crate::config::{Balance, HealthCheckConfig};
 use crate::config::{Config, Target, UpstreamConfig, UpstreamName, parse_target};
 use crate::observe::record::new_span_id;
 use crate::observe::{AttemptOutcome, RequestRecord};
+use weir_core::clock::now_ms;
 use weir_select::{
     Admission, BreakerPolicy, CircuitState, FailureRate, InFlight, Member, Planner, ProbeTally, RetryBudget, Standing,
     TargetHealth,
@@ -570,7 +570,7 @@ pub fn http_client(connect_timeout: Duration, ca: Option<&std::path::Path>, at: 
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
     // The system roots are read once per process and shared (see `tls`).
-    let tls = crate::tls::client_config(ca).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+    let tls = weir_core::tls::client_config(ca).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

@@ -15,7 +15,7 @@
 //!
 //! # TLS and login
 //! A `rediss://` store speaks TLS, trusting `[state] ca` or the system's
-//! roots (see [`crate::trust`]); the roots and the password are read once,
+//! roots (see [`weir_core::tls`]); the roots and the password are read once,
 //! when the store starts, and every reconnection reuses them. The password
 //! (`password_env`, `password_file`, or the URL's) is sent with `HELLO` /
 //! `AUTH` on each connection and appears in no message: the URL is kept
@@ -120,7 +120,7 @@ impl RedisStore {
             probing: AtomicBool::new(false),
             status: Mutex::new(Status {
                 error: Some("not connected yet".into()),
-                since_ms: crate::ai::now_ms(),
+                since_ms: weir_core::clock::now_ms(),
             }),
             unavailable_ops: AtomicU64::new(0),
             outages: AtomicU64::new(0),
@@ -184,7 +184,7 @@ impl RedisStore {
     fn set_status(&self, error: Option<String>) {
         *self.status.lock().unwrap_or_else(PoisonError::into_inner) = Status {
             error,
-            since_ms: crate::ai::now_ms(),
+            since_ms: weir_core::clock::now_ms(),
         };
     }
 
@@ -406,10 +406,10 @@ fn client(config: &StateConfig) -> Result<redis::Client, String> {
     if !config.is_tls() {
         return redis::Client::open(info).map_err(|e| format!("state.store: {url}: {}", describe(&e)));
     }
-    let anchors = crate::tls::anchors(config.ca.as_deref()).map_err(|e| format!("state.ca: {e}"))?;
+    let anchors = weir_core::tls::anchors(config.ca.as_deref()).map_err(|e| format!("state.ca: {e}"))?;
     let certificates = redis::TlsCertificates {
         client_tls: None,
-        root_cert: Some(crate::tls::pem(&anchors)),
+        root_cert: Some(weir_core::tls::pem(&anchors)),
     };
     redis::Client::build_with_tls(info, certificates).map_err(|e| format!("state.store: {url}: {}", describe(&e)))
 }

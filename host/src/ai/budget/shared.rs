@@ -133,7 +133,7 @@ pub(super) fn release(
         return;
     };
     runtime.spawn(async move {
-        let now_ms = charge.map_or_else(crate::ai::now_ms, |(_, at)| at);
+        let now_ms = charge.map_or_else(weir_core::clock::now_ms, |(_, at)| at);
         let (end, ttl) = window(&rule, now_ms);
         let key = redis.key(&["budget", &consumer]);
         let actual = charge.map_or(-1, |(tokens, _)| signed(tokens));

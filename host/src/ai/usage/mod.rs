@@ -59,38 +59,7 @@ const COLUMNS: &str = "time_ms, request_id, consumer, route, target, model, prom
 /// The key under which requests without a consumer are grouped and counted.
 pub const NO_CONSUMER: &str = "-";
 
-/// One AI request the gateway served.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UsageRecord {
-    /// When the request arrived, in Unix milliseconds.
-    pub time_ms: i64,
-    /// The gateway's id for the request.
-    pub request_id: String,
-    /// Who made it, when the request was authenticated.
-    pub consumer: Option<String>,
-    /// The route that served it.
-    pub route: String,
-    /// The target (provider) it was sent to.
-    pub target: String,
-    /// The model that answered.
-    pub model: String,
-    /// Tokens in the prompt.
-    pub prompt_tokens: u64,
-    /// Tokens in the completion.
-    pub completion_tokens: u64,
-    /// What the request cost, in the currency of the configured prices.
-    pub cost: f64,
-    /// From arrival to the last byte of the answer.
-    pub latency_ms: u64,
-    /// Time to first token, for streamed answers.
-    pub ttft_ms: Option<u64>,
-    /// The HTTP status answered.
-    pub status: u16,
-    /// Whether the answer was streamed.
-    pub streamed: bool,
-    /// Whether the answer came from the cache.
-    pub cached: bool,
-}
+pub use crate::observe::UsageRecord;
 
 /// The key a report's groups are formed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -154,8 +154,8 @@ impl TlsSettings {
 }
 
 fn roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
-    let anchors = crate::tls::anchors(ca).map_err(|e| format!("ai.usage_db_ca: {e}"))?;
-    Ok(crate::tls::root_store(&anchors))
+    let anchors = weir_core::tls::anchors(ca).map_err(|e| format!("ai.usage_db_ca: {e}"))?;
+    Ok(weir_core::tls::root_store(&anchors))
 }
 
 /// `sslmode=prefer` or `require` without a CA: the traffic is encrypted,

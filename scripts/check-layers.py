@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Check that Weir's crates are layered: each depends only on crates below
+it, and no crate's top-level modules import each other in a circle.
+
+The order, bottom first, is LAYERS below (docs/architecture.md explains
+it). A crate of the workspace named `weir-*` or `weir` must appear in it.
+Only normal and build dependencies count: a test may reach anything.
+
+Inside a crate, module A depends on module B when A's code (tests left
+out) names `crate::B`, directly or in a `use crate::{...}` group. A cycle
+among top-level modules is reported with its members.
+
+Usage: scripts/check-layers.py [--modules-only | --crates-only]
+Exit status 1 when a rule is broken, with every breach listed.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+# Bottom first. A crate may depend on any crate before it.
+LAYERS = [
+    "weir-core",
+    "weir-select",
+    "weir",
+]
+
+
+def workspace():
+    out = subprocess.run(
+        ["cargo", "metadata", "--no-deps", "--format-version", "1"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out)
+
+
+def crate_breaches(meta):
+    problems = []
+    packages = {p["name"]: p for p in meta["packages"]}
+    ours = [n for n in packages if n == "weir" or n.startswith("weir-")]
+    # The SDK and the test emulator are not layers of the gateway.
+    ours = [n for n in ours if n not in ("weir-sdk", "weir-emulator", "weir-benches")]
+    for name in ours:
+        if name not in LAYERS:
+            problems.append(f"{name}: not in LAYERS (scripts/check-layers.py)")
+    for name in ours:
+        if name not in LAYERS:
+            continue
+        rank = LAYERS.index(name)
+        for dep in packages[name]["dependencies"]:
+            if dep["kind"] == "dev" or dep["name"] not in LAYERS:
+                continue
+            if LAYERS.index(dep["name"]) >= rank:
+                problems.append(f"{name} depends on {dep['name']}, which is not below it")
+    return problems
+
+
+USE_GROUP = re.compile(r"\buse\s+crate::\{([^;]*)\};", re.S)
+CRATE_PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
+
+
+def strip(source):
+    """Source without comments, string contents and `#[cfg(test)]` items."""
+    source = re.sub(r"//[^\n]*", "", source)
+    source = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
+    source = re.sub(r'"(?:\\.|[^"\\])*"', '""', source)
+    cut = source.find("#[cfg(test)]")
+    return source if cut < 0 else source[:cut]
+
+
+def top_module(src_dir, path):
+    rel = os.path.relpath(path, src_dir)
+    first = rel.split(os.sep)[0]
+    name = first[:-3] if first.endswith(".rs") else first
+    return None if name in ("lib", "main") else name
+
+
+def module_cycles(name, src_dir):
+    edges = {}
+    for folder, _, files in os.walk(src_dir):
+        for file in files:
+            if not file.endswith(".rs"):
+                continue
+            path = os.path.join(folder, file)
+            me = top_module(src_dir, path)
+            if me is None:
+                continue
+            with open(path, encoding="utf-8") as f:
+                code = strip(f.read())
+            targets = set(CRATE_PATH.findall(code))
+            for group in USE_GROUP.findall(code):
+                for item in re.split(r",(?![^{]*\})", group):
+                    item = item.strip()
+                    if item:
+                        targets.add(re.split(r"[:{\s]", item)[0])
+            edges.setdefault(me, set()).update(t for t in targets if t != me and t != "self")
+    # Tarjan's strongly connected components.
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in edges and w not in index:
+                continue  # not a module of this crate (a re-exported name)
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(10000)
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return [f"{name}: modules import each other in a circle: {' ↔ '.join(c)}" for c in cycles]
+
+
+def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else ""
+    meta = workspace()
+    problems = []
+    if mode != "--modules-only":
+        problems += crate_breaches(meta)
+    if mode != "--crates-only":
+        for package in meta["packages"]:
+            name = package["name"]
+            if name not in LAYERS:
+                continue
+            # A library and a binary in one folder are one tree of modules.
+            src_dirs = {
+                os.path.dirname(target["src_path"])
+                for target in package["targets"]
+                if "lib" in target["kind"] or "bin" in target["kind"]
+            }
+            for src_dir in sorted(src_dirs):
+                problems += module_cycles(name, src_dir)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} layering problem(s)", file=sys.stderr)
+        return 1
+    print(f"layers hold: {', '.join(LAYERS)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
