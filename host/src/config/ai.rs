@@ -40,7 +40,7 @@ pub struct AiConfig {
     /// request.
     pub prices: BTreeMap<String, ModelPrice>,
     /// Per-consumer token budgets and tokens-per-minute limits.
-    pub budgets: crate::ai::budget::BudgetConfig,
+    pub budgets: super::budget::BudgetConfig,
     /// Whether the file set `usage_db` (which, beside `usage_db_env`, is
     /// refused).
     usage_db_given: bool,
@@ -75,7 +75,7 @@ struct AiConfigFile {
     usage_instance: Option<String>,
     usage_db_ca: Option<PathBuf>,
     prices: BTreeMap<String, ModelPrice>,
-    budgets: crate::ai::budget::BudgetConfig,
+    budgets: super::budget::BudgetConfig,
 }
 
 impl From<AiConfigFile> for AiConfig {

@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod ai;
+pub mod budget;
 mod observe;
 mod read;
 mod secret;

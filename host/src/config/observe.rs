@@ -1,6 +1,6 @@
 //! Observability settings: the access log and trace export.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -44,10 +44,25 @@ fn default_access_log_keep() -> usize {
     5
 }
 
+/// Where the access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Standard output.
+    Stdout,
+    /// A file, rotated when it passes `max_bytes`, keeping `keep` old ones.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Size that starts a new file.
+        max_bytes: usize,
+        /// Old files kept.
+        keep: usize,
+    },
+}
+
 impl AccessLogConfig {
     /// Where lines go; `None` when the log is off.
-    pub fn destination(&self, config: &Config) -> Option<crate::observe::access_log::Destination> {
-        use crate::observe::access_log::Destination;
+    pub fn destination(&self, config: &Config) -> Option<Destination> {
         match self.to.as_str() {
             "off" => None,
             "stdout" => Some(Destination::Stdout),

@@ -16,7 +16,6 @@
 //! never a body.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,21 +32,7 @@ pub const QUEUE: usize = 65_536;
 /// How often the writer takes what is queued.
 pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
 
-/// Where the access log goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    /// Standard output.
-    Stdout,
-    /// A file, rotated when it passes `max_bytes`, keeping `keep` old ones.
-    File {
-        /// The file.
-        path: PathBuf,
-        /// Size that starts a new file.
-        max_bytes: usize,
-        /// Old files kept.
-        keep: usize,
-    },
-}
+pub use crate::config::Destination;
 
 /// The sending side of the access log.
 pub struct AccessLog {
