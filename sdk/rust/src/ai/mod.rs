@@ -125,7 +125,14 @@ impl TargetConfig {
         &self.json
     }
 
-    /// Deserialize it; the error names the bad field.
+    /// Read and check it as `T` ([`Settings::from_json`](crate::Settings::from_json));
+    /// the error names the field at fault. Return it from `configure` as it is.
+    pub fn settings<T: crate::Settings>(&self) -> Result<T, String> {
+        T::from_json(&self.json)
+    }
+
+    /// Deserialize it into any serde type, unchecked; the error is serde's.
+    /// Prefer [`TargetConfig::settings`].
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
         serde_json::from_str(&self.json).map_err(|e| e.to_string())
     }
