@@ -4,7 +4,7 @@
 use serde_json::json;
 use weir_sdk::Reply;
 
-use crate::settings::Settings;
+use crate::settings::{self, Settings};
 
 /// Response headers this plugin owns on actual responses: it sets them for
 /// allowed origins and removes them otherwise, whatever the upstream said.
@@ -108,7 +108,7 @@ mod tests {
     use super::*;
 
     fn settings(json: &str) -> Settings {
-        Settings::from_json(json).unwrap()
+        settings::checked(json).unwrap()
     }
 
     fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
