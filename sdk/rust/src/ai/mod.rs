@@ -4,7 +4,8 @@
 //! A shim is a type that implements [`Provider`], exported with
 //! [`export_provider!`](crate::export_provider). The gateway configures it
 //! once per target of an AI route ([`Provider::configure`], with the
-//! target's model and options), then asks it to translate each request,
+//! target's model and options, read with [`TargetConfig::settings`] into a
+//! type implementing [`Settings`](crate::Settings)), then asks it to translate each request,
 //! each whole response or each streamed response ([`ProviderStream`]), and
 //! each provider error. The gateway itself picks targets, inserts keys
 //! where [`ProviderRequest::key`] says (a shim never sees keys), fails
