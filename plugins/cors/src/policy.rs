@@ -4,7 +4,7 @@
 use serde_json::json;
 use weir_sdk::Reply;
 
-use crate::settings::{self, Settings};
+use crate::settings::Settings;
 
 /// Response headers this plugin owns on actual responses: it sets them for
 /// allowed origins and removes them otherwise, whatever the upstream said.
@@ -108,7 +108,7 @@ mod tests {
     use super::*;
 
     fn settings(json: &str) -> Settings {
-        settings::checked(json).unwrap()
+        crate::settings::checked(json).unwrap()
     }
 
     fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {

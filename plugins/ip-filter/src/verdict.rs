@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use crate::forwarded::{self, Hop};
 use crate::networks::canonical;
-use crate::settings::{self, ForwardedHeader, Settings};
+use crate::settings::{ForwardedHeader, Settings};
 
 /// Why a request is refused. Logged, never sent to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +110,7 @@ mod tests {
     use super::*;
 
     fn settings(json: &str) -> Settings {
-        settings::checked(json).unwrap()
+        crate::settings::checked(json).unwrap()
     }
 
     /// Decide with no forwarded header; panics if the header is read.
