@@ -17,6 +17,9 @@ const SDK_MODULES: &[(&str, &str)] = &[
     ("ai/openai.rs", include_str!("../../../sdk/rust/src/ai/openai.rs")),
     ("ai/stream.rs", include_str!("../../../sdk/rust/src/ai/stream.rs")),
     ("ai/testing.rs", include_str!("../../../sdk/rust/src/ai/testing.rs")),
+    ("query.rs", include_str!("../../../sdk/rust/src/query.rs")),
+    ("settings.rs", include_str!("../../../sdk/rust/src/settings.rs")),
+    ("testing.rs", include_str!("../../../sdk/rust/src/testing.rs")),
 ];
 
 const SDK_MANIFEST: &str = r#"[package]
@@ -26,11 +29,16 @@ version = "0.1.0"
 edition = "2024"
 publish = false
 
+[features]
+# `weir_sdk::testing`, for the plugin's own tests (enable under [dev-dependencies]).
+testing = ["dep:toml"]
+
 [dependencies]
 wit-bindgen = "0.46"
 serde = { version = "1", features = ["derive"] }
 serde_json = "1"
 serde_path_to_error = "0.1"
+toml = { version = "0.9", optional = true }
 "#;
 
 const TEMPLATE_LIB: &str = r#"//! PLUGIN_NAME: a Weir plugin. It adds `x-PLUGIN_NAME: on` to every request
@@ -42,15 +50,25 @@ struct PluginType {
     greeting: Option<String>,
 }
 
+/// The route's config. `validate` checks what the types cannot.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Settings {
     greeting: Option<String>,
 }
 
+impl weir_sdk::Settings for Settings {
+    fn validate(&self) -> Result<(), String> {
+        if self.greeting.as_deref() == Some("") {
+            return Err("greeting: must not be empty (leave it out to answer nothing)".into());
+        }
+        Ok(())
+    }
+}
+
 impl Plugin for PluginType {
     fn configure(config: Config) -> Result<Self, String> {
-        let settings: Settings = config.parse()?;
+        let settings: Settings = config.settings()?;
         Ok(PluginType {
             greeting: settings.greeting,
         })

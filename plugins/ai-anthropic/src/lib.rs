@@ -66,25 +66,24 @@ fn default_path() -> String {
     "/v1/messages".into()
 }
 
-impl Target {
-    /// Parse and check a target's config JSON.
-    pub fn parse(json: &str) -> Result<Target, String> {
-        let target: Target = serde_json::from_str(json).map_err(|e| e.to_string())?;
+impl weir_sdk::Settings for Target {
+    /// Every problem, separated by `; `.
+    fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
-        if target.model.trim().is_empty() {
+        if self.model.trim().is_empty() {
             problems.push("model must not be empty");
         }
-        if target.anthropic_version.trim().is_empty() {
+        if self.anthropic_version.trim().is_empty() {
             problems.push("anthropic-version must not be empty");
         }
-        if target.default_max_tokens == 0 {
+        if self.default_max_tokens == 0 {
             problems.push("default-max-tokens must be at least 1");
         }
-        if !target.path.starts_with('/') {
+        if !self.path.starts_with('/') {
             problems.push("path must start with '/'");
         }
         if problems.is_empty() {
-            Ok(target)
+            Ok(())
         } else {
             Err(problems.join("; "))
         }
@@ -107,7 +106,7 @@ impl Provider for Anthropic {
     type Stream = MessageStream;
 
     fn configure(config: TargetConfig) -> Result<Self, String> {
-        Target::parse(config.as_json()).map(Anthropic::new)
+        config.settings().map(Anthropic::new)
     }
 
     fn translate_request(&self, body: &[u8]) -> Result<ProviderRequest, ApiError> {
@@ -143,11 +142,13 @@ weir_sdk::export_provider!(Anthropic);
 
 #[cfg(test)]
 mod tests {
+    use weir_sdk::Settings as _;
+
     use super::*;
 
     #[test]
     fn options_have_defaults() {
-        let target = Target::parse(r#"{"model": "claude-sonnet-4-5"}"#).unwrap();
+        let target = Target::from_json(r#"{"model": "claude-sonnet-4-5"}"#).unwrap();
         assert_eq!(target.anthropic_version, "2023-06-01");
         assert_eq!(target.default_max_tokens, 4096);
         assert_eq!(target.path, "/v1/messages");
@@ -155,7 +156,7 @@ mod tests {
 
     #[test]
     fn options_are_read_in_kebab_case() {
-        let target = Target::parse(
+        let target = Target::from_json(
             r#"{"model": "m", "anthropic-version": "2024-01-01", "default-max-tokens": 256, "path": "/anthropic/v1/messages"}"#,
         )
         .unwrap();
@@ -166,13 +167,13 @@ mod tests {
 
     #[test]
     fn an_unknown_option_is_named() {
-        let error = Target::parse(r#"{"model": "m", "max-tokens": 5}"#).unwrap_err();
+        let error = Target::from_json(r#"{"model": "m", "max-tokens": 5}"#).unwrap_err();
         assert!(error.contains("max-tokens"), "{error}");
     }
 
     #[test]
     fn bad_options_are_all_reported() {
-        let error = Target::parse(r#"{"model": " ", "default-max-tokens": 0, "path": "v1"}"#).unwrap_err();
+        let error = Target::from_json(r#"{"model": " ", "default-max-tokens": 0, "path": "v1"}"#).unwrap_err();
         assert!(error.contains("model"), "{error}");
         assert!(error.contains("default-max-tokens"), "{error}");
         assert!(error.contains("path"), "{error}");
@@ -180,7 +181,7 @@ mod tests {
 
     #[test]
     fn the_request_goes_to_the_messages_path_with_version_and_key_header() {
-        let shim = Anthropic::new(Target::parse(r#"{"model": "claude-sonnet-4-5"}"#).unwrap());
+        let shim = Anthropic::new(Target::from_json(r#"{"model": "claude-sonnet-4-5"}"#).unwrap());
         let request = shim
             .translate_request(br#"{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}"#)
             .unwrap();

@@ -52,7 +52,7 @@ impl Provider for Gemini {
     type Stream = GeminiStream;
 
     fn configure(config: TargetConfig) -> Result<Self, String> {
-        let settings = Settings::from_json(config.as_json())?;
+        let settings: Settings = config.settings()?;
         Ok(Gemini { settings })
     }
 

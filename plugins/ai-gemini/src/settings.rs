@@ -18,14 +18,7 @@ fn default_api_version() -> String {
     "v1beta".to_string()
 }
 
-impl Settings {
-    /// Parse and check the config JSON; the error names the field at fault.
-    pub fn from_json(json: &str) -> Result<Settings, String> {
-        let settings: Settings = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
+impl weir_sdk::Settings for Settings {
     fn validate(&self) -> Result<(), String> {
         let resource = self.resource();
         let name = resource.split_once('/').map_or("", |(_, name)| name);
@@ -43,7 +36,9 @@ impl Settings {
         }
         Ok(())
     }
+}
 
+impl Settings {
     /// The model's resource name: `models/{model}` unless the config gave
     /// a resource name already.
     pub fn resource(&self) -> String {
@@ -72,6 +67,8 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use weir_sdk::Settings as _;
+
     use super::*;
 
     #[test]

@@ -290,7 +290,7 @@ mod tests {
     use super::*;
 
     fn target() -> Target {
-        Target::from_json(r#"{"model": "llama3.2"}"#).unwrap()
+        crate::target::checked(r#"{"model": "llama3.2"}"#).unwrap()
     }
 
     fn sent(body: &[u8]) -> Value {
@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn keep_alive_and_a_bearer_key_come_from_the_target() {
-        let target = Target::from_json(
+        let target = crate::target::checked(
             r#"{"model": "qwen3:8b", "keep-alive": "30m", "key": "bearer", "path": "/ollama/api/chat"}"#,
         )
         .unwrap();

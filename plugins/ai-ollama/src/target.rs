@@ -4,10 +4,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use weir_sdk::ai::KeyPlacement;
 
-/// The config as written: `{"model": ..., ...options}`.
+/// The config as written: `{"model": ..., ...options}`; checked while
+/// building the [`Target`] from it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct Options {
+pub struct Options {
     model: String,
     #[serde(default)]
     path: Option<String>,
@@ -51,10 +52,13 @@ pub struct Target {
 
 const DEFAULT_PATH: &str = "/api/chat";
 
-impl Target {
-    /// Parse and check the config JSON; the error names what is wrong.
-    pub fn from_json(json: &str) -> Result<Target, String> {
-        let options: Options = serde_json::from_str(json).map_err(|e| e.to_string())?;
+impl weir_sdk::Settings for Options {}
+
+impl TryFrom<Options> for Target {
+    type Error = String;
+
+    /// Check the config and build the target; the error names what is wrong.
+    fn try_from(options: Options) -> Result<Target, String> {
         if options.model.trim().is_empty() {
             return Err("model must not be empty".into());
         }
@@ -87,13 +91,19 @@ impl Target {
     }
 }
 
+/// What `configure` builds from `json`, for tests.
+#[cfg(test)]
+pub fn checked(json: &str) -> Result<Target, String> {
+    Target::try_from(weir_sdk::ai::TargetConfig::new(json).settings::<Options>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn defaults_are_the_chat_path_and_no_key() {
-        let target = Target::from_json(r#"{"model": "llama3.2"}"#).unwrap();
+        let target = checked(r#"{"model": "llama3.2"}"#).unwrap();
         assert_eq!(target.path, "/api/chat");
         assert!(matches!(target.key, KeyPlacement::None));
         assert_eq!(target.keep_alive, None);
@@ -101,16 +111,15 @@ mod tests {
 
     #[test]
     fn options_are_read() {
-        let target = Target::from_json(
-            r#"{"model": "llama3.2", "path": "/ollama/api/chat", "keep-alive": "10m", "key": "bearer"}"#,
-        )
-        .unwrap();
+        let target =
+            checked(r#"{"model": "llama3.2", "path": "/ollama/api/chat", "keep-alive": "10m", "key": "bearer"}"#)
+                .unwrap();
         assert_eq!(target.path, "/ollama/api/chat");
         assert_eq!(target.keep_alive, Some(KeepAlive::Duration("10m".into())));
         assert!(
             matches!(&target.key, KeyPlacement::Header((name, prefix)) if name == "authorization" && prefix == "Bearer ")
         );
-        let target = Target::from_json(r#"{"model": "llama3.2", "keep-alive": -1}"#).unwrap();
+        let target = checked(r#"{"model": "llama3.2", "keep-alive": -1}"#).unwrap();
         assert_eq!(serde_json::to_string(&target.keep_alive).unwrap(), "-1");
     }
 
@@ -125,7 +134,7 @@ mod tests {
             (r#"{"model": "m", "keep-alive": true}"#, "keep-alive"),
             (r#"{"model": "m", "keep-alive": ""}"#, "keep-alive"),
         ] {
-            let error = Target::from_json(json).unwrap_err();
+            let error = checked(json).unwrap_err();
             assert!(error.contains(expected), "{json}: {error}");
         }
     }

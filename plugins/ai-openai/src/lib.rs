@@ -26,7 +26,7 @@ pub mod target;
 use weir_sdk::ai::{ApiError, Completion, Exchange, Provider, ProviderRequest, TargetConfig};
 
 use stream::ChunkStream;
-use target::Target;
+use target::{Options, Target};
 
 /// `ai-openai` configured for one target.
 pub struct OpenAi {
@@ -38,7 +38,7 @@ impl Provider for OpenAi {
 
     fn configure(config: TargetConfig) -> Result<Self, String> {
         Ok(OpenAi {
-            target: Target::from_json(config.as_json())?,
+            target: Target::try_from(config.settings::<Options>()?)?,
         })
     }
 
@@ -71,7 +71,7 @@ mod tests {
         let configs = weir_sdk::ai::testing::json_blocks(include_str!("../README.md"));
         assert!(configs.len() >= 2, "expected config examples in README.md");
         for json in configs {
-            if let Err(e) = Target::from_json(json) {
+            if let Err(e) = target::checked(json) {
                 panic!("README config {json} refused: {e}");
             }
         }

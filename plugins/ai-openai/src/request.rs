@@ -103,7 +103,7 @@ mod tests {
     use super::*;
 
     fn openai() -> Target {
-        Target::from_json(r#"{"model": "gpt-4o-2024-08-06"}"#).unwrap()
+        crate::target::checked(r#"{"model": "gpt-4o-2024-08-06"}"#).unwrap()
     }
 
     fn sent(target: &Target, body: &[u8]) -> Value {
@@ -174,7 +174,8 @@ mod tests {
         assert_eq!((error.status, error.param.as_deref()), (400, Some("top_k")));
         assert!(error.message.contains("top_k") && error.message.contains("OpenAI"));
 
-        let vllm = Target::from_json(r#"{"model": "m", "path": "/chat/completions", "allow": ["top_k"]}"#).unwrap();
+        let vllm =
+            crate::target::checked(r#"{"model": "m", "path": "/chat/completions", "allow": ["top_k"]}"#).unwrap();
         let request = translate(&vllm, body).unwrap();
         assert_eq!(request.path, "/chat/completions");
         let sent: Value = serde_json::from_slice(&request.body).unwrap();
@@ -202,9 +203,10 @@ mod tests {
 
     #[test]
     fn azure_goes_to_the_deployment_with_an_api_key() {
-        let azure =
-            Target::from_json(r#"{"model": "gpt-4o", "azure": {"deployment": "chat", "api-version": "2024-10-21"}}"#)
-                .unwrap();
+        let azure = crate::target::checked(
+            r#"{"model": "gpt-4o", "azure": {"deployment": "chat", "api-version": "2024-10-21"}}"#,
+        )
+        .unwrap();
         let request = translate(
             &azure,
             br#"{"model": "x", "messages": [{"role": "user", "content": "hi"}]}"#,

@@ -3,10 +3,11 @@
 use serde::Deserialize;
 use weir_sdk::ai::KeyPlacement;
 
-/// The config as written: `{"model": ..., ...options}`.
+/// The config as written: `{"model": ..., ...options}`; checked while
+/// building the [`Target`] from it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct Options {
+pub struct Options {
     model: String,
     #[serde(default)]
     path: Option<String>,
@@ -40,10 +41,13 @@ pub struct Target {
 
 const DEFAULT_PATH: &str = "/v1/chat/completions";
 
-impl Target {
-    /// Parse and check the config JSON; the error names what is wrong.
-    pub fn from_json(json: &str) -> Result<Target, String> {
-        let options: Options = serde_json::from_str(json).map_err(|e| e.to_string())?;
+impl weir_sdk::Settings for Options {}
+
+impl TryFrom<Options> for Target {
+    type Error = String;
+
+    /// Check the config and build the target; the error names what is wrong.
+    fn try_from(options: Options) -> Result<Target, String> {
         if options.model.trim().is_empty() {
             return Err("model must not be empty".into());
         }
@@ -100,28 +104,32 @@ fn check_url_token(field: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// What `configure` builds from `json`, for tests.
+#[cfg(test)]
+pub fn checked(json: &str) -> Result<Target, String> {
+    Target::try_from(weir_sdk::ai::TargetConfig::new(json).settings::<Options>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn openai_uses_bearer_and_the_default_path() {
-        let target = Target::from_json(r#"{"model": "gpt-4o"}"#).unwrap();
+        let target = checked(r#"{"model": "gpt-4o"}"#).unwrap();
         assert_eq!(target.path, "/v1/chat/completions");
         assert!(
             matches!(&target.key, KeyPlacement::Header((name, prefix)) if name == "authorization" && prefix == "Bearer ")
         );
-        let target = Target::from_json(r#"{"model": "m", "path": "/chat/completions", "allow": ["top_k"]}"#).unwrap();
+        let target = checked(r#"{"model": "m", "path": "/chat/completions", "allow": ["top_k"]}"#).unwrap();
         assert_eq!(target.path, "/chat/completions");
         assert_eq!(target.allow, ["top_k"]);
     }
 
     #[test]
     fn azure_names_the_deployment_in_the_path_and_uses_api_key() {
-        let target = Target::from_json(
-            r#"{"model": "gpt-4o", "azure": {"deployment": "prod-4o", "api-version": "2024-10-21"}}"#,
-        )
-        .unwrap();
+        let target =
+            checked(r#"{"model": "gpt-4o", "azure": {"deployment": "prod-4o", "api-version": "2024-10-21"}}"#).unwrap();
         assert_eq!(
             target.path,
             "/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21"
@@ -150,7 +158,7 @@ mod tests {
                 "path and azure",
             ),
         ] {
-            let error = Target::from_json(json).unwrap_err();
+            let error = checked(json).unwrap_err();
             assert!(error.contains(expected), "{json}: {error}");
         }
     }

@@ -18,18 +18,12 @@
 //! See README.md for the config fields.
 
 mod keys;
-// Shared by the first-party plugins that read a key from the query string.
-#[path = "../../query_param.rs"]
-mod query;
-#[cfg(test)]
-#[path = "../../readme_examples.rs"]
-mod readme_examples;
 mod settings;
 
 use std::cell::OnceCell;
 
 use serde_json::json;
-use weir_sdk::{Action, Config, Interests, Plugin, Reply, Request, export_plugin, log, secrets};
+use weir_sdk::{Action, Config, Interests, Plugin, Reply, Request, export_plugin, log, query, secrets};
 
 use keys::{KeyStore, parse_secret};
 use settings::Settings;
@@ -44,7 +38,7 @@ struct ApiKeyAuth {
 
 impl Plugin for ApiKeyAuth {
     fn configure(config: Config) -> Result<Self, String> {
-        let settings = Settings::from_json(config.as_json())?;
+        let settings: Settings = config.settings()?;
         let store = OnceCell::new();
         if settings.keys_secret.is_none() {
             let inline = KeyStore::new(settings.inline_consumers()).map_err(|e| format!("keys: {e}"))?;
@@ -162,6 +156,17 @@ fn unavailable() -> Reply {
 }
 
 export_plugin!(ApiKeyAuth);
+
+/// Every config the README shows is accepted by `configure`.
+#[cfg(test)]
+#[test]
+fn readme_configs_are_accepted() {
+    weir_sdk::testing::check_readme_configs(
+        include_str!("../README.md"),
+        env!("CARGO_PKG_NAME"),
+        ApiKeyAuth::configure,
+    );
+}
 
 #[cfg(test)]
 mod tests {

@@ -47,14 +47,7 @@ fn default_realm() -> String {
     "weir".to_string()
 }
 
-impl Settings {
-    /// Parse and check the config JSON; the error names the field at fault.
-    pub fn from_json(json: &str) -> Result<Settings, String> {
-        let settings: Settings = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
+impl weir_sdk::Settings for Settings {
     fn validate(&self) -> Result<(), String> {
         if !is_header_name(&self.header) {
             return Err(format!("header: {:?} is not a lowercase header name", self.header));
@@ -96,7 +89,9 @@ impl Settings {
         }
         Ok(())
     }
+}
 
+impl Settings {
     /// The inline `keys` as consumers (empty when there are none).
     pub fn inline_consumers(&self) -> Vec<Consumer> {
         self.keys
@@ -125,6 +120,8 @@ fn is_header_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use weir_sdk::Settings as _;
+
     use super::*;
 
     #[test]

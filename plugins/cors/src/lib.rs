@@ -18,14 +18,11 @@
 
 mod origin;
 mod policy;
-#[cfg(test)]
-#[path = "../../readme_examples.rs"]
-mod readme_examples;
 mod settings;
 
 use weir_sdk::{Action, Config, HeaderEdit, Interests, Plugin, Request, Response, export_plugin, log};
 
-use settings::Settings;
+use settings::{Fields, Settings};
 
 /// Carries the request's `origin` to the response phase, which cannot see
 /// request headers.
@@ -38,8 +35,9 @@ struct Cors {
 
 impl Plugin for Cors {
     fn configure(config: Config) -> Result<Self, String> {
+        let fields: Fields = config.settings()?;
         Ok(Cors {
-            settings: Settings::from_json(config.as_json())?,
+            settings: Settings::try_from(fields)?,
         })
     }
 
@@ -93,6 +91,13 @@ fn preflight_method(method: &str, requested_method: impl FnOnce() -> Option<Stri
 }
 
 export_plugin!(Cors);
+
+/// Every config the README shows is accepted by `configure`.
+#[cfg(test)]
+#[test]
+fn readme_configs_are_accepted() {
+    weir_sdk::testing::check_readme_configs(include_str!("../README.md"), env!("CARGO_PKG_NAME"), Cors::configure);
+}
 
 #[cfg(test)]
 mod tests {

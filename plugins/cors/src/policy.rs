@@ -108,7 +108,7 @@ mod tests {
     use super::*;
 
     fn settings(json: &str) -> Settings {
-        Settings::from_json(json).unwrap()
+        crate::settings::checked(json).unwrap()
     }
 
     fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {

@@ -4,10 +4,11 @@ use serde::Deserialize;
 
 use crate::origin::OriginRule;
 
-/// The config as written in the gateway config, before checking.
+/// The config as written in the gateway config, before checking: the
+/// checks are made while building [`Settings`] from it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     origins: Vec<String>,
     #[serde(default = "default_methods")]
     methods: Vec<String>,
@@ -42,10 +43,13 @@ pub struct Settings {
     pub max_age_secs: Option<u32>,
 }
 
-impl Settings {
-    /// Parse and check the config JSON; the error names the field at fault.
-    pub fn from_json(json: &str) -> Result<Settings, String> {
-        let fields: Fields = serde_json::from_str(json).map_err(|e| e.to_string())?;
+impl weir_sdk::Settings for Fields {}
+
+impl TryFrom<Fields> for Settings {
+    type Error = String;
+
+    /// Check the config and build it; the error names the field at fault.
+    fn try_from(fields: Fields) -> Result<Settings, String> {
         if fields.origins.is_empty() {
             return Err("origins: must list at least one origin".into());
         }
@@ -77,12 +81,20 @@ impl Settings {
             max_age_secs: fields.max_age_secs,
         })
     }
+}
 
+impl Settings {
     /// True if `*` is among the origins: every origin is allowed and
     /// answered with a literal `*`.
     pub fn any_origin(&self) -> bool {
         self.origins.contains(&OriginRule::Any)
     }
+}
+
+/// What `configure` builds from `json`, for tests.
+#[cfg(test)]
+pub fn checked(json: &str) -> Result<Settings, String> {
+    Settings::try_from(weir_sdk::Config::new(json).settings::<Fields>()?)
 }
 
 /// Every entry must be an HTTP token (a method or header name), and not
@@ -109,7 +121,7 @@ mod tests {
 
     #[test]
     fn defaults_apply_to_a_minimal_config() {
-        let s = Settings::from_json(r#"{"origins":["https://app.example.com"]}"#).unwrap();
+        let s = checked(r#"{"origins":["https://app.example.com"]}"#).unwrap();
         assert_eq!(s.methods, ["GET", "HEAD", "POST"]);
         assert!(s.headers.is_empty());
         assert!(s.expose_headers.is_empty());
@@ -120,14 +132,14 @@ mod tests {
 
     #[test]
     fn origins_are_required_and_not_empty() {
-        assert!(Settings::from_json("{}").unwrap_err().contains("origins"));
-        let err = Settings::from_json(r#"{"origins":[]}"#).unwrap_err();
+        assert!(checked("{}").unwrap_err().contains("origins"));
+        let err = checked(r#"{"origins":[]}"#).unwrap_err();
         assert!(err.starts_with("origins:"), "{err}");
     }
 
     #[test]
     fn a_bad_origin_is_named_with_its_index() {
-        let err = Settings::from_json(r#"{"origins":["https://a.example.com","https://b.example.com/"]}"#).unwrap_err();
+        let err = checked(r#"{"origins":["https://a.example.com","https://b.example.com/"]}"#).unwrap_err();
         assert!(
             err.starts_with(r#"origins[1]: "https://b.example.com/" is not an origin"#),
             "{err}"
@@ -136,39 +148,39 @@ mod tests {
 
     #[test]
     fn credentials_with_star_origin_is_a_config_error() {
-        let err = Settings::from_json(r#"{"origins":["*"],"credentials":true}"#).unwrap_err();
+        let err = checked(r#"{"origins":["*"],"credentials":true}"#).unwrap_err();
         assert!(err.starts_with("origins:") && err.contains("credentials"), "{err}");
-        let err = Settings::from_json(r#"{"origins":["https://a.example.com","*"],"credentials":true}"#).unwrap_err();
+        let err = checked(r#"{"origins":["https://a.example.com","*"],"credentials":true}"#).unwrap_err();
         assert!(err.starts_with("origins:"), "{err}");
     }
 
     #[test]
     fn credentials_with_listed_origins_and_patterns_is_fine() {
-        let s = Settings::from_json(r#"{"origins":["https://*.example.com"],"credentials":true}"#).unwrap();
+        let s = checked(r#"{"origins":["https://*.example.com"],"credentials":true}"#).unwrap();
         assert!(s.credentials);
     }
 
     #[test]
     fn star_is_not_a_method_or_header() {
         for field in ["methods", "headers", "expose_headers"] {
-            let err = Settings::from_json(&format!(r#"{{"origins":["*"],"{field}":["*"]}}"#)).unwrap_err();
+            let err = checked(&format!(r#"{{"origins":["*"],"{field}":["*"]}}"#)).unwrap_err();
             assert!(err.starts_with(&format!("{field}[0]:")), "{err}");
         }
     }
 
     #[test]
     fn bad_names_are_refused() {
-        let err = Settings::from_json(r#"{"origins":["*"],"headers":["x-ok","x bad"]}"#).unwrap_err();
+        let err = checked(r#"{"origins":["*"],"headers":["x-ok","x bad"]}"#).unwrap_err();
         assert_eq!(err, r#"headers[1]: "x bad" is not a valid name"#);
-        let err = Settings::from_json(r#"{"origins":["*"],"methods":[]}"#).unwrap_err();
+        let err = checked(r#"{"origins":["*"],"methods":[]}"#).unwrap_err();
         assert!(err.starts_with("methods:"), "{err}");
-        let err = Settings::from_json(r#"{"origins":["*"],"expose_headers":[""]}"#).unwrap_err();
+        let err = checked(r#"{"origins":["*"],"expose_headers":[""]}"#).unwrap_err();
         assert!(err.starts_with("expose_headers[0]:"), "{err}");
     }
 
     #[test]
     fn header_names_are_lowercased_and_methods_kept() {
-        let s = Settings::from_json(
+        let s = checked(
             r#"{"origins":["*"],"methods":["PATCH"],"headers":["Content-Type"],"expose_headers":["X-Request-Id"]}"#,
         )
         .unwrap();
@@ -179,7 +191,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err = Settings::from_json(r#"{"origins":["*"],"allow_credentials":true}"#).unwrap_err();
+        let err = checked(r#"{"origins":["*"],"allow_credentials":true}"#).unwrap_err();
         assert!(err.contains("allow_credentials"), "{err}");
     }
 }

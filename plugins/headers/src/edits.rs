@@ -52,6 +52,8 @@ mod tests {
     use std::cell::Cell;
 
     use super::*;
+    use weir_sdk::Settings as _;
+
     use crate::settings::Settings;
 
     /// Counts the host calls it would have made.

@@ -12,9 +12,6 @@
 
 mod edits;
 mod path_prefix;
-#[cfg(test)]
-#[path = "../../readme_examples.rs"]
-mod readme_examples;
 mod settings;
 
 use weir_sdk::{Action, Config, HeaderEdit, Interests, Plugin, Request, Response, export_plugin, log};
@@ -33,7 +30,7 @@ struct HeaderRewrite {
 
 impl Plugin for HeaderRewrite {
     fn configure(config: Config) -> Result<Self, String> {
-        let settings = Settings::from_json(config.as_json())?;
+        let settings: Settings = config.settings()?;
         Ok(HeaderRewrite {
             request_edits: settings.request.to_edits(),
             response_edits: settings.response.to_edits(),
@@ -83,3 +80,14 @@ macro_rules! impl_headers {
 impl_headers!(Request, Response);
 
 export_plugin!(HeaderRewrite);
+
+/// Every config the README shows is accepted by `configure`.
+#[cfg(test)]
+#[test]
+fn readme_configs_are_accepted() {
+    weir_sdk::testing::check_readme_configs(
+        include_str!("../README.md"),
+        env!("CARGO_PKG_NAME"),
+        HeaderRewrite::configure,
+    );
+}

@@ -75,17 +75,15 @@ pub struct PathPrefix {
 /// Headers whose values frame the message; the host owns them.
 const FRAMING_HEADERS: [&str; 2] = ["content-length", "transfer-encoding"];
 
-impl Settings {
-    /// Parse and check the config JSON; the error names the field at fault.
-    pub fn from_json(json: &str) -> Result<Settings, String> {
-        let settings: Settings = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        settings.request.validate("request")?;
-        settings.response.validate("response")?;
-        if let Some(prefix) = &settings.path_prefix {
+impl weir_sdk::Settings for Settings {
+    fn validate(&self) -> Result<(), String> {
+        self.request.validate("request")?;
+        self.response.validate("response")?;
+        if let Some(prefix) = &self.path_prefix {
             check_path("path_prefix.from", &prefix.from)?;
             check_path("path_prefix.to", &prefix.to)?;
         }
-        Ok(settings)
+        Ok(())
     }
 }
 
@@ -158,6 +156,8 @@ fn check_path(at: &str, path: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use weir_sdk::Settings as _;
+
     use super::*;
 
     fn err(json: &str) -> String {

@@ -19,16 +19,13 @@
 
 mod forwarded;
 mod networks;
-#[cfg(test)]
-#[path = "../../readme_examples.rs"]
-mod readme_examples;
 mod settings;
 mod verdict;
 
 use serde_json::json;
 use weir_sdk::{Action, Config, Interests, Plugin, Reply, Request, export_plugin, log};
 
-use settings::Settings;
+use settings::{Fields, Settings};
 use verdict::{Refusal, decide};
 
 /// The property the gateway sets to the TCP peer's address.
@@ -43,8 +40,9 @@ struct IpFilter {
 
 impl Plugin for IpFilter {
     fn configure(config: Config) -> Result<Self, String> {
+        let fields: Fields = config.settings()?;
         Ok(IpFilter {
-            settings: Settings::from_json(config.as_json())?,
+            settings: Settings::try_from(fields)?,
         })
     }
 
@@ -82,3 +80,14 @@ impl Plugin for IpFilter {
 }
 
 export_plugin!(IpFilter);
+
+/// Every config the README shows is accepted by `configure`.
+#[cfg(test)]
+#[test]
+fn readme_configs_are_accepted() {
+    weir_sdk::testing::check_readme_configs(
+        include_str!("../README.md"),
+        env!("CARGO_PKG_NAME"),
+        IpFilter::configure,
+    );
+}

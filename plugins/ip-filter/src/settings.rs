@@ -4,10 +4,11 @@ use serde::Deserialize;
 
 use crate::networks::NetList;
 
-/// The config as written in the gateway config, before checking.
+/// The config as written in the gateway config, before checking: the
+/// checks are made while building [`Settings`] from it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     allow: Option<Vec<String>>,
     #[serde(default)]
     deny: Vec<String>,
@@ -48,10 +49,13 @@ pub struct Settings {
     pub forwarded_header: ForwardedHeader,
 }
 
-impl Settings {
-    /// Parse and check the config JSON; the error names the field at fault.
-    pub fn from_json(json: &str) -> Result<Settings, String> {
-        let fields: Fields = serde_json::from_str(json).map_err(|e| e.to_string())?;
+impl weir_sdk::Settings for Fields {}
+
+impl TryFrom<Fields> for Settings {
+    type Error = String;
+
+    /// Check the config and build it; the error names the field at fault.
+    fn try_from(fields: Fields) -> Result<Settings, String> {
         let allow = match &fields.allow {
             Some(entries) if entries.is_empty() => {
                 return Err("allow: must not be empty (leave it out to let every address not denied through)".into());
@@ -87,13 +91,19 @@ impl Settings {
     }
 }
 
+/// What `configure` builds from `json`, for tests.
+#[cfg(test)]
+pub fn checked(json: &str) -> Result<Settings, String> {
+    Settings::try_from(weir_sdk::Config::new(json).settings::<Fields>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn defaults_apply_to_a_minimal_config() {
-        let s = Settings::from_json(r#"{"deny":["192.0.2.0/24"]}"#).unwrap();
+        let s = checked(r#"{"deny":["192.0.2.0/24"]}"#).unwrap();
         assert_eq!(s.allow, None);
         assert!(s.trusted_proxies.is_empty());
         assert_eq!(s.forwarded_header, ForwardedHeader::XForwardedFor);
@@ -101,45 +111,42 @@ mod tests {
 
     #[test]
     fn a_rule_is_required() {
-        let err = Settings::from_json("{}").unwrap_err();
+        let err = checked("{}").unwrap_err();
         assert!(err.starts_with("allow:"), "{err}");
-        let err = Settings::from_json(r#"{"deny":[],"trusted_proxies":["10.0.0.0/8"]}"#).unwrap_err();
+        let err = checked(r#"{"deny":[],"trusted_proxies":["10.0.0.0/8"]}"#).unwrap_err();
         assert!(err.starts_with("allow:"), "{err}");
     }
 
     #[test]
     fn empty_allow_is_rejected() {
-        let err = Settings::from_json(r#"{"allow":[]}"#).unwrap_err();
+        let err = checked(r#"{"allow":[]}"#).unwrap_err();
         assert!(err.starts_with("allow: must not be empty"), "{err}");
     }
 
     #[test]
     fn a_bad_cidr_is_named_with_its_field_and_index() {
-        let err = Settings::from_json(r#"{"allow":["10.0.0.0/8","10.0.0.0/40"]}"#).unwrap_err();
+        let err = checked(r#"{"allow":["10.0.0.0/8","10.0.0.0/40"]}"#).unwrap_err();
         assert!(err.starts_with(r#"allow[1]: "10.0.0.0/40""#), "{err}");
-        let err = Settings::from_json(r#"{"deny":["nope"]}"#).unwrap_err();
+        let err = checked(r#"{"deny":["nope"]}"#).unwrap_err();
         assert!(err.starts_with(r#"deny[0]: "nope""#), "{err}");
-        let err = Settings::from_json(r#"{"deny":["::1"],"trusted_proxies":["10.0.0.1/8"]}"#).unwrap_err();
+        let err = checked(r#"{"deny":["::1"],"trusted_proxies":["10.0.0.1/8"]}"#).unwrap_err();
         assert!(err.starts_with(r#"trusted_proxies[0]: "10.0.0.1/8""#), "{err}");
     }
 
     #[test]
     fn forwarded_header_is_checked() {
-        let s =
-            Settings::from_json(r#"{"deny":["::1"],"trusted_proxies":["10.0.0.1"],"forwarded_header":"forwarded"}"#)
-                .unwrap();
+        let s = checked(r#"{"deny":["::1"],"trusted_proxies":["10.0.0.1"],"forwarded_header":"forwarded"}"#).unwrap();
         assert_eq!(s.forwarded_header, ForwardedHeader::Forwarded);
         let err =
-            Settings::from_json(r#"{"deny":["::1"],"trusted_proxies":["10.0.0.1"],"forwarded_header":"x-real-ip"}"#)
-                .unwrap_err();
+            checked(r#"{"deny":["::1"],"trusted_proxies":["10.0.0.1"],"forwarded_header":"x-real-ip"}"#).unwrap_err();
         assert!(err.starts_with("forwarded_header:"), "{err}");
-        let err = Settings::from_json(r#"{"deny":["::1"],"forwarded_header":"forwarded"}"#).unwrap_err();
+        let err = checked(r#"{"deny":["::1"],"forwarded_header":"forwarded"}"#).unwrap_err();
         assert!(err.starts_with("forwarded_header:"), "{err}");
     }
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err = Settings::from_json(r#"{"deny":["::1"],"alow":["::2"]}"#).unwrap_err();
+        let err = checked(r#"{"deny":["::1"],"alow":["::2"]}"#).unwrap_err();
         assert!(err.contains("alow"), "{err}");
     }
 }

@@ -110,7 +110,7 @@ mod tests {
     use super::*;
 
     fn settings(json: &str) -> Settings {
-        Settings::from_json(json).unwrap()
+        crate::settings::checked(json).unwrap()
     }
 
     /// Decide with no forwarded header; panics if the header is read.

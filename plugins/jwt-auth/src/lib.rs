@@ -30,12 +30,6 @@ mod auth;
 mod claims;
 mod jwks;
 mod keys;
-// Shared by the first-party plugins that read a key from the query string.
-#[path = "../../query_param.rs"]
-mod query;
-#[cfg(test)]
-#[path = "../../readme_examples.rs"]
-mod readme_examples;
 mod settings;
 mod source;
 #[cfg(test)]
@@ -47,7 +41,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value, json};
-use weir_sdk::{Action, Config, HeaderEdit, Interests, Plugin, Reply, Request, export_plugin, http, log, secrets};
+use weir_sdk::{
+    Action, Config, HeaderEdit, Interests, Plugin, Reply, Request, export_plugin, http, log, query, secrets,
+};
 
 use auth::{Policy, Refusal, Remote, authenticate};
 use claims::{ClaimRules, claim_headers, claim_properties};
@@ -81,7 +77,7 @@ enum Found {
 
 impl Plugin for JwtAuth {
     fn configure(config: Config) -> Result<Self, String> {
-        let settings = Settings::from_json(config.as_json())?;
+        let settings: Settings = config.settings()?;
         let algorithms = settings.algorithms()?;
         let mut inline = settings.inline_keys()?;
         if let Some(jwks) = settings.inline_jwks()? {
@@ -313,3 +309,10 @@ impl JwksFetcher for HostFetcher {
 }
 
 export_plugin!(JwtAuth);
+
+/// Every config the README shows is accepted by `configure`.
+#[cfg(test)]
+#[test]
+fn readme_configs_are_accepted() {
+    weir_sdk::testing::check_readme_configs(include_str!("../README.md"), env!("CARGO_PKG_NAME"), JwtAuth::configure);
+}

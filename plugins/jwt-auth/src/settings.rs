@@ -132,14 +132,7 @@ const RESERVED_HEADERS: [&str; 6] = [
     "te",
 ];
 
-impl Settings {
-    /// Parse and check the config JSON; the error names the field at fault.
-    pub fn from_json(json: &str) -> Result<Settings, String> {
-        let settings: Settings = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
+impl weir_sdk::Settings for Settings {
     fn validate(&self) -> Result<(), String> {
         if !is_token(&self.header) || self.header.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(format!("header: {:?} is not a lowercase header name", self.header));
@@ -246,7 +239,9 @@ impl Settings {
         }
         Ok(())
     }
+}
 
+impl Settings {
     /// The accepted algorithms: `algorithms`, or else the inline keys'.
     pub fn algorithms(&self) -> Result<Vec<Algorithm>, String> {
         let Some(names) = &self.algorithms else {
@@ -352,6 +347,8 @@ fn is_token(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use weir_sdk::Settings as _;
+
     use super::*;
     use crate::keys::tests::fixture;
 

@@ -5,6 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, crypto, encode};
 use serde_json::{Value, json};
+use weir_sdk::Settings as _;
 
 use crate::auth::{Policy, Refusal, Remote, Verified, authenticate};
 use crate::claims::ClaimRules;

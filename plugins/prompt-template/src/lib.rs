@@ -41,8 +41,9 @@ struct PromptTemplates {
 
 impl Plugin for PromptTemplates {
     fn configure(config: Config) -> Result<Self, String> {
+        let settings: settings::Settings = config.settings()?;
         Ok(PromptTemplates {
-            catalog: settings::load(config.as_json())?,
+            catalog: settings.catalog()?,
         })
     }
 

@@ -16,10 +16,11 @@ use crate::placeholder::{self, Segment};
 use crate::template::{Message, Template, Variable};
 use crate::variables::{self, VarType};
 
-/// The route's config for `prompt-template`.
+/// The route's config for `prompt-template`, as written; checked while
+/// building the catalog ([`Settings::catalog`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Settings {
+pub struct Settings {
     /// Paths under this prefix are template calls.
     #[serde(default = "default_prefix")]
     prefix: String,
@@ -132,46 +133,55 @@ const ROLES: [&str; 4] = ["system", "developer", "user", "assistant"];
 /// A chat request sent directly must not be mistaken for a template call.
 const CHAT_PATH: &str = "/v1/chat/completions";
 
-/// Parse and check the config JSON and build the catalog. The error lists
-/// every problem found, separated by `; `.
-pub fn load(json: &str) -> Result<Catalog, String> {
-    let settings: Settings = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    let mut problems = Vec::new();
+impl weir_sdk::Settings for Settings {}
 
-    let prefix = check_prefix(&settings.prefix).unwrap_or_else(|problem| {
-        problems.push(format!("prefix: {problem}"));
-        default_prefix()
-    });
-    if settings.templates.is_empty() {
-        problems.push("templates: must not be empty".to_string());
-    }
+impl Settings {
+    /// Check the config and build the catalog. The error lists every
+    /// problem found, separated by `; `.
+    pub fn catalog(&self) -> Result<Catalog, String> {
+        let mut problems = Vec::new();
 
-    let mut catalog = Catalog::new(prefix);
-    // Where each (name, version) was first defined, to name duplicates.
-    let mut seen: BTreeMap<(String, u32), usize> = BTreeMap::new();
-    for (index, raw) in settings.templates.iter().enumerate() {
-        let at = template_label(index, raw);
-        match check_template(raw) {
-            Ok(template) => {
-                let key = (template.name.clone(), template.version);
-                if let Some(first) = seen.get(&key) {
-                    problems.push(format!(
-                        "{at}: duplicate of templates[{first}]: name and version must be unique"
-                    ));
-                } else {
-                    seen.insert(key, index);
-                    catalog.insert(template);
+        let prefix = check_prefix(&self.prefix).unwrap_or_else(|problem| {
+            problems.push(format!("prefix: {problem}"));
+            default_prefix()
+        });
+        if self.templates.is_empty() {
+            problems.push("templates: must not be empty".to_string());
+        }
+
+        let mut catalog = Catalog::new(prefix);
+        // Where each (name, version) was first defined, to name duplicates.
+        let mut seen: BTreeMap<(String, u32), usize> = BTreeMap::new();
+        for (index, raw) in self.templates.iter().enumerate() {
+            let at = template_label(index, raw);
+            match check_template(raw) {
+                Ok(template) => {
+                    let key = (template.name.clone(), template.version);
+                    if let Some(first) = seen.get(&key) {
+                        problems.push(format!(
+                            "{at}: duplicate of templates[{first}]: name and version must be unique"
+                        ));
+                    } else {
+                        seen.insert(key, index);
+                        catalog.insert(template);
+                    }
                 }
+                Err(found) => problems.extend(found.into_iter().map(|p| format!("{at}: {p}"))),
             }
-            Err(found) => problems.extend(found.into_iter().map(|p| format!("{at}: {p}"))),
+        }
+
+        if problems.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(problems.join("; "))
         }
     }
+}
 
-    if problems.is_empty() {
-        Ok(catalog)
-    } else {
-        Err(problems.join("; "))
-    }
+/// What `configure` builds from `json`, for tests.
+#[cfg(test)]
+pub fn checked(json: &str) -> Result<Catalog, String> {
+    weir_sdk::Config::new(json).settings::<Settings>()?.catalog()
 }
 
 /// The prefix, with a `/` added at the end if missing.

@@ -23,9 +23,6 @@
 
 mod bucket;
 mod bucket_key;
-#[cfg(test)]
-#[path = "../../readme_examples.rs"]
-mod readme_examples;
 mod settings;
 
 use serde_json::json;
@@ -55,7 +52,7 @@ struct RateLimit {
 
 impl Plugin for RateLimit {
     fn configure(config: Config) -> Result<Self, String> {
-        let settings = Settings::from_json(config.as_json())?;
+        let settings: Settings = config.settings()?;
         let bucket = settings.bucket_shape();
         let policy = format!("{};w={}", bucket.capacity, bucket.window_secs());
         Ok(RateLimit {
@@ -196,3 +193,14 @@ fn kv_error_text(error: &Error) -> String {
 }
 
 export_plugin!(RateLimit);
+
+/// Every config the README shows is accepted by `configure`.
+#[cfg(test)]
+#[test]
+fn readme_configs_are_accepted() {
+    weir_sdk::testing::check_readme_configs(
+        include_str!("../README.md"),
+        env!("CARGO_PKG_NAME"),
+        RateLimit::configure,
+    );
+}

@@ -49,14 +49,7 @@ fn default_cost() -> u32 {
     1
 }
 
-impl Settings {
-    /// Parse and check the config JSON; the error names the field at fault.
-    pub fn from_json(json: &str) -> Result<Settings, String> {
-        let settings: Settings = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
+impl weir_sdk::Settings for Settings {
     fn validate(&self) -> Result<(), String> {
         if self.capacity == 0 {
             return Err("capacity: must be at least 1".to_string());
@@ -81,7 +74,9 @@ impl Settings {
         }
         Ok(())
     }
+}
 
+impl Settings {
     /// The bucket shape these settings describe.
     pub fn bucket_shape(&self) -> Bucket {
         Bucket {
@@ -93,6 +88,8 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use weir_sdk::Settings as _;
+
     use super::*;
 
     #[test]

@@ -20,9 +20,6 @@ mod media_type;
 mod path_match;
 mod policy;
 mod query;
-#[cfg(test)]
-#[path = "../../readme_examples.rs"]
-mod readme_examples;
 mod schema;
 mod settings;
 
@@ -38,8 +35,9 @@ struct RequestValidator {
 
 impl Plugin for RequestValidator {
     fn configure(config: Config) -> Result<Self, String> {
+        let settings: Settings = config.settings()?;
         Ok(RequestValidator {
-            policy: Settings::from_json(config.as_json())?,
+            policy: settings.compile()?,
         })
     }
 
@@ -88,6 +86,17 @@ fn reply(rejection: &Rejection) -> Reply {
 }
 
 export_plugin!(RequestValidator);
+
+/// Every config the README shows is accepted by `configure`.
+#[cfg(test)]
+#[test]
+fn readme_configs_are_accepted() {
+    weir_sdk::testing::check_readme_configs(
+        include_str!("../README.md"),
+        env!("CARGO_PKG_NAME"),
+        RequestValidator::configure,
+    );
+}
 
 #[cfg(test)]
 mod tests {

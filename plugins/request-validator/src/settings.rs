@@ -67,20 +67,13 @@ struct CheckSettings {
 /// Names of the check fields, for messages.
 const CHECK_FIELDS: &str = "content_types, max_body_bytes, required_headers, query, body_schema";
 
-impl Settings {
-    /// Parse, check and compile the config JSON; the error names the field
-    /// at fault (`rules[1].body_schema.properties.price.minimum: ...`).
-    pub fn from_json(json: &str) -> Result<Policy, String> {
-        let mut de = serde_json::Deserializer::from_str(json);
-        let settings: Settings = serde_path_to_error::deserialize(&mut de).map_err(|e| match e.path().to_string() {
-            path if path == "." => e.inner().to_string(),
-            path => format!("{path}: {}", e.inner()),
-        })?;
-        de.end().map_err(|e| e.to_string())?;
-        settings.compile()
-    }
+/// Checked while compiling: see [`Settings::compile`].
+impl weir_sdk::Settings for Settings {}
 
-    fn compile(self) -> Result<Policy, String> {
+impl Settings {
+    /// Check and compile the config; the error names the field at fault
+    /// (`rules[1].body_schema.properties.price.minimum: ...`).
+    pub fn compile(self) -> Result<Policy, String> {
         let allowed_methods = self.methods.map(|m| methods(m, "methods")).transpose()?;
         let route = CheckSettings {
             content_types: self.content_types,
@@ -221,12 +214,18 @@ fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// What `configure` compiles from `json`, for tests.
+#[cfg(test)]
+pub fn checked(json: &str) -> Result<Policy, String> {
+    weir_sdk::Config::new(json).settings::<Settings>()?.compile()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn error(json: &str) -> String {
-        Settings::from_json(json).unwrap_err()
+        checked(json).unwrap_err()
     }
 
     #[test]
@@ -240,7 +239,7 @@ mod tests {
             r#"{"body_schema":{"type":"object"}}"#,
             r#"{"rules":[{"path_prefix":"/orders","max_body_bytes":10}]}"#,
         ] {
-            assert!(Settings::from_json(json).is_ok(), "{json}");
+            assert!(checked(json).is_ok(), "{json}");
         }
     }
 
@@ -343,7 +342,7 @@ mod tests {
 
     #[test]
     fn body_interest_follows_the_body_checks() {
-        let reads = |json: &str| Settings::from_json(json).unwrap().reads_body();
+        let reads = |json: &str| checked(json).unwrap().reads_body();
         assert!(!reads(
             r#"{"methods":["GET"],"required_headers":["x-id"],"query":{"q":{}}}"#
         ));

@@ -7,22 +7,37 @@
 //! plugin implements only what it needs. [`export_plugin!`] turns the type
 //! into the component's exports.
 //!
-//! ```no_run
-//! use weir_sdk::{export_plugin, Action, Config, Plugin, Reply, Request};
+//! The route's config is read into a type that implements [`Settings`]:
+//! serde reads it, refusing unknown fields, and [`Settings::validate`]
+//! checks what the types cannot. [`Config::settings`] does both and
+//! returns an error naming the field at fault, which `configure` passes on.
 //!
-//! /// Answers 403 unless the request carries `x-team: platform`.
+//! ```no_run
+//! use weir_sdk::{export_plugin, Action, Config, Plugin, Reply, Request, Settings};
+//!
+//! /// Answers 403 unless the request carries `x-team: <team>`.
 //! struct TeamGate {
 //!     team: String,
 //! }
 //!
 //! #[derive(serde::Deserialize)]
-//! struct Settings {
+//! #[serde(deny_unknown_fields)]
+//! struct TeamSettings {
 //!     team: String,
+//! }
+//!
+//! impl Settings for TeamSettings {
+//!     fn validate(&self) -> Result<(), String> {
+//!         if self.team.is_empty() {
+//!             return Err("team: must not be empty".into());
+//!         }
+//!         Ok(())
+//!     }
 //! }
 //!
 //! impl Plugin for TeamGate {
 //!     fn configure(config: Config) -> Result<Self, String> {
-//!         let settings: Settings = config.parse()?;
+//!         let settings: TeamSettings = config.settings()?;
 //!         Ok(TeamGate { team: settings.team })
 //!     }
 //!
@@ -47,6 +62,10 @@
 //! Host capabilities — [`log`], [`kv`], [`secrets`], [`http`] — are plain
 //! functions. Each must be granted to the plugin in the gateway config; an
 //! ungranted call returns [`Error::NotGranted`].
+//!
+//! Also here: [`query`], to read and remove a query parameter; [`ai`], to
+//! write provider shims; and, with the `testing` feature, `testing`, to
+//! check in a plugin's own tests that its README's configs are accepted.
 #![deny(missing_docs)]
 
 #[doc(hidden)]
@@ -79,6 +98,12 @@ pub mod shim_bindings {
 }
 
 pub mod ai;
+pub mod query;
+mod settings;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use settings::Settings;
 
 use bindings::exports::weir::plugin::filter;
 use bindings::weir::plugin::types;
@@ -116,12 +141,25 @@ pub struct Config {
 }
 
 impl Config {
+    /// A config from its JSON, as the gateway hands it to
+    /// [`Plugin::configure`]: for driving a plugin natively (tests).
+    pub fn new(json: impl Into<String>) -> Self {
+        Config { json: json.into() }
+    }
+
     /// The config as a JSON string (`{}` when the route gave none).
     pub fn as_json(&self) -> &str {
         &self.json
     }
 
-    /// Deserialize the config; the error names the bad field.
+    /// Read and check the config as `T` ([`Settings::from_json`]); the
+    /// error names the field at fault. Return it from `configure` as it is.
+    pub fn settings<T: Settings>(&self) -> Result<T, String> {
+        T::from_json(&self.json)
+    }
+
+    /// Deserialize the config into any serde type, unchecked; the error is
+    /// serde's. Prefer [`Config::settings`].
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
         serde_json::from_str(&self.json).map_err(|e| e.to_string())
     }

@@ -1,11 +1,12 @@
 use serde_json::{Value, json};
+use weir_sdk::Settings as _;
 use weir_sdk::ai::ApiError;
 
 use super::translate;
 use crate::Target;
 
 fn target() -> Target {
-    Target::parse(r#"{"model": "claude-sonnet-4-5"}"#).unwrap()
+    Target::from_json(r#"{"model": "claude-sonnet-4-5"}"#).unwrap()
 }
 
 fn translated(body: &str) -> Value {

@@ -6,6 +6,7 @@ mod response;
 mod stream;
 
 use serde_json::Value;
+use weir_sdk::Settings as _;
 use weir_sdk::ai::{Exchange, TokenUsage};
 
 use crate::settings::Settings;

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::catalog::{Incoming, Outcome};
-use crate::settings::load;
+use crate::settings::checked;
 
 /// A config of the given templates.
 fn with_templates(templates: Value) -> String {
@@ -38,7 +38,7 @@ impl Incoming for Post<'_> {
 }
 
 fn error(config: &str) -> String {
-    match load(config) {
+    match checked(config) {
         Ok(catalog) => panic!("config accepted: {catalog:?}"),
         Err(e) => e,
     }
@@ -46,7 +46,7 @@ fn error(config: &str) -> String {
 
 #[test]
 fn the_prefix_defaults_to_prompts() {
-    let catalog = load(&one(user("hi"), json!({}))).unwrap();
+    let catalog = checked(&one(user("hi"), json!({}))).unwrap();
     let request = json!({}).to_string();
     assert!(catalog.find("summarize", Some(2)).is_ok());
     assert!(matches!(
@@ -105,7 +105,7 @@ fn a_default_of_the_wrong_type_is_rejected() {
 
 #[test]
 fn an_integer_default_suits_a_number() {
-    assert!(load(&one(user("{{v}}"), json!({"v": {"type": "number", "default": 1}}))).is_ok());
+    assert!(checked(&one(user("{{v}}"), json!({"v": {"type": "number", "default": 1}}))).is_ok());
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn a_bad_variable_name_is_rejected() {
 
 #[test]
 fn required_defaults_to_whether_there_is_a_default() {
-    let catalog = load(&one(
+    let catalog = checked(&one(
         user("{{a}}{{b}}{{c}}"),
         json!({"a": {"type": "string"}, "b": {"type": "string", "default": "x"}, "c": {"type": "string", "required": false}}),
     ))
@@ -280,7 +280,7 @@ fn parameters_are_sent_as_written_without_nulls() {
             "presence_penalty": 0.5, "frequency_penalty": -0.5, "response_format": {"type": "text"}, "user": null
         }}]),
     );
-    let catalog = load(&config).unwrap();
+    let catalog = checked(&config).unwrap();
     let parameters = &catalog.find("a", Some(1)).unwrap().parameters;
     assert_eq!(
         Value::Object(parameters.clone()),
@@ -307,7 +307,7 @@ fn a_template_name_must_be_a_path_segment() {
         assert!(err.contains("name: "), "{name}: {err}");
     }
     assert!(
-        load(&with_templates(
+        checked(&with_templates(
             json!([{"name": "x.y_z-1", "version": 1, "model": "m", "messages": user("hi")}])
         ))
         .is_ok()
@@ -342,7 +342,7 @@ fn the_prefix_must_be_a_path_that_leaves_chat_completions_alone() {
         json!({"prefix": p, "templates": [{"name": "a", "version": 1, "model": "m", "messages": user("hi")}]})
             .to_string()
     };
-    let catalog = load(&prefix("/p")).unwrap();
+    let catalog = checked(&prefix("/p")).unwrap();
     let request = json!({}).to_string();
     assert!(matches!(catalog.handle("/p/a", &Post(&request)), Outcome::Call(_)));
     assert!(error(&prefix("p/")).starts_with("prefix: \"p/\" must start with /"));

@@ -90,7 +90,7 @@ fn catalog() -> Catalog {
             }
         ]
     });
-    settings::load(&config.to_string()).expect("test config loads")
+    settings::checked(&config.to_string()).expect("test config loads")
 }
 
 /// The call's chat request, its template and version; panics otherwise.
@@ -364,7 +364,7 @@ fn a_configured_prefix_is_used() {
     let config = json!({"prefix": "/api/p", "templates": [
         {"name": "hi", "version": 1, "model": "m", "messages": [{"role": "user", "content": "hi"}]}
     ]});
-    let catalog = settings::load(&config.to_string()).unwrap();
+    let catalog = settings::checked(&config.to_string()).unwrap();
     let (chat, ..) = called(catalog.handle("/api/p/hi", &FakeRequest::raw("POST", None)));
     assert_eq!(content(&chat, 0), "hi");
     assert_eq!(
@@ -395,14 +395,14 @@ fn readme_config() -> &'static str {
 
 #[test]
 fn the_readme_config_loads() {
-    if let Err(e) = settings::load(readme_config()) {
+    if let Err(e) = settings::checked(readme_config()) {
         panic!("README config rejected: {e}");
     }
 }
 
 #[test]
 fn the_readme_example_call_renders_the_chat_request_it_shows() {
-    let catalog = settings::load(readme_config()).expect("README config loads");
+    let catalog = settings::checked(readme_config()).expect("README config loads");
     let curl = readme_blocks("console")
         .into_iter()
         .find(|b| b.contains("/prompts/summarize \\"))
@@ -426,7 +426,7 @@ fn the_readme_example_call_renders_the_chat_request_it_shows() {
 
 #[test]
 fn the_readme_extract_example_escapes_its_braces() {
-    let catalog = settings::load(readme_config()).expect("README config loads");
+    let catalog = settings::checked(readme_config()).expect("README config loads");
     let request = FakeRequest::post(json!({"fields": "name, city", "text": "Ada lives in London."}));
     let (chat, ..) = called(catalog.handle("/prompts/extract", &request));
     assert_eq!(

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::settings::Settings;
+use crate::settings;
 
 /// A request as the tests write it.
 #[derive(Clone, Default)]
@@ -65,7 +65,7 @@ impl Incoming for FakeRequest {
 }
 
 fn policy(json: &str) -> Policy {
-    Settings::from_json(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+    settings::checked(json).unwrap_or_else(|e| panic!("{json}: {e}"))
 }
 
 /// The status and `error` of the refusal, or `None` if let through.

@@ -4,7 +4,8 @@
 //! A shim is a type that implements [`Provider`], exported with
 //! [`export_provider!`](crate::export_provider). The gateway configures it
 //! once per target of an AI route ([`Provider::configure`], with the
-//! target's model and options), then asks it to translate each request,
+//! target's model and options, read with [`TargetConfig::settings`] into a
+//! type implementing [`Settings`](crate::Settings)), then asks it to translate each request,
 //! each whole response or each streamed response ([`ProviderStream`]), and
 //! each provider error. The gateway itself picks targets, inserts keys
 //! where [`ProviderRequest::key`] says (a shim never sees keys), fails
@@ -125,7 +126,14 @@ impl TargetConfig {
         &self.json
     }
 
-    /// Deserialize it; the error names the bad field.
+    /// Read and check it as `T` ([`Settings::from_json`](crate::Settings::from_json));
+    /// the error names the field at fault. Return it from `configure` as it is.
+    pub fn settings<T: crate::Settings>(&self) -> Result<T, String> {
+        T::from_json(&self.json)
+    }
+
+    /// Deserialize it into any serde type, unchecked; the error is serde's.
+    /// Prefer [`TargetConfig::settings`].
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
         serde_json::from_str(&self.json).map_err(|e| e.to_string())
     }

@@ -1,7 +1,18 @@
-//! Reading and removing one parameter of a request's query string.
+//! Reading and removing one parameter of a request's query string, as a
+//! plugin that accepts a credential in the query does
+//! (`?api_key=...`): find it in [`Request::path`](crate::Request::path),
+//! then remove it before the upstream sees it.
 //!
 //! Names and values are percent-decoded (`%XX`) before use; `+` is kept
 //! as is, since keys are compared byte for byte and are never form text.
+//!
+//! ```
+//! use weir_sdk::query::{find_param, remove_param};
+//!
+//! let path = "/v1/items?api_key=k%2F1&page=2";
+//! assert_eq!(find_param(path, "api_key"), Some(b"k/1".to_vec()));
+//! assert_eq!(remove_param(path, "api_key"), "/v1/items?page=2");
+//! ```
 
 /// The value of the first `name` parameter in `path_and_query`, decoded.
 /// A parameter with an empty value counts as absent.
