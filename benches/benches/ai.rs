@@ -108,9 +108,14 @@ fn shim_for(gateway: &Gateway, alias: &str) -> (Arc<LoadedPlugin>, usize) {
         .body(full_body(Bytes::new()))
         .expect("request");
     let route = proxy.route_for(&request).expect("route");
-    let Backend::Ai(ai) = &route.backend else {
+    let Backend::Ai(backend) = &route.backend else {
         panic!("/v1 is not an AI route");
     };
+    let ai = &backend
+        .as_any()
+        .downcast_ref::<weir::ai::chat::AiRouteBackend>()
+        .expect("an AI route's backend")
+        .route;
     let target = ai.targets.iter().find(|t| t.alias == alias).expect("target");
     target
         .shim

@@ -57,6 +57,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::access::AllowedHosts;
+use crate::ai::chat::AiRouteBackend;
 use crate::ai::usage::UsageFilter;
 use crate::gateway::Gateway;
 use crate::proxy::router::Backend;
@@ -316,7 +317,10 @@ fn routes(gateway: &Gateway) -> Vec<serde_json::Value> {
                         })
                         .collect();
                 }
-                Backend::Ai(ai) => {
+                Backend::Ai(backend) => {
+                    let Some(ai) = backend.as_any().downcast_ref::<AiRouteBackend>().map(|b| &b.route) else {
+                        return entry;
+                    };
                     entry["models"] = json!(ai.models());
                     entry["ai_targets"] = ai
                         .targets

@@ -24,6 +24,7 @@ use crate::admin::probes::{ProbeListener, Readiness};
 use crate::ai::AiServices;
 use crate::ai::budget::Budgets;
 use crate::ai::cache::AnswerCache;
+use crate::ai::chat::AiRouteBackend;
 use crate::ai::targets::AiRoute;
 use crate::ai::usage::UsageLedger;
 use crate::config::{Config, ConfigError, PluginName, UpstreamName};
@@ -778,17 +779,23 @@ fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
                         .ok_or_else(|| target.shim.clone())
                 };
                 let secret = |name: &str| serving.capabilities.secrets.get(name).cloned();
-                Backend::Ai(Arc::new(
-                    AiRoute::new(
-                        &route.name,
-                        ai,
-                        config,
-                        shim,
-                        secret,
-                        serving.caches.get(&route.name).cloned(),
-                    )
-                    .map_err(LoadError::Other)?,
-                ))
+                let services = serving
+                    .ai
+                    .clone()
+                    .ok_or_else(|| LoadError::Other(anyhow::anyhow!("AI services are not set up")))?;
+                let route = AiRoute::new(
+                    &route.name,
+                    ai,
+                    config,
+                    shim,
+                    secret,
+                    serving.caches.get(&route.name).cloned(),
+                )
+                .map_err(LoadError::Other)?;
+                Backend::Ai(Arc::new(AiRouteBackend {
+                    route: Arc::new(route),
+                    services,
+                }))
             }
             (None, None) => continue,
         };
@@ -801,7 +808,6 @@ fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
         routes: RouteTable::new(routes),
         limits: config.limits.clone(),
         plugins,
-        ai: serving.ai.clone(),
         observer: serving.observer.clone(),
         paths: config.http.path_policy(),
         in_flight: config

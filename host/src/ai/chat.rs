@@ -2,6 +2,9 @@
 //! `POST .../chat/completions`, with cache, budgets, failover across the
 //! route's targets, and usage accounting.
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -25,7 +28,7 @@ use crate::plugins::capabilities::header_list;
 use crate::plugins::capabilities::shim::exports::weir::plugin::provider::{
     ApiError, Completion, Exchange, KeyPlacement, ProviderRequest, Usage,
 };
-use crate::plugins::state::Properties;
+use crate::proxy::{AiBackend, AiCall, TargetAttempt};
 use weir_core::body::{Body, full_body};
 use weir_core::error::error_chain;
 use weir_core::forwarding;
@@ -33,50 +36,45 @@ use weir_core::forwarding;
 /// Largest provider error body read for its message.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
-/// What one request on an AI route needs.
+/// What one request on an AI route needs: the route, the AI services, and
+/// the request as the proxy hands it over.
 pub struct AiRequest<'a> {
     /// The route.
     pub route: &'a AiRoute,
     /// Ledger, budgets, prices.
     pub services: &'a Arc<AiServices>,
-    /// The request as the route's plugins left it.
-    pub parts: http::request::Parts,
-    /// Its body, read whole.
-    pub body: Bytes,
-    /// Its properties (`consumer`).
-    pub properties: &'a Properties,
-    /// Largest provider answer read whole.
-    pub max_response_bytes: usize,
-    /// Where the request's account (target, tokens, cache) is left for
-    /// its access-log line.
-    pub account: AiSlot,
-    /// Where each target tried is recorded (its time and how it ended),
-    /// as an upstream route records its attempts.
-    pub attempts: &'a mut Vec<TargetAttempt>,
-    /// Where the calls to the targets' shims are counted, as a route's
-    /// plugin calls are.
-    pub shim_calls: ShimCalls,
+    /// The request.
+    pub call: AiCall<'a>,
 }
 
-/// One AI target tried for a request: what the request's record makes an
-/// attempt of (see [`crate::observe::RequestRecord::attempt`]).
-#[derive(Debug, Clone)]
-pub struct TargetAttempt {
-    /// The target's name.
-    pub target: String,
-    /// When it was asked.
-    pub started: Instant,
-    /// The status it answered with (a provider error's status, 502 or 504
-    /// for a connection that failed or timed out).
-    pub status: u16,
+/// An AI route as the proxy's backend for it.
+pub struct AiRouteBackend {
+    /// The route's targets and settings.
+    pub route: Arc<AiRoute>,
+    /// Ledger, budgets, prices.
+    pub services: Arc<AiServices>,
+}
+
+impl AiBackend for AiRouteBackend {
+    fn serve<'a>(&'a self, call: AiCall<'a>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>> {
+        Box::pin(serve(AiRequest {
+            route: &self.route,
+            services: &self.services,
+            call,
+        }))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// Answer a request on an AI route. Every failure is an OpenAI-shaped
 /// error response.
 pub async fn serve(request: AiRequest<'_>) -> Response<Body> {
-    let path = request.parts.uri.path().trim_end_matches('/');
+    let path = request.call.parts.uri.path().trim_end_matches('/');
     if path.ends_with("/models") || path == "/models" {
-        if request.parts.method != Method::GET && request.parts.method != Method::HEAD {
+        if request.call.parts.method != Method::GET && request.call.parts.method != Method::HEAD {
             return method_not_allowed("GET");
         }
         return models(request.route);
@@ -89,7 +87,7 @@ pub async fn serve(request: AiRequest<'_>) -> Response<Body> {
             ..api_error(404, "invalid_request_error", &message)
         });
     }
-    if request.parts.method != Method::POST {
+    if request.call.parts.method != Method::POST {
         return method_not_allowed("POST");
     }
     chat(request).await
@@ -164,7 +162,7 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
     let started = Instant::now();
     let arrived_ms = now_ms();
     let route = request.route;
-    let parsed: Value = match serde_json::from_slice(&request.body) {
+    let parsed: Value = match serde_json::from_slice(&request.call.body) {
         Ok(v) => v,
         Err(e) => {
             return error_response(&api_error(
@@ -191,7 +189,7 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
             ..api_error(404, "invalid_request_error", &message)
         });
     }
-    let consumer = request.properties.get("consumer").map(str::to_string);
+    let consumer = request.call.properties.get("consumer").map(str::to_string);
     let id = completion_id();
     let record = UsageRecord {
         time_ms: arrived_ms,
@@ -221,7 +219,7 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
         (Some(_), Some(_)) => Some("miss"),
     };
     let account = Account {
-        slot: request.account.clone(),
+        slot: request.call.account.clone(),
         cache: cache_status,
     };
     if let (Some(cache), Some(key)) = (&route.cache, &cache_key) {
@@ -241,7 +239,7 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
     // Reserve what the request may use: its prompt (about four bytes a
     // token) and its output limit.
     let output = head.max_tokens.unwrap_or(u64::from(route.default_max_tokens));
-    let estimate = (request.body.len() as u64).div_ceil(4) + output;
+    let estimate = (request.call.body.len() as u64).div_ceil(4) + output;
     let admitted = match request
         .services
         .budgets
@@ -322,14 +320,14 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
         let asked = Instant::now();
         let outcome = attempt(
             target,
-            &request.body,
+            &request.call.body,
             head.stream,
             &exchange,
-            request.max_response_bytes,
-            &request.shim_calls,
+            request.call.max_response_bytes,
+            &request.call.shim_calls,
         )
         .await;
-        request.attempts.push(TargetAttempt {
+        request.call.attempts.push(TargetAttempt {
             target: target.name.clone(),
             started: asked,
             status: match &outcome {

@@ -6,6 +6,7 @@
 //! the whole body (then it is buffered up to a limit: 413 for requests,
 //! 502 for responses) or for response chunks.
 
+pub mod ai_backend;
 mod body;
 mod client_body;
 pub mod error;
@@ -31,6 +32,7 @@ use crate::config::Limits;
 use crate::observe::{Observer, Phase, PluginOutcome, Reported, RequestRecord, TraceContext};
 use crate::plugins::state::{Properties, RequestState, ResponseState};
 use crate::plugins::{ChainLink, Lease, PluginFault, Reply, RequestAction};
+pub use ai_backend::{AiBackend, AiCall, TargetAttempt};
 pub use body::{Body, BoxError, box_error, empty_body, full_body};
 use body::{hold_until_body_ends, read_limited};
 use error::GatewayError;
@@ -46,8 +48,6 @@ pub struct Proxy {
     pub limits: Limits,
     /// The loaded plugins, for the admin API.
     pub plugins: Vec<Arc<crate::plugins::instance::LoadedPlugin>>,
-    /// Usage ledger, budgets and prices, when the config has AI routes.
-    pub ai: Option<Arc<crate::ai::AiServices>>,
     /// The gateway's limit on requests in flight, if any.
     pub in_flight: Option<InFlightLimit>,
     /// Where finished requests are reported.
@@ -242,9 +242,6 @@ impl Proxy {
                 pool.send(forward.parts, forward.body, record).await?
             }
             Backend::Ai(ai) => {
-                let Some(services) = &self.ai else {
-                    return Err(GatewayError::RequestBody("AI services are not set up".into()));
-                };
                 let body = match forward.body {
                     UpstreamBody::Replayable(bytes) => bytes,
                     UpstreamBody::Streaming(body) => {
@@ -254,18 +251,17 @@ impl Proxy {
                 let account = crate::observe::AiSlot::default();
                 record.ai = Some(account.clone());
                 let mut attempts = Vec::new();
-                let response = crate::ai::chat::serve(crate::ai::chat::AiRequest {
-                    route: ai,
-                    services,
-                    parts: forward.parts,
-                    body,
-                    properties: &forward.properties,
-                    max_response_bytes: self.limits.max_response_body_bytes,
-                    account,
-                    attempts: &mut attempts,
-                    shim_calls: record.shim_calls(),
-                })
-                .await;
+                let response = ai
+                    .serve(AiCall {
+                        parts: forward.parts,
+                        body,
+                        properties: &forward.properties,
+                        max_response_bytes: self.limits.max_response_body_bytes,
+                        account,
+                        attempts: &mut attempts,
+                        shim_calls: record.shim_calls(),
+                    })
+                    .await;
                 // Each target asked is an attempt of the request, as an
                 // upstream's are: in the access log and the trace.
                 for tried in attempts {

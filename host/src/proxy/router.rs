@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use http::Method;
 
+use super::ai_backend::AiBackend;
 use super::upstream::UpstreamPool;
-use crate::ai::targets::AiRoute;
 use crate::config::{RouteConfig, RouteName};
 use crate::plugins::Chain;
 
@@ -46,8 +46,9 @@ impl HostMatch {
 pub enum Backend {
     /// An upstream pool.
     Upstream(Arc<UpstreamPool>),
-    /// AI targets behind the OpenAI chat completions API.
-    Ai(Arc<AiRoute>),
+    /// AI targets behind the OpenAI chat completions API, served by the
+    /// AI gateway.
+    Ai(Arc<dyn AiBackend>),
 }
 
 /// What a route matches: a host, a path prefix and methods.
