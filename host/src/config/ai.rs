@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::ai::usage::{PostgresStore, UsageStore, redact_url};
+use super::usage::{PostgresStore, UsageStore, redact_url};
 
 use super::upstream::{
     Target, default_connect_timeout_ms, default_eject_after_failures, default_eject_ms, default_weight, parse_target,

@@ -44,6 +44,7 @@ mod read;
 mod secret;
 mod state;
 mod upstream;
+pub mod usage;
 
 pub use ai::*;
 pub use observe::*;

@@ -30,7 +30,6 @@
 //! than guessed at.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock, mpsc};
 use std::thread::JoinHandle;
@@ -43,6 +42,7 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use crate::config::usage::UsageStore;
 pub use postgres::{MAX_QUEUED, PostgresStore, redact_url};
 
 /// Rows returned by a query when the filter sets no limit.
@@ -184,43 +184,6 @@ pub struct UsageReport {
     pub totals: UsageTotals,
     /// With `group_by`: sums per key, largest cost first (ties by key).
     pub groups: Vec<(String, UsageTotals)>,
-}
-
-/// Where a ledger keeps its rows.
-#[derive(Clone, PartialEq, Eq)]
-pub enum UsageStore {
-    /// A SQLite file, this gateway's own.
-    Sqlite(PathBuf),
-    /// A PostgreSQL database, shared by every gateway given its URL.
-    Postgres(PostgresStore),
-}
-
-impl UsageStore {
-    /// Whether `setting` names a PostgreSQL database (`postgres://…` or
-    /// `postgresql://…`) rather than a SQLite file.
-    pub fn is_postgres_url(setting: &str) -> bool {
-        setting.starts_with("postgres://") || setting.starts_with("postgresql://")
-    }
-}
-
-/// The file's path, or the URL with its password replaced by `***`.
-impl fmt::Display for UsageStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UsageStore::Sqlite(path) => write!(f, "{}", path.display()),
-            UsageStore::Postgres(store) => f.write_str(store.shown()),
-        }
-    }
-}
-
-/// Never shows a password.
-impl fmt::Debug for UsageStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UsageStore::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
-            UsageStore::Postgres(store) => f.debug_tuple("Postgres").field(store).finish(),
-        }
-    }
 }
 
 /// Why the ledger could not do what was asked. Each names the store: the

@@ -47,7 +47,6 @@
 //! The task lives in `writer.rs`; the connection, the schema and the SQL in
 //! `connection.rs`.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -60,8 +59,6 @@ mod connection;
 mod tls;
 mod writer;
 
-pub use tls::SslMode;
-
 /// Most rows waiting to be written (in the queue and in the task) before
 /// further rows are dropped: about 30 MB of rows, or some minutes of heavy
 /// traffic while the server is away.
@@ -69,121 +66,7 @@ pub const MAX_QUEUED: usize = 100_000;
 /// Time allowed to connect, log in and bring the schema up to date.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A PostgreSQL database for the ledger, and the name its rows carry. The
-/// URL holds the password, so it is only ever shown with the password
-/// replaced by `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PostgresStore {
-    /// As tokio-postgres reads it (a verifying `sslmode` written as
-    /// `require`).
-    url: String,
-    shown: String,
-    instance: String,
-    tls: tls::TlsSettings,
-}
-
-impl PostgresStore {
-    /// A store at `url` (`postgres://` or `postgresql://`, in the form
-    /// libpq and tokio-postgres read, `sslmode` as libpq reads it) whose
-    /// rows name `instance`, trusting the CA file `ca` (else the system's
-    /// roots) where `sslmode` checks certificates. Refuses a URL that does
-    /// not parse, and a CA with `sslmode=disable`; the message shows the
-    /// URL without its password.
-    pub fn new(url: &str, instance: &str, ca: Option<std::path::PathBuf>) -> Result<PostgresStore, String> {
-        let shown = redact_url(url);
-        if !super::UsageStore::is_postgres_url(url) {
-            return Err(format!("{shown}: not a postgres:// or postgresql:// URL"));
-        }
-        let (mode, url) = tls::split_ssl_mode(url).map_err(|e| format!("{shown}: {e}"))?;
-        let _: tokio_postgres::Config = url.parse().map_err(|e| format!("{shown}: {}", describe(&e)))?;
-        if mode == SslMode::Disable && ca.is_some() {
-            return Err(format!(
-                "{shown}: sslmode=disable, yet ai.usage_db_ca is set; use sslmode=verify-full"
-            ));
-        }
-        if instance.is_empty() {
-            return Err("the instance name must not be empty".into());
-        }
-        Ok(PostgresStore {
-            url,
-            shown,
-            instance: instance.to_owned(),
-            tls: tls::TlsSettings { mode, ca },
-        })
-    }
-
-    /// The URL's `sslmode`.
-    pub fn ssl_mode(&self) -> SslMode {
-        self.tls.mode
-    }
-
-    /// The URL with its password replaced by `***`.
-    pub fn shown(&self) -> &str {
-        &self.shown
-    }
-
-    /// The name written in the `instance` column of this gateway's rows.
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
-    /// The instance name when none is configured: `HOSTNAME:PID`, which
-    /// tells gateways on different machines, and processes on one, apart.
-    pub fn default_instance() -> String {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .map(|name| name.trim().to_owned())
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| "unknown-host".to_owned());
-        format!("{host}:{}", std::process::id())
-    }
-}
-
-/// Shows the URL without its password.
-impl fmt::Debug for PostgresStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("url", &self.shown)
-            .field("instance", &self.instance)
-            .field("tls", &self.tls)
-            .finish()
-    }
-}
-
-/// `url` with its password, if any, replaced by `***`: the one in the user
-/// information (`scheme://user:password@host`) and a `password=` parameter.
-/// Like tokio-postgres, takes the user information to end at the first `@`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (credentials, rest) = match rest.split_once('@') {
-        Some((credentials, rest)) => (Some(credentials), rest),
-        None => (None, rest),
-    };
-    let mut shown = format!("{scheme}://");
-    if let Some(credentials) = credentials {
-        match credentials.split_once(':') {
-            Some((user, _)) => shown.push_str(&format!("{user}:***@")),
-            None => shown.push_str(&format!("{credentials}@")),
-        }
-    }
-    match rest.split_once('?') {
-        None => shown.push_str(rest),
-        Some((path, query)) => {
-            let parameters: Vec<String> = query
-                .split('&')
-                .map(|parameter| match parameter.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                    _ => parameter.to_owned(),
-                })
-                .collect();
-            shown.push_str(&format!("{path}?{}", parameters.join("&")));
-        }
-    }
-    shown
-}
+pub use crate::config::usage::{PostgresStore, redact_url};
 
 /// What an error from tokio-postgres says, for a person: the server's
 /// message for a refusal, else the failure and its cause.
@@ -260,24 +143,24 @@ impl Sender {
 /// Connect to `store`, bring its schema up to date and start the writer
 /// task, whose queue holds at most `capacity` unwritten rows.
 pub(super) async fn open(store: &PostgresStore, capacity: usize) -> Result<Sender, UsageError> {
-    let mut config: tokio_postgres::Config = store.url.parse().map_err(|e| UsageError::Connect {
-        store: store.shown.clone(),
+    let mut config: tokio_postgres::Config = store.url().parse().map_err(|e| UsageError::Connect {
+        store: store.shown().to_owned(),
         reason: describe(&e),
     })?;
     config.connect_timeout(CONNECT_TIMEOUT);
     if config.get_application_name().is_none() {
         config.application_name("weir");
     }
-    let tls = store.tls.connector().map_err(|reason| UsageError::Connect {
-        store: store.shown.clone(),
+    let tls = store.tls().connector().map_err(|reason| UsageError::Connect {
+        store: store.shown().to_owned(),
         reason,
     })?;
     let dial = connection::Dial {
         config,
         tls,
-        settings: store.tls.clone(),
+        settings: store.tls().clone(),
     };
-    let connection = connection::connect(dial.clone(), store.shown.clone()).await?;
+    let connection = connection::connect(dial.clone(), store.shown().to_owned()).await?;
     let (commands, receiver) = mpsc::unbounded_channel();
     let queue = Arc::new(Queue {
         waiting: AtomicUsize::new(0),
@@ -300,6 +183,7 @@ mod tests {
     use super::super::tests::{checks, request};
     use super::super::{UsageLedger, UsageStore};
     use super::*;
+    use crate::config::usage::SslMode;
 
     use super::test_server::PostgresServer;
 

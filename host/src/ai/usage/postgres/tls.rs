@@ -15,7 +15,7 @@
 //! `require`, so the two verifying modes reach it as `require` and the
 //! verification is this module's.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
@@ -25,81 +25,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// libpq's `sslmode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    /// No TLS.
-    Disable,
-    /// TLS if the server offers it.
-    Prefer,
-    /// TLS, the certificate unchecked unless a CA is given.
-    Require,
-    /// TLS, the certificate's chain checked.
-    VerifyCa,
-    /// TLS, the chain and the host's name checked.
-    VerifyFull,
-}
-
-impl SslMode {
-    /// The mode's name in a URL.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-
-    fn parse(value: &str) -> Option<SslMode> {
-        [
-            SslMode::Disable,
-            SslMode::Prefer,
-            SslMode::Require,
-            SslMode::VerifyCa,
-            SslMode::VerifyFull,
-        ]
-        .into_iter()
-        .find(|mode| mode.as_str() == value)
-    }
-}
-
-/// The `sslmode` of `url` (default `prefer`), and the URL as tokio-postgres
-/// must read it (a verifying mode written as `require`). The error names
-/// the bad value (which is never a secret).
-pub fn split_ssl_mode(url: &str) -> Result<(SslMode, String), String> {
-    let Some((head, query)) = url.split_once('?') else {
-        return Ok((SslMode::Prefer, url.to_owned()));
-    };
-    let mut mode = SslMode::Prefer;
-    let mut parameters = Vec::new();
-    for parameter in query.split('&') {
-        match parameter.split_once('=') {
-            Some(("sslmode", value)) => {
-                mode = SslMode::parse(value).ok_or_else(|| {
-                    format!("sslmode={value}: use disable, prefer, require, verify-ca or verify-full")
-                })?;
-                let passed = match mode {
-                    SslMode::VerifyCa | SslMode::VerifyFull => SslMode::Require,
-                    other => other,
-                };
-                parameters.push(format!("sslmode={}", passed.as_str()));
-            }
-            _ => parameters.push(parameter.to_owned()),
-        }
-    }
-    Ok((mode, format!("{head}?{}", parameters.join("&"))))
-}
-
-/// The TLS settings of a PostgreSQL store: the mode and the CA file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// From the URL's `sslmode`.
-    pub mode: SslMode,
-    /// `[ai] usage_db_ca`, resolved.
-    pub ca: Option<PathBuf>,
-}
+pub use crate::config::usage::{SslMode, TlsSettings};
 
 impl TlsSettings {
     /// The connector tokio-postgres is given: rustls set up for the mode.
@@ -244,41 +170,5 @@ impl ServerCertVerifier for ChainOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sslmode_is_read_and_verifying_modes_reach_tokio_postgres_as_require() {
-        for (url, mode, passed) in [
-            ("postgres://h/db", SslMode::Prefer, "postgres://h/db"),
-            (
-                "postgres://h/db?sslmode=disable",
-                SslMode::Disable,
-                "postgres://h/db?sslmode=disable",
-            ),
-            (
-                "postgres://u:pw@h/db?application_name=a&sslmode=verify-full",
-                SslMode::VerifyFull,
-                "postgres://u:pw@h/db?application_name=a&sslmode=require",
-            ),
-            (
-                "postgres://h/db?sslmode=verify-ca",
-                SslMode::VerifyCa,
-                "postgres://h/db?sslmode=require",
-            ),
-            (
-                "postgres://h/db?sslmode=require",
-                SslMode::Require,
-                "postgres://h/db?sslmode=require",
-            ),
-        ] {
-            assert_eq!(split_ssl_mode(url).unwrap(), (mode, passed.to_owned()), "{url}");
-        }
-        let error = split_ssl_mode("postgres://u:pw@h/db?sslmode=verify").unwrap_err();
-        assert!(error.contains("sslmode=verify:") && !error.contains("pw"), "{error}");
     }
 }
