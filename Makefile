@@ -13,6 +13,7 @@ quickstart: setup
 	./examples/quickstart/run.sh
 
 test: setup
+	scripts/check-layers.py
 	cargo test --workspace
 	scripts/check-deploy.sh
 	scripts/fuzz.sh

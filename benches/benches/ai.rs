@@ -24,12 +24,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use weir::gateway::{Gateway, RunningGateway};
+use weir::gateway::Gateway;
 use weir::plugins::Lease;
 use weir::plugins::capabilities::shim::exports::weir::plugin::provider::Exchange;
 use weir::plugins::instance::LoadedPlugin;
 use weir::proxy::full_body;
 use weir::proxy::router::Backend;
+use weir::running::RunningGateway;
 use weir_emulator::Emulator;
 
 fn built_plugin(crate_name: &str) -> PathBuf {

@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod observe;
 pub mod plugins;
 pub mod proxy;
+pub mod running;
 pub mod state;
 pub use weir_core::tls;
 pub mod toolchain;

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use weir::gateway::{Gateway, RunningGateway};
+use weir::gateway::Gateway;
+use weir::running::RunningGateway;
 
 /// Where host/build.rs put the plugins it built.
 pub fn built_plugins() -> PathBuf {

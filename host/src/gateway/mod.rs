@@ -10,32 +10,29 @@
 //! plugin's status (log and admin API).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
-use tokio::sync::{Mutex, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::Mutex;
 
-use crate::admin::probes::{ProbeListener, Readiness};
 use crate::ai::AiServices;
-use crate::ai::budget::Budgets;
 use crate::ai::cache::AnswerCache;
-use crate::ai::chat::AiRouteBackend;
-use crate::ai::targets::AiRoute;
 use crate::ai::usage::UsageLedger;
 use crate::config::{Config, ConfigError, PluginName, UpstreamName};
 use crate::observe::Observer;
 use crate::observe::metrics::ReloadLabels;
 use crate::plugins::capabilities::{GrantEntry, GrantSource, SharedCapabilities};
 use crate::plugins::instance::LoadedPlugin;
-use crate::plugins::{LoadedSet, PluginLoadError, PluginRuntime, build_chains, shim_slot};
-use crate::proxy::router::{Backend, Route, RouteTable};
+use crate::plugins::{LoadedSet, PluginLoadError, PluginRuntime};
+use crate::proxy::SharedProxy;
 use crate::proxy::upstream::UpstreamPool;
-use crate::proxy::{Proxy, SharedProxy, listener};
+
+mod assemble;
+
+use assemble::{ai_services, answer_caches, build_proxy, build_upstreams};
 
 /// Why a config cannot be served. Lists every problem found.
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +184,11 @@ impl Gateway {
     /// The shared state (kv, budgets, caches): in memory or in Redis.
     pub fn state(&self) -> &Arc<crate::state::SharedState> {
         self.runtime.state()
+    }
+
+    /// The config being served.
+    pub async fn current_config(&self) -> Config {
+        self.serving.lock().await.config.clone()
     }
 
     /// The proxy serving now.
@@ -450,114 +452,6 @@ impl Gateway {
         }
         *status = fresh;
     }
-
-    /// Bind every listener, the admin API and the probe listener, and start
-    /// serving.
-    pub async fn start(self) -> anyhow::Result<RunningGateway> {
-        self.start_with_probes(None).await
-    }
-
-    /// [`Gateway::start`], with a probe listener bound before the config
-    /// loaded (it answered "not ready" meanwhile). Without one, it is bound
-    /// here if the config has `[admin] health_address`.
-    pub async fn start_with_probes(self, probes: Option<ProbeListener>) -> anyhow::Result<RunningGateway> {
-        let gateway = Arc::new(self);
-        let (shutdown, signal) = watch::channel(false);
-        let config = gateway.serving.lock().await.config.clone();
-        let probes = match (probes, config.admin.as_ref().and_then(|a| a.health_address.as_deref())) {
-            (Some(probes), _) => Some(probes),
-            (None, Some(address)) => Some(ProbeListener::bind(address).await?),
-            (None, None) => None,
-        };
-        if let (Some(probes), Some(admin)) = (&probes, &config.admin) {
-            // Read once, at start; a change takes a restart, like the
-            // address.
-            let file = admin.metrics_token_file.as_ref().map(|f| config.resolve(f));
-            let token = crate::config::SecretSetting {
-                file: file.as_deref(),
-                ..admin.metrics_token()
-            }
-            .read()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            probes.serve_metrics(&gateway, token);
-        }
-        let mut listeners = Vec::new();
-        let mut bound = Vec::new();
-        let mut certs = Vec::new();
-        for l in &config.listeners {
-            let tls = match &l.tls {
-                Some(tls) => {
-                    let (acceptor, cert) =
-                        listener::reloadable_tls_acceptor(&config.resolve(&tls.cert), &config.resolve(&tls.key))?;
-                    certs.push(cert);
-                    Some(acceptor)
-                }
-                None => None,
-            };
-            let (socket, addr) = listener::bind(&l.address).await?;
-            bound.push((socket, tls));
-            listeners.push(addr);
-        }
-        let mut tasks = Vec::new();
-        for (socket, tls) in bound {
-            let proxy = gateway.proxy.clone();
-            tasks.push(tokio::spawn(listener::serve(
-                socket,
-                tls,
-                proxy,
-                config.limits.clone(),
-                signal.clone(),
-            )));
-        }
-        let admin = match &config.admin {
-            Some(admin) => {
-                let token = admin
-                    .token
-                    .clone()
-                    .or_else(|| admin.token_env.as_ref().and_then(|v| std::env::var(v).ok()));
-                let (socket, addr) = listener::bind(&admin.address).await?;
-                tasks.push(tokio::spawn(crate::admin::serve(
-                    socket,
-                    token,
-                    admin.allowed_hosts.clone(),
-                    gateway.clone(),
-                    signal.clone(),
-                )));
-                Some(addr)
-            }
-            None => None,
-        };
-        tasks.push(crate::watch::spawn(
-            gateway.clone(),
-            &config.plugin_dir(),
-            certs,
-            signal.clone(),
-        ));
-        for addr in &listeners {
-            tracing::info!("listening on {addr}");
-        }
-        if let Some(addr) = admin {
-            tracing::info!("admin API on {addr}");
-        }
-        let readiness = match &probes {
-            Some(probes) => {
-                tracing::info!("health and readiness probes on {}", probes.addr());
-                probes.readiness().clone()
-            }
-            None => Readiness::starting(),
-        };
-        readiness.set_serving();
-        Ok(RunningGateway {
-            listeners,
-            admin,
-            health: probes.as_ref().map(ProbeListener::addr),
-            shutdown,
-            tasks,
-            gateway,
-            probes,
-            readiness,
-        })
-    }
 }
 
 /// The grants of a plugin version; none without one.
@@ -663,204 +557,5 @@ fn warn_about_restart_only_changes(old: &Config, new: &Config) {
     }
     if old.access_log != new.access_log || old.tracing != new.tracing {
         tracing::warn!("access log and tracing changes take effect only after a restart");
-    }
-}
-
-fn build_upstreams(config: &Config) -> Result<HashMap<UpstreamName, Arc<UpstreamPool>>, LoadError> {
-    let mut upstreams = HashMap::new();
-    for (name, upstream) in &config.upstreams {
-        let pool = Arc::new(UpstreamPool::new(name, upstream, config).map_err(LoadError::Other)?);
-        pool.start_health_checks();
-        upstreams.insert(name.clone(), pool);
-    }
-    Ok(upstreams)
-}
-
-/// The usage ledger, budgets and prices for `config`, if it has AI routes.
-/// The ledger is opened once and kept; budgets start from what the ledger
-/// says each consumer spent in the current window, so neither a restart
-/// nor a reload hands out a budget twice.
-async fn ai_services(
-    config: &Config,
-    ledger: &Mutex<Option<Arc<UsageLedger>>>,
-    observer: &Arc<Observer>,
-    state: &crate::state::SharedState,
-) -> Result<Option<Arc<AiServices>>, LoadError> {
-    if !config.has_ai_routes() {
-        return Ok(None);
-    }
-    // Errors name the field the store came from, never a password.
-    let field = config.ai.usage_field();
-    let ledger = {
-        let mut slot = ledger.lock().await;
-        match slot.as_ref() {
-            Some(open) => open.clone(),
-            None => {
-                let store = config
-                    .usage_store()
-                    .map_err(|p| LoadError::Other(anyhow::anyhow!("{}: {}", p.path, p.message)))?;
-                let open = Arc::new(
-                    UsageLedger::open_store(&store)
-                        .await
-                        .map_err(|e| LoadError::Other(anyhow::anyhow!("{field}: {e}")))?,
-                );
-                *slot = Some(open.clone());
-                open
-            }
-        }
-    };
-    // Shared budgets live in Redis; the in-memory counts restored below are
-    // their fallback while it is unavailable.
-    let budgets = Arc::new(match state.redis() {
-        Some(redis) => Budgets::shared(&config.ai.budgets, redis.clone()),
-        None => Budgets::new(&config.ai.budgets),
-    });
-    let now = weir_core::clock::now_ms();
-    let mut starts: std::collections::BTreeSet<i64> = config
-        .ai
-        .budgets
-        .consumers
-        .keys()
-        .filter_map(|consumer| budgets.period_start_ms(consumer, now))
-        .collect();
-    // Consumers without a rule of their own share the default's window.
-    starts.extend(budgets.period_start_ms("\u{0}unlisted", now));
-    for start in starts {
-        let spent = ledger
-            .tokens_by_consumer_since(start)
-            .await
-            .map_err(|e| LoadError::Other(anyhow::anyhow!("{field}: {e}")))?;
-        for (consumer, tokens) in spent {
-            if budgets.period_start_ms(&consumer, now) == Some(start) {
-                budgets.restore(&consumer, tokens, now);
-            }
-        }
-    }
-    Ok(Some(Arc::new(AiServices {
-        ledger,
-        budgets,
-        prices: config.ai.prices.clone(),
-        observer: observer.clone(),
-    })))
-}
-
-/// An answer cache for each AI route that asks for one (in Redis when
-/// the state is shared).
-fn answer_caches(config: &Config, state: &crate::state::SharedState) -> HashMap<crate::config::RouteName, AnswerCache> {
-    config
-        .routes
-        .iter()
-        .filter_map(|r| {
-            let cache = r.ai.as_ref()?.cache.as_ref()?;
-            Some((r.name.clone(), AnswerCache::with_store(cache, state.redis().cloned())))
-        })
-        .collect()
-}
-
-/// The route table for what is serving.
-fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
-    let config = &serving.config;
-    let mut chains = build_chains(config, &serving.loaded.plugins);
-    let mut routes = Vec::new();
-    for route in &config.routes {
-        let backend = match (&route.upstream, &route.ai) {
-            (Some(upstream), _) => match serving.upstreams.get(upstream) {
-                Some(pool) => Backend::Upstream(pool.clone()),
-                // Validation guarantees the upstream exists.
-                None => continue,
-            },
-            (None, Some(ai)) => {
-                let shim = |index: usize, target: &crate::config::AiTargetConfig| {
-                    serving
-                        .loaded
-                        .plugins
-                        .get(&target.shim)
-                        .and_then(|plugin| shim_slot(plugin, &route.name, index).map(|slot| (plugin.clone(), slot)))
-                        .ok_or_else(|| target.shim.clone())
-                };
-                let secret = |name: &str| serving.capabilities.secrets.get(name).cloned();
-                let services = serving
-                    .ai
-                    .clone()
-                    .ok_or_else(|| LoadError::Other(anyhow::anyhow!("AI services are not set up")))?;
-                let route = AiRoute::new(
-                    &route.name,
-                    ai,
-                    config,
-                    shim,
-                    secret,
-                    serving.caches.get(&route.name).cloned(),
-                )
-                .map_err(LoadError::Other)?;
-                Backend::Ai(Arc::new(AiRouteBackend {
-                    route: Arc::new(route),
-                    services,
-                }))
-            }
-            (None, None) => continue,
-        };
-        let chain = chains.remove(&route.name).unwrap_or_default();
-        routes.push(Route::new(route, backend, Arc::new(chain)));
-    }
-    let mut plugins: Vec<_> = serving.loaded.plugins.values().cloned().collect();
-    plugins.sort_by(|a, b| a.name().cmp(b.name()));
-    Ok(Proxy {
-        routes: RouteTable::new(routes),
-        limits: config.limits.clone(),
-        plugins,
-        observer: serving.observer.clone(),
-        paths: config.http.path_policy(),
-        in_flight: config
-            .limits
-            .max_concurrent_requests
-            .map(crate::proxy::router::InFlightLimit::new),
-    })
-}
-
-/// A gateway that is serving.
-pub struct RunningGateway {
-    /// The bound address of each listener, in config order.
-    pub listeners: Vec<SocketAddr>,
-    /// The admin API's address.
-    pub admin: Option<SocketAddr>,
-    /// The probe listener's address (`[admin] health_address`).
-    pub health: Option<SocketAddr>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    gateway: Arc<Gateway>,
-    /// Closed after the listeners have drained, so `/readyz` answers 503
-    /// for as long as requests are still finishing.
-    probes: Option<ProbeListener>,
-    readiness: Arc<Readiness>,
-}
-
-impl RunningGateway {
-    /// The gateway, to reload it.
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
-    }
-
-    /// Serving, or draining since shutdown began (one atomic load).
-    pub fn readiness(&self) -> &Arc<Readiness> {
-        &self.readiness
-    }
-
-    /// Stop accepting, let open requests finish, and return. Readiness
-    /// fails first, so a load balancer probing `/readyz` stops sending
-    /// while requests in flight finish.
-    pub async fn shutdown(self) {
-        self.readiness.set_draining();
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        if let Some(probes) = self.probes {
-            probes.stop().await;
-        }
-        // Requests have finished: every usage record is queued, every span
-        // batched.
-        self.gateway.close_usage().await;
-        let observer = self.gateway.observer();
-        let _ = tokio::task::spawn_blocking(move || observer.shutdown()).await;
     }
 }
