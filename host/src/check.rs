@@ -5,8 +5,9 @@
 //! field and every problem [`Config::validate`] finds. Then each part
 //! whose own settings are valid is built as `weir run` would build it,
 //! without serving: listener certificates, upstream pools (without health
-//! checks), the plugins of every route that has no problem of its own
-//! (each loaded and configured for those routes), the AI routes' targets,
+//! checks), the plugins of every route whose plugin entries and AI
+//! targets have no problem (a route's unknown upstream or bad path does
+//! not stop its plugins being configured), the AI routes' targets,
 //! and the usage store. A plugin's problem is named by where it is used:
 //! `routes[i].plugins[j]`, or `routes[i].ai.targets[j].shim`.
 //!
@@ -68,7 +69,7 @@ pub async fn check(path: &Path) -> Result<Vec<String>, ConfigError> {
 
     let mut lines = Vec::new();
     if !bad("plugins") {
-        let usable = usable_part(&config, &bad);
+        let usable = usable_part(&config, &found, &bad);
         for p in check_plugins(&config, &usable, bad("state"), &mut lines).await {
             problem(p.path, p.message);
         }
@@ -87,18 +88,27 @@ fn lies_under(path: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
-/// `config` with only the routes that have no problem of their own (nor
-/// in the settings of a plugin they use), and only the secrets that have
-/// none: what the plugins are loaded and configured for.
-fn usable_part(config: &Config, bad: &impl Fn(&str) -> bool) -> Config {
+/// `config` with only the routes whose plugins can be configured — no
+/// problem with the route as a whole, its name, its plugin entries or its
+/// AI targets, nor in the settings of a plugin it uses (a problem with
+/// where it sends requests, its path or its methods does not stop its
+/// plugins being checked) — and only the secrets that have none: what the
+/// plugins are loaded and configured for.
+fn usable_part(config: &Config, found: &[Problem], bad: &impl Fn(&str) -> bool) -> Config {
     let mut usable = config.clone();
     let mut index = 0;
     usable.routes.retain(|route| {
         let at = format!("routes[{index}]");
         index += 1;
+        let blocks = |p: &Problem| {
+            p.path == at
+                || ["name", "plugins", "ai"]
+                    .iter()
+                    .any(|part| lies_under(&p.path, &format!("{at}.{part}")))
+        };
         let shims = route.ai.iter().flat_map(|ai| ai.targets.iter().map(|t| &t.shim));
         let mut plugins = route.plugins.iter().map(|p| &p.name).chain(shims);
-        !bad(&at) && !plugins.any(|name| bad(&format!("plugin.{name}")))
+        !found.iter().any(blocks) && !plugins.any(|name| bad(&format!("plugin.{name}")))
     });
     usable.secrets.retain(|name, _| !bad(&format!("secrets.{name}")));
     usable

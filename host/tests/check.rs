@@ -111,7 +111,7 @@ fn bad_toml_and_unknown_fields_are_named() {
 
 #[test]
 fn one_run_lists_unknown_fields_config_problems_and_plugin_problems_by_path() {
-    let dir = TestGateway::dir_with_plugins(&[("echo", "guest-echo-config")]);
+    let dir = TestGateway::dir_with_plugins(&[("echo", "guest-echo-config"), ("api-key-auth", "api-key-auth")]);
     // Route api is valid, so its plugin is configured (and refuses) even
     // though the rest of the file has problems.
     let config = r#"
@@ -133,16 +133,27 @@ fn one_run_lists_unknown_fields_config_problems_and_plugin_problems_by_path() {
         [[routes.plugins]]
         name = "echo"
         typo = true
+        [[routes]]
+        name = "c"
+        path_prefix = "/c"
+        upstream = "elsewhere"
+        [[routes.plugins]]
+        name = "api-key-auth"
+        config = { header = "x-key" }
     "#;
     let checked = weir_check(dir.path(), config);
+    // Route c's unknown upstream does not keep its plugin from being
+    // configured: both its problems are listed.
     assert_refused(
         &checked,
         &[
-            "4 problems",
+            "6 problems",
             "  listeners[0].bogus_field: unknown field",
             "  routes[1].plugins[0].typo: unknown field",
             "  routes[1].upstream: unknown upstream \"nowhere\"",
             "  routes[0].plugins[0]: plugin echo on route api: configure failed: rejected: no good",
+            "  routes[2].upstream: unknown upstream \"elsewhere\"",
+            "  routes[2].plugins[0]: plugin api-key-auth on route c: configure failed",
         ],
     );
 }
