@@ -15,6 +15,7 @@ use http_body::{Body as _, Frame, SizeHint};
 
 use super::Observer;
 use super::ai::{AiSlot, AiSummary};
+use super::calls::{ChunkCalls, ShimCalls};
 use crate::config::{PluginName, RouteName};
 use weir_core::body::{Body, BoxError};
 
@@ -107,48 +108,6 @@ pub struct PluginCall {
     pub calls: u32,
     /// What came of it (for the chunk phase, a fault if any call faulted).
     pub outcome: PluginOutcome,
-}
-
-/// A request's chunk-phase plugin calls, shared with the streaming body.
-pub type ChunkCalls = Arc<Mutex<Vec<PluginCall>>>;
-
-/// An AI route's calls to its provider shims for one request, which go on
-/// while the answer streams: each adds to its plugin and phase's entry
-/// (translation of the request, of the answer or error, of the stream's
-/// pieces), so a shim's calls count as any plugin's do.
-#[derive(Clone)]
-pub struct ShimCalls {
-    calls: ChunkCalls,
-    request_started: Instant,
-}
-
-impl ShimCalls {
-    /// Add a call that started at `started`; `fault` if it faulted.
-    pub fn add(&self, plugin: &PluginName, phase: Phase, started: Instant, fault: Option<&'static str>) {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        let index = match calls.iter().position(|c| c.phase == phase && c.plugin == *plugin) {
-            Some(index) => index,
-            None => {
-                calls.push(PluginCall {
-                    plugin: plugin.clone(),
-                    phase,
-                    offset: started.saturating_duration_since(self.request_started),
-                    duration: Duration::ZERO,
-                    calls: 0,
-                    outcome: PluginOutcome::Continue,
-                });
-                calls.len() - 1
-            }
-        };
-        let call = &mut calls[index];
-        call.calls += 1;
-        call.duration += started.elapsed();
-        if let Some(fault) = fault
-            && !matches!(call.outcome, PluginOutcome::Fault { .. })
-        {
-            call.outcome = PluginOutcome::fault(fault, false);
-        }
-    }
 }
 
 /// What came of a plugin call.
@@ -294,10 +253,7 @@ impl RequestRecord {
     pub fn shim_calls(&mut self) -> ShimCalls {
         let calls = ChunkCalls::default();
         self.chunk_calls.push(calls.clone());
-        ShimCalls {
-            calls,
-            request_started: self.started,
-        }
+        ShimCalls::new(calls, self.started)
     }
 
     /// The AI account of this request, once settled.

@@ -21,60 +21,11 @@ use super::capabilities::shim::exports::weir::plugin::provider::{
 use super::capabilities::shim::{Shim, ShimPre};
 use super::capabilities::weir::plugin::types::{Interests, RequestAction};
 use super::capabilities::{HostState, Plugin, PluginIdentity, PluginPre, SharedCapabilities};
+use super::deadline::begin_call;
 use super::state::{RequestState, ResponseState};
 use crate::config::{InstanceMode, PluginName, RouteName};
 
-/// A plugin call that failed. Each maps to one HTTP status (see
-/// `proxy::error`).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PluginFault {
-    /// The plugin trapped (a panic, `unreachable`, an invalid access).
-    #[error("plugin {plugin} trapped: {detail}")]
-    Trap {
-        /// The plugin.
-        plugin: PluginName,
-        /// What wasmtime reported.
-        detail: String,
-    },
-    /// The call ran past its deadline.
-    #[error("plugin {plugin} exceeded its {deadline_ms} ms deadline")]
-    Deadline {
-        /// The plugin.
-        plugin: PluginName,
-        /// The deadline.
-        deadline_ms: u64,
-    },
-    /// The instance tried to grow its memory past the cap.
-    #[error("plugin {plugin} exceeded its {limit_mb} MiB memory cap")]
-    Memory {
-        /// The plugin.
-        plugin: PluginName,
-        /// The cap.
-        limit_mb: u64,
-    },
-    /// No instance could be made (instantiation failed or the instance
-    /// pool is exhausted).
-    #[error("plugin {plugin} is unavailable: {detail}")]
-    Unavailable {
-        /// The plugin.
-        plugin: PluginName,
-        /// Why.
-        detail: String,
-    },
-}
-
-impl PluginFault {
-    /// The fault's kind, as metrics and the access log name it: `trap`,
-    /// `deadline`, `memory` or `unavailable`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            PluginFault::Trap { .. } => "trap",
-            PluginFault::Deadline { .. } => "deadline",
-            PluginFault::Memory { .. } => "memory",
-            PluginFault::Unavailable { .. } => "unavailable",
-        }
-    }
-}
+pub use super::fault::PluginFault;
 
 /// What a plugin component is, by what it exports: a filter in route
 /// chains, or a provider shim for AI targets. Checked once, at compile.
@@ -364,26 +315,6 @@ pub enum InstantiateError {
     },
 }
 
-/// Arm the deadline for one call. No clock is read: the epoch callback
-/// counts the ticks the call runs through.
-fn begin_call(store: &mut Store<HostState>, deadline: Duration, slot: Option<usize>) {
-    let data = store.data_mut();
-    data.ticks_left = deadline_ticks(deadline);
-    data.slot = slot;
-    data.outbound_calls = 0;
-    store.set_epoch_deadline(1);
-}
-
-/// Ticks to allow for `deadline`. The first tick of a call comes anywhere
-/// from 0 to one tick after it starts, so one more is allowed: a call is
-/// never cut short, and overruns by at most one tick.
-fn deadline_ticks(deadline: Duration) -> u32 {
-    let tick = super::engine::EPOCH_TICK.as_millis() as u64;
-    let millis = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
-    let ticks = millis.div_ceil(tick).saturating_add(1);
-    u32::try_from(ticks).unwrap_or(u32::MAX)
-}
-
 /// An instance checked out of a plugin's pool. Dropping it returns the
 /// instance to the pool if it is still fit to serve.
 pub struct Lease {
@@ -645,20 +576,5 @@ impl Drop for Lease {
         {
             self.plugin.put_back(instance);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_round_up_to_whole_ticks_plus_one() {
-        let tick = crate::plugins::engine::EPOCH_TICK;
-        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
-        assert_eq!(deadline_ticks(tick), 2);
-        assert_eq!(deadline_ticks(tick * 20), 21);
-        assert_eq!(deadline_ticks(tick * 20 + Duration::from_millis(1)), 22);
-        assert_eq!(deadline_ticks(Duration::from_secs(u64::MAX)), u32::MAX);
     }
 }

@@ -21,7 +21,9 @@
 //! [`engine::EPOCH_TICK`], yielding to tokio in between) and memory cap.
 
 pub mod capabilities;
+mod deadline;
 pub mod engine;
+pub mod fault;
 pub mod instance;
 pub mod outbound;
 mod output;
