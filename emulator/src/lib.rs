@@ -228,13 +228,13 @@ fn quote_key(body: &Bytes, headers: &HeaderMap, query: &str) -> Bytes {
         .or_else(|| header("x-api-key").map(str::to_string))
         .or_else(|| header("api-key").map(str::to_string))
         .or_else(|| header("x-goog-api-key").map(str::to_string))
-        .or_else(|| form_urlencoded_key(query))
+        .or_else(|| query_key(query))
         .unwrap_or_default();
     let text = String::from_utf8_lossy(body).replace("{key}", &key);
     Bytes::from(text)
 }
 
-fn form_urlencoded_key(query: &str) -> Option<String> {
+fn query_key(query: &str) -> Option<String> {
     query
         .split('&')
         .find_map(|pair| pair.strip_prefix("key="))

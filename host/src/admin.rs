@@ -335,7 +335,7 @@ fn routes(gateway: &Gateway) -> Vec<serde_json::Value> {
                                 "shim_loaded": t.shim.is_ok(),
                                 "weight": t.weight,
                                 "priority": t.priority,
-                                "cooling_ms": t.cooling_for(weir_core::clock::now_ms()),
+                                "cooling_ms": t.health.resting_for(weir_core::clock::now_ms()),
                                 "circuit": t.health.state(weir_core::clock::now_ms()).as_str(),
                             })
                         })

@@ -407,7 +407,11 @@ async fn chat(request: AiRequest<'_>) -> Response<Body> {
     let mut response = error_response(&error);
     if error.status == 429 {
         let now = now_ms();
-        let wait = plan.iter().filter_map(|t| t.cooling_for(now)).min().unwrap_or(1_000);
+        let wait = plan
+            .iter()
+            .filter_map(|t| t.health.resting_for(now))
+            .min()
+            .unwrap_or(1_000);
         response.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from((wait as u64).div_ceil(1000).max(1)),
@@ -522,7 +526,9 @@ async fn attempt(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .unwrap_or(1);
-            target.cool_down(now_ms().saturating_add((wait_secs.min(3600) * 1000) as i64));
+            target
+                .health
+                .rest_until(now_ms().saturating_add((wait_secs.min(3600) * 1000) as i64));
         }
         let bytes = read_body(response.into_body(), MAX_ERROR_BODY, target)
             .await

@@ -50,18 +50,6 @@ pub struct AiTarget {
     pub breaker: BreakerPolicy,
 }
 
-impl AiTarget {
-    /// Remember a 429's `retry-after`: the target rests until then.
-    pub fn cool_down(&self, until_ms: i64) {
-        self.health.rest_until(until_ms);
-    }
-
-    /// Milliseconds left of a rest, if any.
-    pub fn cooling_for(&self, now_ms: i64) -> Option<i64> {
-        self.health.resting_for(now_ms)
-    }
-}
-
 /// The targets serving one model name, and the order they are tried in.
 struct ModelTargets {
     /// Indices into the route's targets, in config order.
@@ -262,9 +250,9 @@ mod tests {
     #[test]
     fn a_cooling_target_goes_last_until_its_time_passes() {
         let route = route(&[("a", "m", 1, 0), ("b", "m", 1, 1)]);
-        route.targets[0].cool_down(1_000);
+        route.targets[0].health.rest_until(1_000);
         assert_eq!(names(&route.plan("m", 500)), ["b", "a"]);
-        assert_eq!(route.targets[0].cooling_for(500), Some(500));
+        assert_eq!(route.targets[0].health.resting_for(500), Some(500));
         assert_eq!(names(&route.plan("m", 1_000)), ["a", "b"]);
     }
 }

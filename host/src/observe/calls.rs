@@ -37,7 +37,7 @@ impl ShimCalls {
                 calls.push(PluginCall {
                     plugin: plugin.clone(),
                     phase,
-                    offset: started.saturating_duration_since(self.request_started),
+                    offset: Duration::ZERO,
                     duration: Duration::ZERO,
                     calls: 0,
                     outcome: PluginOutcome::Continue,
@@ -45,13 +45,7 @@ impl ShimCalls {
                 calls.len() - 1
             }
         };
-        let call = &mut calls[index];
-        call.calls += 1;
-        call.duration += started.elapsed();
-        if let Some(fault) = fault
-            && !matches!(call.outcome, PluginOutcome::Fault { .. })
-        {
-            call.outcome = PluginOutcome::fault(fault, false);
-        }
+        let fault = fault.map(|kind| PluginOutcome::fault(kind, false));
+        calls[index].count(started, self.request_started, fault);
     }
 }

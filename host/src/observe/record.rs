@@ -110,6 +110,23 @@ pub struct PluginCall {
     pub outcome: PluginOutcome,
 }
 
+impl PluginCall {
+    /// Count one more call, started at `started`: the first sets the
+    /// offset from `request_started`; the first fault is kept.
+    pub fn count(&mut self, started: Instant, request_started: Instant, fault: Option<PluginOutcome>) {
+        if self.calls == 0 {
+            self.offset = started.saturating_duration_since(request_started);
+        }
+        self.calls += 1;
+        self.duration += started.elapsed();
+        if let Some(fault) = fault
+            && !matches!(self.outcome, PluginOutcome::Fault { .. })
+        {
+            self.outcome = fault;
+        }
+    }
+}
+
 /// What came of a plugin call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PluginOutcome {

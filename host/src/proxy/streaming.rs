@@ -57,16 +57,8 @@ impl Transformer {
         let Some(call) = calls.get_mut(self.index) else {
             return;
         };
-        if call.calls == 0 {
-            call.offset = started.saturating_duration_since(self.request_started);
-        }
-        call.calls += 1;
-        call.duration += started.elapsed();
-        if let Some(fault) = fault
-            && !matches!(call.outcome, PluginOutcome::Fault { .. })
-        {
-            call.outcome = PluginOutcome::fault(fault.kind(), self.fail_open);
-        }
+        let fault = fault.map(|f| PluginOutcome::fault(f.kind(), self.fail_open));
+        call.count(started, self.request_started, fault);
     }
 }
 

@@ -15,6 +15,8 @@
 //! different servers, so a path that has them cannot be judged: it is an
 //! error, and the caller refuses the request.
 
+use weir_sdk::query::percent_decode;
+
 /// The path has a `.` or `..` segment.
 #[derive(Debug, PartialEq, Eq)]
 pub struct DotSegment;
@@ -40,30 +42,6 @@ pub fn segments(path_and_query: &str) -> Result<Vec<String>, DotSegment> {
 /// below it, at a segment boundary.
 pub fn is_under(path: &[String], prefix: &[String]) -> bool {
     path.starts_with(prefix)
-}
-
-/// Decode every `%XX`; a `%` without two hex digits after it stays.
-fn percent_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h << 4) | l),
-            _ => None,
-        };
-        match escaped {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// The value of one hex digit.

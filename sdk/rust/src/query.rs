@@ -49,7 +49,7 @@ pub fn remove_param(path_and_query: &str, name: &str) -> String {
 }
 
 /// Decode `%XX` escapes; a `%` not followed by two hex digits stays as is.
-fn percent_decode(text: &str) -> Vec<u8> {
+pub fn percent_decode(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
