@@ -24,6 +24,12 @@ import sys
 LAYERS = [
     "weir-core",
     "weir-select",
+    "weir-config",
+    "weir-state",
+    "weir-observe",
+    "weir-plugins",
+    "weir-proxy",
+    "weir-ai",
     "weir",
 ]
 

@@ -57,11 +57,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::access::AllowedHosts;
-use crate::ai::chat::AiRouteBackend;
-use crate::ai::usage::UsageFilter;
 use crate::gateway::Gateway;
-use crate::proxy::router::Backend;
+use weir_ai::chat::AiRouteBackend;
+use weir_ai::usage::UsageFilter;
 use weir_core::body::{Body, full_body};
+use weir_proxy::router::Backend;
 
 /// Serve the admin API until `shutdown` flips. `allowed_hosts` are the
 /// names, besides loopback ones, requests may be addressed to.
@@ -159,7 +159,7 @@ async fn handle(
                 .query()
                 .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "minutes"))
                 .and_then(|(_, v)| v.parse::<u64>().ok())
-                .unwrap_or(crate::observe::history::WINDOW_MINUTES);
+                .unwrap_or(weir_observe::history::WINDOW_MINUTES);
             json_response(StatusCode::OK, gateway.observer().history.snapshot(minutes))
         }
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
@@ -187,7 +187,7 @@ async fn handle(
 /// The Prometheus metrics, with the gauges of what is serving now (target
 /// circuits, idle instances) taken afresh.
 pub(crate) fn metrics(gateway: &Gateway) -> Response<Body> {
-    use crate::observe::metrics::{PluginNameLabels, StateLabels};
+    use weir_observe::metrics::{PluginNameLabels, StateLabels};
     let proxy = gateway.proxy().load();
     let metrics = &proxy.observer.metrics;
     metrics.target_state.clear();
@@ -433,13 +433,13 @@ mod dashboard {
     use super::*;
 
     /// The page.
-    pub const INDEX: &str = include_str!("observe/dashboard/index.html");
+    pub const INDEX: &str = include_str!("admin/dashboard/index.html");
     /// Its script.
-    pub const SCRIPT: &str = include_str!("observe/dashboard/app.js");
+    pub const SCRIPT: &str = include_str!("admin/dashboard/app.js");
     /// Its style.
-    pub const STYLE: &str = include_str!("observe/dashboard/app.css");
+    pub const STYLE: &str = include_str!("admin/dashboard/app.css");
     /// What a browser without the session cookie sees.
-    pub const LOGIN_PAGE: &str = include_str!("observe/dashboard/login.html");
+    pub const LOGIN_PAGE: &str = include_str!("admin/dashboard/login.html");
 
     /// A page or asset. The page loads nothing but its own files and the
     /// admin API: the policy forbids any other origin, and inline script.

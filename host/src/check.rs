@@ -20,12 +20,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::ai::targets::AiRoute;
-use crate::ai::usage::UsageLedger;
-use crate::config::{Config, ConfigError, ConfigReading, PluginName, Problem, RouteName, StateConfig};
-use crate::plugins::{PluginLoadError, PluginRuntime, shim_slot};
-use crate::proxy::listener;
-use crate::proxy::upstream::UpstreamPool;
+use weir_ai::targets::AiRoute;
+use weir_ai::usage::UsageLedger;
+use weir_config::{Config, ConfigError, ConfigReading, PluginName, Problem, RouteName, StateConfig};
+use weir_plugins::{PluginLoadError, PluginRuntime, shim_slot};
+use weir_proxy::listener;
+use weir_proxy::upstream::UpstreamPool;
 
 /// Check the config file at `path` and everything it names. On success,
 /// returns a line per plugin; otherwise every problem found.
@@ -125,7 +125,7 @@ async fn check_plugins(config: &Config, usable: &Config, bad_state: bool, lines:
     } else {
         usable.state_config()
     };
-    let state = match crate::state::SharedState::start(&state_config).await {
+    let state = match weir_state::SharedState::start(&state_config).await {
         Ok(state) => state,
         Err(e) => {
             problems.push(Problem {
@@ -185,7 +185,7 @@ async fn check_plugins(config: &Config, usable: &Config, bad_state: bool, lines:
 
     for route in &usable.routes {
         let Some(ai) = &route.ai else { continue };
-        let shim = |index: usize, target: &crate::config::AiTargetConfig| {
+        let shim = |index: usize, target: &weir_config::AiTargetConfig| {
             loaded
                 .get(&target.shim)
                 .and_then(|plugin| shim_slot(plugin, &route.name, index).map(|slot| (plugin.clone(), slot)))

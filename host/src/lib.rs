@@ -13,17 +13,17 @@
 //! [`tls`] holds the TLS settings every outbound client shares.
 
 pub mod admin;
-pub mod ai;
+pub use weir_ai as ai;
 pub mod check;
-pub mod config;
+pub use weir_config as config;
 pub mod demo;
 pub use weir_core::files;
 pub mod gateway;
-pub mod observe;
-pub mod plugins;
-pub mod proxy;
+pub use weir_observe as observe;
+pub use weir_plugins as plugins;
+pub use weir_proxy as proxy;
 pub mod running;
-pub mod state;
 pub use weir_core::tls;
+pub use weir_state as state;
 pub mod toolchain;
 pub mod watch;

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::probes::{ProbeListener, Readiness};
 use crate::gateway::Gateway;
-use crate::proxy::listener;
+use weir_proxy::listener;
 
 impl Gateway {
     /// Bind every listener, the admin API and the probe listener, and start
@@ -36,7 +36,7 @@ impl Gateway {
             // Read once, at start; a change takes a restart, like the
             // address.
             let file = admin.metrics_token_file.as_ref().map(|f| config.resolve(f));
-            let token = crate::config::SecretSetting {
+            let token = weir_config::SecretSetting {
                 file: file.as_deref(),
                 ..admin.metrics_token()
             }

@@ -34,9 +34,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{PluginName, valid_plugin_name};
 use crate::gateway::Gateway;
-use crate::proxy::listener::ReloadableCert;
+use weir_config::{PluginName, valid_plugin_name};
+use weir_proxy::listener::ReloadableCert;
 
 /// How long a file must be quiet before a change to it is acted on.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -113,7 +113,7 @@ impl WatchedFile {
 }
 
 fn content_hash(path: &Path) -> Option<[u8; 32]> {
-    weir_core::files::read_regular(path, crate::config::MAX_SMALL_FILE_BYTES)
+    weir_core::files::read_regular(path, weir_config::MAX_SMALL_FILE_BYTES)
         .ok()
         .map(|bytes| Sha256::digest(&bytes).into())
 }

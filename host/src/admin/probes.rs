@@ -123,7 +123,7 @@ pub struct ProbeListener {
 impl ProbeListener {
     /// Bind `address` and start answering: live, not ready.
     pub async fn bind(address: &str) -> anyhow::Result<ProbeListener> {
-        let (listener, addr) = crate::proxy::listener::bind(address).await?;
+        let (listener, addr) = weir_proxy::listener::bind(address).await?;
         let readiness = Readiness::starting();
         let metrics = MetricsSlot::default();
         let (stop, stopped) = watch::channel(false);

@@ -8,18 +8,18 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 use super::{LoadError, Serving};
-use crate::ai::AiServices;
-use crate::ai::budget::Budgets;
-use crate::ai::cache::AnswerCache;
-use crate::ai::chat::AiRouteBackend;
-use crate::ai::targets::AiRoute;
-use crate::ai::usage::UsageLedger;
-use crate::config::{Config, UpstreamName};
-use crate::observe::Observer;
-use crate::plugins::{build_chains, shim_slot};
-use crate::proxy::Proxy;
-use crate::proxy::router::{Backend, Route, RouteTable};
-use crate::proxy::upstream::UpstreamPool;
+use weir_ai::AiServices;
+use weir_ai::budget::Budgets;
+use weir_ai::cache::AnswerCache;
+use weir_ai::chat::AiRouteBackend;
+use weir_ai::targets::AiRoute;
+use weir_ai::usage::UsageLedger;
+use weir_config::{Config, UpstreamName};
+use weir_observe::Observer;
+use weir_plugins::{build_chains, shim_slot};
+use weir_proxy::Proxy;
+use weir_proxy::router::{Backend, Route, RouteTable};
+use weir_proxy::upstream::UpstreamPool;
 
 pub(super) fn build_upstreams(config: &Config) -> Result<HashMap<UpstreamName, Arc<UpstreamPool>>, LoadError> {
     let mut upstreams = HashMap::new();
@@ -39,7 +39,7 @@ pub(super) async fn ai_services(
     config: &Config,
     ledger: &Mutex<Option<Arc<UsageLedger>>>,
     observer: &Arc<Observer>,
-    state: &crate::state::SharedState,
+    state: &weir_state::SharedState,
 ) -> Result<Option<Arc<AiServices>>, LoadError> {
     if !config.has_ai_routes() {
         return Ok(None);
@@ -103,8 +103,8 @@ pub(super) async fn ai_services(
 /// the state is shared).
 pub(super) fn answer_caches(
     config: &Config,
-    state: &crate::state::SharedState,
-) -> HashMap<crate::config::RouteName, AnswerCache> {
+    state: &weir_state::SharedState,
+) -> HashMap<weir_config::RouteName, AnswerCache> {
     config
         .routes
         .iter()
@@ -128,7 +128,7 @@ pub(super) fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
                 None => continue,
             },
             (None, Some(ai)) => {
-                let shim = |index: usize, target: &crate::config::AiTargetConfig| {
+                let shim = |index: usize, target: &weir_config::AiTargetConfig| {
                     serving
                         .loaded
                         .plugins
@@ -171,6 +171,6 @@ pub(super) fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
         in_flight: config
             .limits
             .max_concurrent_requests
-            .map(crate::proxy::router::InFlightLimit::new),
+            .map(weir_proxy::router::InFlightLimit::new),
     })
 }

@@ -18,17 +18,17 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::ai::AiServices;
-use crate::ai::cache::AnswerCache;
-use crate::ai::usage::UsageLedger;
-use crate::config::{Config, ConfigError, PluginName, UpstreamName};
-use crate::observe::Observer;
-use crate::observe::metrics::ReloadLabels;
-use crate::plugins::capabilities::{GrantEntry, GrantSource, SharedCapabilities};
-use crate::plugins::instance::LoadedPlugin;
-use crate::plugins::{LoadedSet, PluginLoadError, PluginRuntime};
-use crate::proxy::SharedProxy;
-use crate::proxy::upstream::UpstreamPool;
+use weir_ai::AiServices;
+use weir_ai::cache::AnswerCache;
+use weir_ai::usage::UsageLedger;
+use weir_config::{Config, ConfigError, PluginName, UpstreamName};
+use weir_observe::Observer;
+use weir_observe::metrics::ReloadLabels;
+use weir_plugins::capabilities::{GrantEntry, GrantSource, SharedCapabilities};
+use weir_plugins::instance::LoadedPlugin;
+use weir_plugins::{LoadedSet, PluginLoadError, PluginRuntime};
+use weir_proxy::SharedProxy;
+use weir_proxy::upstream::UpstreamPool;
 
 mod assemble;
 
@@ -110,7 +110,7 @@ struct Serving {
     loaded: LoadedSet,
     ai: Option<Arc<AiServices>>,
     /// Each AI route's answer cache, made with the config.
-    caches: HashMap<crate::config::RouteName, AnswerCache>,
+    caches: HashMap<weir_config::RouteName, AnswerCache>,
     /// Where requests are reported; the same across reloads.
     observer: Arc<Observer>,
 }
@@ -143,7 +143,7 @@ impl Gateway {
     }
 
     async fn build(config: Config, config_file: Option<PathBuf>) -> Result<Gateway, LoadError> {
-        let state = crate::state::SharedState::start(&config.state_config())
+        let state = weir_state::SharedState::start(&config.state_config())
             .await
             .map_err(LoadError::Other)?;
         let runtime = PluginRuntime::new(&config, Arc::new(state)).map_err(LoadError::Other)?;
@@ -182,7 +182,7 @@ impl Gateway {
     }
 
     /// The shared state (kv, budgets, caches): in memory or in Redis.
-    pub fn state(&self) -> &Arc<crate::state::SharedState> {
+    pub fn state(&self) -> &Arc<weir_state::SharedState> {
         self.runtime.state()
     }
 

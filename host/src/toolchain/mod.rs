@@ -253,7 +253,7 @@ pub async fn build(dir: &Path, install: Option<&Path>) -> Result<Built, Toolchai
     }
     // The compile lands in the default compile cache, where a gateway
     // loading the plugin finds it.
-    let cache = crate::plugins::engine::CompileCache::default_dir();
+    let cache = weir_plugins::engine::CompileCache::default_dir();
     validate(&wasm, &name, cache.as_deref()).await?;
     let installed = match install {
         Some(plugin_dir) => Some(install_into(&wasm, plugin_dir, &name)?),
@@ -279,11 +279,11 @@ pub async fn validate(wasm: &Path, name: &str, cache_dir: Option<&Path>) -> Resu
             cache.display().to_string()
         ),
     )?;
-    let config = crate::config::Config::load(&config_file).map_err(|e| ToolchainError::Failed(e.to_string()))?;
-    let state = std::sync::Arc::new(crate::state::SharedState::memory());
+    let config = weir_config::Config::load(&config_file).map_err(|e| ToolchainError::Failed(e.to_string()))?;
+    let state = std::sync::Arc::new(weir_state::SharedState::memory());
     let runtime =
-        crate::plugins::PluginRuntime::new(&config, state).map_err(|e| ToolchainError::Failed(format!("{e:#}")))?;
-    let plugin_name = crate::config::PluginName(name.to_string());
+        weir_plugins::PluginRuntime::new(&config, state).map_err(|e| ToolchainError::Failed(format!("{e:#}")))?;
+    let plugin_name = weir_config::PluginName(name.to_string());
     runtime
         .compile(&plugins, &plugin_name, None)
         .await
