@@ -19,7 +19,8 @@
 #      fails here.
 #
 # Run by `make test` after `cargo test --workspace`, whose `weir` binary and
-# plugins (host/build.rs) it uses; builds them when they are missing.
+# plugins (crates/testing/build.rs) it uses; builds them when they are
+# missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +41,7 @@ built_plugins="$target_dir/wasm-plugins/wasm32-wasip2/plugin"
 if [[ ! -x "$weir" || ! -d "$built_plugins" ]]; then
     log "building weir and the plugins"
     cargo build -p weir --bin weir
+    cargo build -p weir-testing
 fi
 
 work=$(mktemp -d)

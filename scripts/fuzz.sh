@@ -34,9 +34,6 @@ fi
 # times slower (fuzz/README.md has the numbers). Panics, failed assertions,
 # timeouts and runaway memory are what the targets catch.
 build_flags=(-s none --target-dir "${CARGO_TARGET_DIR:-$root/target}/fuzz")
-# The targets need the host library, not the plugin .wasm files host/build.rs
-# would otherwise build.
-export WEIR_SKIP_PLUGIN_BUILD=1
 
 if [[ -n ${WEIR_FUZZ_TARGETS:-} ]]; then
     read -r -a targets <<<"$WEIR_FUZZ_TARGETS"

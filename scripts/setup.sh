@@ -11,7 +11,7 @@
 #   AI gateway tests    the OpenAI Python library, pinned (the example's
 #                       client.py runs against Weir unchanged)
 #   Dashboard test      Chromium and chromedriver (Debian), driven headless
-#                       over WebDriver by host/tests/dashboard.rs
+#                       over WebDriver by host/tests/all/dashboard.rs
 #   Shared-state tests  redis-server and PostgreSQL (Debian); the tests start
 #                       their own servers on free loopback ports
 set -euo pipefail

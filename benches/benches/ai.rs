@@ -3,7 +3,7 @@
 //! client sees through Weir against the provider emulator directly.
 //!
 //! The shim benches call warm instances of the real shims through
-//! [`Lease`], as `host/src/ai/chat.rs` and `relay.rs` do; each times only
+//! [`Lease`], as `crates/ai/src/chat.rs` and `relay.rs` do; each times only
 //! the call, with its input built before the clock starts and its output
 //! dropped after it stops. The time-to-first-token benches use sockets: the
 //! emulator and a started gateway on `127.0.0.1:0`, and one keep-alive
@@ -32,10 +32,7 @@ use weir::proxy::full_body;
 use weir::proxy::router::Backend;
 use weir::running::RunningGateway;
 use weir_emulator::Emulator;
-
-fn built_plugin(crate_name: &str) -> PathBuf {
-    PathBuf::from(env!("WEIR_BUILT_PLUGINS")).join(format!("{}.wasm", crate_name.replace('-', "_")))
-}
+use weir_testing::built_plugin;
 
 /// The four shims, each the only target of its alias.
 const SHIMS: [&str; 4] = ["ai-openai", "ai-anthropic", "ai-gemini", "ai-ollama"];

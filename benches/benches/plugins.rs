@@ -18,10 +18,7 @@ use weir::observe::RequestRecord;
 use weir::plugins::ChainLink;
 use weir::plugins::state::{Properties, RequestState};
 use weir::proxy::{Body, Flow, Peer, full_body};
-
-fn built_plugin(crate_name: &str) -> PathBuf {
-    PathBuf::from(env!("WEIR_BUILT_PLUGINS")).join(format!("{}.wasm", crate_name.replace('-', "_")))
-}
+use weir_testing::built_plugin;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -291,7 +291,10 @@ impl Watching {
                         Ok(()) => tracing::info!(cert = %cert.files()[0].display(), "certificate reloaded"),
                         // Often the key and certificate are written one
                         // after the other: the next event tries again.
-                        Err(e) => tracing::warn!("certificate not reloaded; the current one keeps serving: {e:#}"),
+                        Err(e) => tracing::warn!(
+                            cert = %cert.files()[0].display(),
+                            "certificate not reloaded; the current one keeps serving: {e:#}"
+                        ),
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! SIGHUP reloads the config. In its own test binary: the signal goes to
 //! the whole process.
 
+#[path = "all/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

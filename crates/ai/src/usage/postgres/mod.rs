@@ -173,8 +173,7 @@ pub(super) async fn open(store: &PostgresStore, capacity: usize) -> Result<Sende
 
 /// The PostgreSQL server the integration tests use, for these tests too.
 #[cfg(test)]
-#[path = "../../../../../host/tests/common/postgres.rs"]
-mod test_server;
+use weir_testing::postgres as test_server;
 
 #[cfg(test)]
 mod tests {

@@ -5,15 +5,13 @@
 //! Prometheus scrapes `/metrics` there, behind a token of its own if one is
 //! set (`[admin] metrics_token_env` / `metrics_token_file`).
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use weir::admin::probes::ProbeListener;

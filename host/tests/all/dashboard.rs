@@ -5,14 +5,12 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`make setup`).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "dashboard-admin-token";

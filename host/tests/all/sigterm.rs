@@ -2,13 +2,11 @@
 //! accepted, and exits 0 within its grace period; a request still running
 //! when the grace period ends is cut off, and the process exits then.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_steady_load_fails_no_accepted_request_and_exits_within_the_grace_period() {

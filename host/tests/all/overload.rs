@@ -1,12 +1,10 @@
 //! Load protection: requests beyond a limit are shed at once with 503 and
 //! `retry-after`, admitted ones complete, and the limit frees up again.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use common::*;
+use crate::common::*;
 
 /// An upstream that answers each request's head and first chunk at once,
 /// then holds the body open until `release` turns true.
@@ -74,10 +72,10 @@ fn config(upstream: std::net::SocketAddr, hang: std::net::SocketAddr) -> String 
 
 /// Send `count` requests at once to `path`; the statuses, and the error
 /// kind and retry-after of each 503.
-async fn burst(gw: &TestGateway, path: &str, count: usize) -> Vec<(u16, Option<String>, Option<String>)> {
+async fn burst(url: String, count: usize) -> Vec<(u16, Option<String>, Option<String>)> {
     let mut tasks = Vec::new();
     for _ in 0..count {
-        let url = gw.url(path);
+        let url = url.clone();
         tasks.push(tokio::spawn(async move {
             let response = client().get(url).send().await.expect("request");
             let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
@@ -97,11 +95,11 @@ async fn burst(gw: &TestGateway, path: &str, count: usize) -> Vec<(u16, Option<S
 #[tokio::test]
 async fn a_burst_past_a_routes_limit_is_shed_with_503_and_admitted_requests_complete() {
     let upstream = echo_upstream("echo").await;
-    let hang = common::dead_address().await;
+    let hang = crate::common::dead_address().await;
     let gw = TestGateway::start(&config(upstream, hang), &[("headers", "headers")]).await;
     // Each admitted request holds its place for 3 s upstream; the burst of
     // 10 arrives well within that.
-    let results = burst(&gw, "/narrow/slow/3000", 10).await;
+    let results = burst(gw.url("/narrow/slow/3000"), 10).await;
     let ok = results.iter().filter(|r| r.0 == 200).count();
     let shed: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
     assert_eq!(ok, 2, "{results:?}");
@@ -111,7 +109,7 @@ async fn a_burst_past_a_routes_limit_is_shed_with_503_and_admitted_requests_comp
         assert_eq!(retry_after.as_deref(), Some("1"));
     }
     // The places are free again once those answers ended.
-    let results = burst(&gw, "/narrow/slow/10", 2).await;
+    let results = burst(gw.url("/narrow/slow/10"), 2).await;
     assert!(results.iter().all(|r| r.0 == 200), "{results:?}");
     gw.stop().await;
 }
@@ -122,7 +120,7 @@ async fn the_gateways_limit_sheds_across_routes_and_counts_until_the_body_ends()
     let (release, released) = tokio::sync::watch::channel(false);
     let hang = hanging_upstream(released).await;
     let gw = TestGateway::start(&config(upstream, hang), &[("headers", "headers")]).await;
-    let results = burst(&gw, "/slow/3000", 15).await;
+    let results = burst(gw.url("/slow/3000"), 15).await;
     let ok = results.iter().filter(|r| r.0 == 200).count();
     let shed = results.iter().filter(|r| r.0 == 503).count();
     assert_eq!((ok, shed), (6, 9), "{results:?}");
@@ -152,7 +150,9 @@ async fn bursts_many_times_the_limit_are_shed_while_memory_stays_bounded() {
     let upstream = echo_upstream("echo").await;
     let (release, released) = tokio::sync::watch::channel(false);
     let hang = hanging_upstream(released).await;
-    let gw = TestGateway::start(&config(upstream, hang), &[("headers", "headers")]).await;
+    // The gateway runs as the `weir` binary: its memory is measured apart
+    // from the other tests in this process.
+    let gw = SpawnedGateway::start(&config(upstream, hang), &[("headers", "headers")]).await;
     // Six open streams fill the gateway's limit of six.
     let mut open = Vec::new();
     for _ in 0..6 {
@@ -164,14 +164,14 @@ async fn bursts_many_times_the_limit_are_shed_while_memory_stays_bounded() {
     // shed, none waits in a queue, and memory does not grow wave on wave.
     let mut rss = Vec::new();
     for wave in 0..6 {
-        let results = burst(&gw, "/hello", 300).await;
+        let results = burst(gw.url("/hello"), 300).await;
         assert!(
             results
                 .iter()
                 .all(|r| r.0 == 503 && r.1.as_deref() == Some("overloaded")),
             "wave {wave}: {results:?}"
         );
-        rss.push(rss_kib());
+        rss.push(gw.process.rss_kib());
     }
     eprintln!("bursts: RSS after each wave {rss:?} KiB");
     let growth = rss[5].saturating_sub(rss[0]);
@@ -182,14 +182,14 @@ async fn bursts_many_times_the_limit_are_shed_while_memory_stays_bounded() {
     }
     let response = client().get(gw.url("/hello")).send().await.unwrap();
     assert_eq!(response.status(), 200, "admitted again once the streams ended");
-    gw.stop().await;
+    assert!(gw.stop(std::time::Duration::from_secs(10)).await.success());
 }
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = echo_upstream("echo").await;
-    let hang = common::dead_address().await;
+    let hang = crate::common::dead_address().await;
     let gw = TestGateway::start(&config(upstream, hang), &[("headers", "headers")]).await;
     let mut slow = tokio::net::TcpStream::connect(gw.addr(0)).await.unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: ").await.unwrap();
@@ -207,7 +207,7 @@ async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_rapid_reset_flood_does_not_stop_the_gateway_serving_others() {
     let upstream = echo_upstream("echo").await;
-    let hang = common::dead_address().await;
+    let hang = crate::common::dead_address().await;
     let gw = TestGateway::start(&config(upstream, hang), &[("headers", "headers")]).await;
     let addr = gw.addr(0);
 

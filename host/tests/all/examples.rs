@@ -1,11 +1,9 @@
 //! The configs in `examples/` load, and the quickstart answers as the
 //! README says it does.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 use weir::config::{Config, UpstreamName};
 use weir::gateway::Gateway;
 

@@ -1,12 +1,10 @@
 //! `weir check`: every bad config and bad plugin file is refused with a
 //! message naming the culprit, and the exit status says so.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 struct Checked {
     ok: bool,

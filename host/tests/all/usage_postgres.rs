@@ -2,15 +2,13 @@
 //! in-process, the OpenAI shim in front of the provider emulator, and a
 //! real PostgreSQL server (see `common/postgres.rs`).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::certs::TestCa;
-use common::postgres::PostgresServer;
-use common::{TestGateway, client, wait_for};
+use crate::common::certs::TestCa;
+use crate::common::postgres::PostgresServer;
+use crate::common::{TestGateway, client, wait_for};
 use serde_json::{Value, json};
 
 const PLUGINS: &[(&str, &str)] = &[("ai-openai", "ai-openai"), ("api-key-auth", "api-key-auth")];
@@ -134,12 +132,14 @@ async fn usage(gw: &TestGateway, query: &str) -> Value {
 async fn three_gateways_sharing_postgres_report_the_exact_sum_of_what_each_served() {
     let server = PostgresServer::start().await;
     let url = server.create_database("usage").await;
-    let (_, emulator) = common::emulator().await;
+    let (_, emulator) = crate::common::emulator().await;
 
     // The third gateway reads the URL from the environment.
     let var = "WEIR_TEST_SHARED_USAGE_DB";
-    // SAFETY: set before any gateway starts; nothing else in this test
-    // binary reads or writes this variable.
+    // SAFETY: only this test reads or writes this variable, and it is set
+    // before the gateway that reads it starts. Other tests run beside it in
+    // this binary; std's environment functions share one lock, and the
+    // gateway reads the environment only through them.
     unsafe { std::env::set_var(var, &url) };
     let settings = [
         format!("usage_db = {url:?}\nusage_instance = \"gateway-0\""),
@@ -240,8 +240,8 @@ async fn three_gateways_sharing_postgres_report_the_exact_sum_of_what_each_serve
 
 #[tokio::test]
 async fn a_gateway_with_an_unreachable_postgres_fails_at_startup_naming_the_field_without_the_password() {
-    let (_, emulator) = common::emulator().await;
-    let port = common::dead_address().await.port();
+    let (_, emulator) = crate::common::emulator().await;
+    let port = crate::common::dead_address().await.port();
     let url = format!("postgres://weir:topsecret@127.0.0.1:{port}/weir");
     let dir = TestGateway::dir_with_plugins(PLUGINS);
     // Fails rather than waits: the start-up ends with an error (the bound
@@ -249,7 +249,7 @@ async fn a_gateway_with_an_unreachable_postgres_fails_at_startup_naming_the_fiel
     // compiling the plugins on a loaded machine).
     let error = tokio::time::timeout(
         Duration::from_secs(60),
-        common::start_in(dir.path(), &config(emulator, &format!("usage_db = {url:?}"))),
+        crate::common::start_in(dir.path(), &config(emulator, &format!("usage_db = {url:?}"))),
     )
     .await
     .expect("start-up ends instead of waiting for the store")
@@ -286,7 +286,7 @@ async fn usage_rows_land_in_postgres_over_tls_and_a_plaintext_client_is_refused(
     let plain = plain.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
     assert!(plain.contains("no encryption"), "{plain}");
 
-    let (_, emulator) = common::emulator().await;
+    let (_, emulator) = crate::common::emulator().await;
     // verify-full against the private CA; `require` without one encrypts
     // without checking the certificate, as libpq does.
     let settings = [
@@ -339,7 +339,7 @@ async fn usage_rows_land_in_postgres_over_tls_and_a_plaintext_client_is_refused(
 #[tokio::test]
 async fn an_untrusted_ca_or_a_wrong_password_over_tls_fails_at_startup_naming_the_setting_not_the_secret() {
     let (server, ca, url) = tls_postgres().await;
-    let (_, emulator) = common::emulator().await;
+    let (_, emulator) = crate::common::emulator().await;
     let other = TestCa::new("some other CA");
     let wrong = url.replace(PostgresServer::PASSWORD, "wrong-pw-5521");
     for (usage, says) in [
@@ -363,7 +363,7 @@ async fn an_untrusted_ca_or_a_wrong_password_over_tls_fails_at_startup_naming_th
         ),
     ] {
         let dir = TestGateway::dir_with_plugins(PLUGINS);
-        let error = common::start_in(dir.path(), &config(emulator, &usage))
+        let error = crate::common::start_in(dir.path(), &config(emulator, &usage))
             .await
             .err()
             .unwrap_or_else(|| panic!("a gateway started with {usage}"));

@@ -2,9 +2,7 @@
 //! a failover — shows up in `GET /metrics` with exact values and in the
 //! access log with every field, and never with a credential.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const PLUGINS: &[(&str, &str)] = &[("api-key-auth", "api-key-auth"), ("trap", "guest-trap")];
 

@@ -1,11 +1,9 @@
 //! Plugin faults: each one answers its documented status within its limit,
 //! and every other request keeps being served.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Guest programs by plugin name.
 const GUESTS: &[(&str, &str)] = &[("loop", "guest-loop"), ("trap", "guest-trap"), ("alloc", "guest-alloc")];

@@ -1,9 +1,7 @@
 //! The gateway end to end: real HTTP over HTTP/1.1, HTTP/2 and TLS through
 //! chains of plugins built from `plugins/`, to a real upstream.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;

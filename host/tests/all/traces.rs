@@ -2,12 +2,10 @@
 //! and the request's span tree — the request, each plugin call, each
 //! upstream attempt — reaches an OTLP collector (a stand-in in this test).
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;

@@ -1,7 +1,6 @@
 //! A private certificate authority for tests: a CA and server certificates
 //! it signs (for `localhost` and `127.0.0.1`), written as PEM files in a
 //! temporary directory.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,9 +1,9 @@
 //! Builds the first-party plugins (`plugins/`) and the guest test programs
-//! (`host/tests/guests/`) for `wasm32-wasip2`, so the tests and the
-//! quickstart use plugins built from this tree. The nested cargo uses its
-//! own target directory so it never waits on the outer build's lock.
-//!
-//! Set `WEIR_SKIP_PLUGIN_BUILD=1` to skip (the tests then cannot run).
+//! (`host/tests/guests/`) for `wasm32-wasip2`, so the tests and the benches
+//! use plugins built from this tree. This is the only build script that
+//! builds plugins: the gateway itself builds without them. The nested cargo
+//! uses its own target directory so it never waits on the outer build's
+//! lock.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,16 +25,16 @@ fn crate_dirs(dir: &Path) -> Vec<String> {
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir
-        .parent()
-        .expect("host/ is inside the workspace")
+        .ancestors()
+        .nth(2)
+        .expect("crates/testing is inside the workspace")
         .to_path_buf();
     for watched in ["plugins", "sdk/rust", "wit", "host/tests/guests", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    println!("cargo:rerun-if-env-changed=WEIR_SKIP_PLUGIN_BUILD");
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    // OUT_DIR is TARGET/PROFILE/build/weir-HASH/out.
+    // OUT_DIR is TARGET/PROFILE/build/weir-testing-HASH/out.
     let target_dir = out_dir
         .ancestors()
         .nth(4)
@@ -43,10 +43,6 @@ fn main() {
     let wasm_target_dir = target_dir.join("wasm-plugins");
     let wasm_out = wasm_target_dir.join("wasm32-wasip2").join("plugin");
     println!("cargo:rustc-env=WEIR_BUILT_PLUGINS={}", wasm_out.display());
-
-    if std::env::var_os("WEIR_SKIP_PLUGIN_BUILD").is_some_and(|v| v != "0") {
-        return;
-    }
 
     let mut packages = crate_dirs(&root.join("plugins"));
     packages.extend(crate_dirs(&root.join("host/tests/guests")));

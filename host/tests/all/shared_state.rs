@@ -4,16 +4,14 @@
 //! (fail closed, or a local limit) and service recovers by itself when
 //! Redis returns.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::certs::TestCa;
-use common::redis::RedisServer;
-use common::{Scraped, TestGateway, client, echo_upstream, emulator, wait_for};
+use crate::common::certs::TestCa;
+use crate::common::redis::RedisServer;
+use crate::common::{Scraped, TestGateway, client, echo_upstream, emulator, wait_for};
 use serde_json::{Value, json};
 
 const PLUGINS: &[(&str, &str)] = &[

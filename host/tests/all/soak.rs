@@ -2,13 +2,11 @@
 //! half second. No request fails, and resident memory and open file
 //! descriptors stay flat (within the tolerances below) once warmed up.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const SOAK: Duration = Duration::from_secs(75);
 const WARM_UP: Duration = Duration::from_secs(15);
@@ -21,24 +19,6 @@ const WARM_UP: Duration = Duration::from_secs(15);
 /// connections vary by a few.
 const RSS_TOLERANCE_KIB: u64 = 16 << 10;
 const FD_TOLERANCE: usize = 8;
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
-}
-
-/// What the open descriptors are, by kind (`socket`, `anon_inode:[eventfd]`,
-/// files), for the failure message.
-fn fd_kinds() -> std::collections::BTreeMap<String, usize> {
-    let mut kinds = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir("/proc/self/fd").into_iter().flatten().flatten() {
-        let target = std::fs::read_link(entry.path())
-            .map(|t| t.display().to_string())
-            .unwrap_or_default();
-        let kind = target.split(':').next().unwrap_or_default().to_string();
-        *kinds.entry(kind).or_insert(0) += 1;
-    }
-    kinds
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_load_with_plugin_swaps_fails_nothing_and_keeps_memory_and_descriptors_flat() {
@@ -59,7 +39,9 @@ async fn steady_load_with_plugin_swaps_fails_nothing_and_keeps_memory_and_descri
         config = {{ response = {{ add = {{ x-soak = "1" }} }} }}
         "#
     );
-    let gw = TestGateway::start(&config, &[("version", "guest-version-a"), ("headers", "headers")]).await;
+    // The gateway runs as the `weir` binary: its memory and descriptors are
+    // measured apart from the other tests in this process.
+    let gw = SpawnedGateway::start(&config, &[("version", "guest-version-a"), ("headers", "headers")]).await;
     let plugin = gw.dir.path().join("plugins/version.wasm");
     let versions = [built_plugin("guest-version-a"), built_plugin("guest-version-b")];
 
@@ -106,8 +88,8 @@ async fn steady_load_with_plugin_swaps_fails_nothing_and_keeps_memory_and_descri
         )
         .await;
         if warm.is_none() && started.elapsed() >= WARM_UP {
-            warm = Some((rss_kib(), open_fds()));
-            eprintln!("soak: descriptors after warm-up {:?}", fd_kinds());
+            warm = Some((gw.process.rss_kib(), gw.process.open_fds()));
+            eprintln!("soak: descriptors after warm-up {:?}", gw.process.fd_kinds());
         }
     }
     stop.store(true, Ordering::SeqCst);
@@ -121,7 +103,7 @@ async fn steady_load_with_plugin_swaps_fails_nothing_and_keeps_memory_and_descri
         );
     }
     let (warm_rss, warm_fds) = warm.expect("warmed up");
-    let (end_rss, end_fds) = (rss_kib(), open_fds());
+    let (end_rss, end_fds) = (gw.process.rss_kib(), gw.process.open_fds());
     let total = served.load(Ordering::Relaxed);
     eprintln!(
         "soak: {total} requests, {swaps} plugin swaps; RSS {warm_rss} -> {end_rss} KiB, fds {warm_fds} -> {end_fds}"
@@ -135,8 +117,8 @@ async fn steady_load_with_plugin_swaps_fails_nothing_and_keeps_memory_and_descri
     assert!(
         end_fds <= warm_fds + FD_TOLERANCE,
         "open fds grew from {warm_fds} to {end_fds}: {:?}",
-        fd_kinds()
+        gw.process.fd_kinds()
     );
-    eprintln!("soak: descriptors at the end {:?}", fd_kinds());
-    gw.stop().await;
+    eprintln!("soak: descriptors at the end {:?}", gw.process.fd_kinds());
+    assert!(gw.stop(Duration::from_secs(10)).await.success());
 }

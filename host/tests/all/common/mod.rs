@@ -2,9 +2,9 @@
 //! gateway on `127.0.0.1:0`, and plugins built from this tree.
 #![allow(dead_code)]
 
-pub mod certs;
-pub mod postgres;
-pub mod redis;
+// `sighup.rs` includes this module too and uses only part of it.
+#[allow(unused_imports)]
+pub use weir_testing::{built_plugin, certs, postgres, redis, wait_for};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,18 +12,6 @@ use std::time::Duration;
 
 use weir::gateway::Gateway;
 use weir::running::RunningGateway;
-
-/// Where host/build.rs put the plugins it built.
-pub fn built_plugins() -> PathBuf {
-    PathBuf::from(env!("WEIR_BUILT_PLUGINS"))
-}
-
-/// The built `.wasm` for a crate (`api-key-auth` → `api_key_auth.wasm`).
-pub fn built_plugin(crate_name: &str) -> PathBuf {
-    let path = built_plugins().join(format!("{}.wasm", crate_name.replace('-', "_")));
-    assert!(path.is_file(), "{} was not built (see host/build.rs)", path.display());
-    path
-}
 
 /// An echo upstream (the same one `weir demo-upstream` runs).
 pub async fn echo_upstream(name: &str) -> SocketAddr {
@@ -145,26 +133,6 @@ pub fn with_cache(config: &str) -> String {
     }
 }
 
-/// Poll `check` every 20 ms until it returns `Some`, or panic after
-/// `timeout` saying what was awaited.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Replace `dst` the way `mv` does: write beside it, then rename over it.
 pub fn replace_by_rename(src: &Path, dst: &Path) {
     let tmp = dst.with_file_name(format!(".{}.tmp", dst.file_name().unwrap().to_string_lossy()));
@@ -210,16 +178,6 @@ pub async fn echoed(response: reqwest::Response) -> serde_json::Value {
     let status = response.status();
     let text = response.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}: not echo JSON ({e}): {text}"))
-}
-
-/// This process's resident memory, in KiB.
-pub fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Metrics scraped from the admin API and parsed as Prometheus text.
@@ -399,6 +357,28 @@ impl WeirProcess {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// How many file descriptors it has open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.process.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// What its open descriptors are, by kind (`socket`,
+    /// `anon_inode:[eventfd]`, files), for a failure message.
+    pub fn fd_kinds(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut kinds = std::collections::BTreeMap::new();
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", self.process.id()));
+        for entry in entries.into_iter().flatten().flatten() {
+            let target = std::fs::read_link(entry.path())
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            let kind = target.split(':').next().unwrap_or_default().to_string();
+            *kinds.entry(kind).or_insert(0) += 1;
+        }
+        kinds
+    }
+
     /// Its resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id())).unwrap_or_default();
@@ -429,5 +409,42 @@ impl Drop for WeirProcess {
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
+    }
+}
+
+/// The `weir` binary serving `config` from a directory with `plugins`,
+/// written as [`TestGateway::start`] writes it (the shared compile cache,
+/// no access log unless set). For tests that measure the gateway's own
+/// process — its memory, its descriptors — apart from the tests running
+/// beside them in this one.
+pub struct SpawnedGateway {
+    pub dir: tempfile::TempDir,
+    pub process: WeirProcess,
+    addr: String,
+}
+
+impl SpawnedGateway {
+    pub async fn start(config: &str, plugins: &[(&str, &str)]) -> SpawnedGateway {
+        let dir = TestGateway::dir_with_plugins(plugins);
+        let mut config = with_cache(config);
+        if !config.contains("[access_log]") {
+            config = format!("[access_log]\nto = \"off\"\n{config}");
+        }
+        let file = dir.path().join("weir.toml");
+        std::fs::write(&file, &config).expect("write config");
+        let process = WeirProcess::start(&file);
+        let addr = process.logged("listening on ").await;
+        SpawnedGateway { dir, process, addr }
+    }
+
+    /// The first listener's base URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, and the exit status within `within`.
+    pub async fn stop(mut self, within: Duration) -> std::process::ExitStatus {
+        self.process.signal("TERM");
+        self.process.wait_exit(within).await
     }
 }

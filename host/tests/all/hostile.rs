@@ -3,12 +3,10 @@
 //! plugins, connections that send nothing, request bodies that trickle or
 //! break, and requests a strict server must refuse.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,12 +2,10 @@
 //! from `plugins/`, and the provider emulator standing in for Anthropic,
 //! Gemini, OpenAI and Ollama.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Scraped, TestGateway, access_lines, client, emulator, wait_for};
+use crate::common::{Scraped, TestGateway, access_lines, client, emulator, wait_for};
 use serde_json::{Value, json};
 use weir_emulator::Emulator;
 
@@ -425,7 +423,7 @@ async fn ai_traffic_shows_in_the_metrics() {
             .contains("can never be admitted")
     );
     // The refusal is a usage row of its own: status, no target, no tokens.
-    let usage = common::wait_for(
+    let usage = crate::common::wait_for(
         "bob's refused request in the ledger",
         Duration::from_secs(10),
         || async {
@@ -609,7 +607,7 @@ async fn ai_requests_are_logged_with_target_model_cache_and_tokens() {
 #[tokio::test]
 async fn a_target_refusing_connections_is_failed_over() {
     let (good, good_addr) = emulator().await;
-    let dead = common::dead_address().await;
+    let dead = crate::common::dead_address().await;
     let targets = [
         target("dead", "ai-openai", dead, "gpt-test", "chat", "priority = 0"),
         target("alive", "ai-ollama", good_addr, "llama-test", "chat", "priority = 1"),
@@ -630,7 +628,7 @@ async fn a_target_refusing_connections_is_failed_over() {
 async fn when_every_target_fails_the_client_gets_an_openai_error_naming_them() {
     let (bad, bad_addr) = emulator().await;
     bad.set_faults(Some("500"));
-    let dead = common::dead_address().await;
+    let dead = crate::common::dead_address().await;
     let targets = [
         target("one", "ai-anthropic", bad_addr, "claude-test", "chat", ""),
         target("two", "ai-openai", dead, "gpt-test", "chat", ""),
@@ -746,7 +744,7 @@ async fn usage_is_recorded_with_cost_and_survives_a_restart() {
     let dir = gw.dir.path().to_path_buf();
     let TestGateway { dir: tempdir, running } = gw;
     running.unwrap().shutdown().await;
-    let running = common::start_in(&dir, &cfg).await.expect("restart");
+    let running = crate::common::start_in(&dir, &cfg).await.expect("restart");
     let gw = TestGateway {
         dir: tempdir,
         running: Some(running),

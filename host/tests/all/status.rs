@@ -2,11 +2,9 @@
 //! token, names its routes, targets, plugins, the plugin's load error and
 //! the latest request error; and fails clearly when it cannot get in.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const TOKEN: &str = "status-admin-token";
 

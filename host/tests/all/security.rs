@@ -1,9 +1,7 @@
 //! The security plugins in a running gateway: what each lets through and
 //! what it refuses, with the requests an attacker would send.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 

@@ -17,10 +17,6 @@
 //! `pg_hba.conf` admits TCP logins only over TLS (`hostssl`), so a
 //! plaintext client is refused; [`PostgresServer::client`] then logs in
 //! over the Unix socket instead.
-//!
-//! This file is also compiled into the host library's unit tests (through
-//! `#[path]`), so it uses only the library's own dependencies.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;

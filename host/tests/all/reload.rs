@@ -1,14 +1,12 @@
 //! Hot reload: plugin files and the config change while the gateway serves,
 //! and no request is lost.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn version_config(upstream: std::net::SocketAddr) -> String {
@@ -429,9 +427,14 @@ async fn a_replaced_certificate_is_served_to_new_connections_without_a_restart()
 
     // A pair that does not load leaves the current one serving: a key
     // that does not match the certificate, then a corrupt certificate.
+    // Counted for this gateway's certificate only: the log is the whole
+    // test binary's.
     let refusals = || {
         let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
-        text.matches("certificate not reloaded").count()
+        let cert = cert_file.display().to_string();
+        text.lines()
+            .filter(|l| l.contains("certificate not reloaded") && l.contains(&cert))
+            .count()
     };
     let third = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let corrupt = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
@@ -460,7 +463,8 @@ async fn a_replaced_certificate_is_served_to_new_connections_without_a_restart()
 
 /// Every log line of this test binary from the first call on (the
 /// gateway logs through `tracing`; this installs the process's
-/// subscriber).
+/// subscriber). Other tests' gateways log here too: a test looks only for
+/// lines naming what is its own.
 fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
     static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
     LOGS.get_or_init(|| {
@@ -550,8 +554,8 @@ async fn a_dropped_manifest_granting_a_secret_is_shown_with_its_source_and_logge
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     let line = text
         .lines()
-        .find(|l| l.contains("plugin probe now granted secret"))
-        .unwrap_or_else(|| panic!("no grant line in the log:\n{text}"));
+        .find(|l| l.contains("plugin probe now granted secret") && l.contains(&manifest.display().to_string()))
+        .unwrap_or_else(|| panic!("no grant line naming {} in the log:\n{text}", manifest.display()));
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("\"token\"") && line.contains("source=manifest"), "{line}");
     assert!(line.contains("probe.toml"), "names the manifest: {line}");

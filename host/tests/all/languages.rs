@@ -7,11 +7,9 @@
 //! These builds need each language's tools (`make setup` installs them);
 //! a missing tool fails the test with the tool's name and install command.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use weir::toolchain::Lang;

@@ -6,12 +6,10 @@
 //! each test swaps more than once, since after the first swap the
 //! directory the file first resolved to is gone.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// A directory maintained the way the kubelet's atomic writer maintains a

@@ -1,13 +1,11 @@
 //! Upstream resilience: retries of unavailable answers on another target
 //! within a budget, and passive ejection of a target that keeps failing.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// What a scripted upstream does with each request.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -232,7 +230,7 @@ fn killable_upstream(addr: std::net::SocketAddr, name: &str) -> tokio::runtime::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_killed_and_restarted_is_taken_out_and_back_in_while_no_client_fails() {
-    let a_addr = common::dead_address().await;
+    let a_addr = crate::common::dead_address().await;
     let a = killable_upstream(a_addr, "a");
     let b = echo_upstream("b").await;
     let config = format!(

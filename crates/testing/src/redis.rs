@@ -134,7 +134,7 @@ impl RedisServer {
         self.child = Some(child);
         let port = self.port;
         let ca = self.tls.as_ref().map(|tls| tls.ca.clone());
-        super::wait_for("redis-server to answer PING", Duration::from_secs(15), || {
+        crate::wait_for("redis-server to answer PING", Duration::from_secs(15), || {
             let ca = ca.clone();
             async move {
                 match ca {
