@@ -7,7 +7,6 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

@@ -14,7 +14,14 @@ const SDK_LIB: &str = include_str!("../../../sdk/rust/src/lib.rs");
 /// The SDK's other source files, by path under `src/`.
 const SDK_MODULES: &[(&str, &str)] = &[
     ("ai/mod.rs", include_str!("../../../sdk/rust/src/ai/mod.rs")),
-    ("ai/openai.rs", include_str!("../../../sdk/rust/src/ai/openai.rs")),
+    (
+        "ai/openai/mod.rs",
+        include_str!("../../../sdk/rust/src/ai/openai/mod.rs"),
+    ),
+    (
+        "ai/openai/chunks.rs",
+        include_str!("../../../sdk/rust/src/ai/openai/chunks.rs"),
+    ),
     ("ai/stream.rs", include_str!("../../../sdk/rust/src/ai/stream.rs")),
     ("ai/testing.rs", include_str!("../../../sdk/rust/src/ai/testing.rs")),
     ("query.rs", include_str!("../../../sdk/rust/src/query.rs")),
