@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 
+#[allow(unsafe_code)]
 #[tokio::test]
 async fn sighup_reloads_the_config() {
     // The secret comes from the environment, which no file watch sees: only

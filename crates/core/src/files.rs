@@ -135,6 +135,7 @@ fn not_found(e: std::io::Error) -> FileError {
 mod tests {
     use super::*;
 
+    #[allow(unsafe_code)]
     #[test]
     fn only_regular_files_within_the_limit_are_read() {
         let dir = tempfile::tempdir().unwrap();

@@ -103,6 +103,8 @@ impl CompileCache {
 
     /// Compile `bytes`, or load the compiled form from the cache. Returns the
     /// component and whether it came from the cache.
+    // Deserializing compiled code is unsafe: see the SAFETY note below.
+    #[allow(unsafe_code)]
     pub fn component(&self, engine: &Engine, bytes: &[u8], content_hash: &str) -> wasmtime::Result<(Component, bool)> {
         let Some(path) = self.entry_path(engine, content_hash) else {
             return Ok((Component::new(engine, bytes)?, false));

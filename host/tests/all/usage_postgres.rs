@@ -128,6 +128,7 @@ async fn usage(gw: &TestGateway, query: &str) -> Value {
     gw.admin_json(&format!("/usage{query}")).await
 }
 
+#[allow(unsafe_code)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_gateways_sharing_postgres_report_the_exact_sum_of_what_each_served() {
     let server = PostgresServer::start().await;

@@ -3,6 +3,7 @@
 
 use super::*;
 
+#[allow(unsafe_code)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn special_files_in_the_plugin_directory_are_refused_and_reload_sighup_and_sigterm_still_work() {
     let echo = echo_upstream("echo").await;
