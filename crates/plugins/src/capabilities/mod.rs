@@ -1,0 +1,245 @@
+//! The host side of the plugin contract: what a plugin was granted, the
+//! state of one instance's store ([`HostState`]), and every import a
+//! plugin can call, one module per interface.
+//!
+//! - [`bindings`]: the generated side, both worlds (filter and provider
+//!   shim), sealed in one module; its items are re-exported here.
+//! - `types` (the `request` and `response` handles), `log`, `kv`,
+//!   `secrets`, `outbound_http`: one `Host` implementation for
+//!   [`HostState`] each, serving both worlds.
+//! - `headers`: checking and editing header maps for the handles, and
+//!   [`header_list`] for the proxy and the AI layer.
+//! - `memory`: the per-instance memory cap, [`MemoryCap`].
+//!
+//! Capabilities follow three steps. Once per process the imports are added
+//! to the [`Linker`] ([`add_to_linker`]). Once per plugin load its grants
+//! are checked against the config ([`Grants`]). Per instance, [`HostState`]
+//! is built cheaply from shared parts ([`SharedCapabilities`], an
+//! [`Arc`]'d [`PluginIdentity`]).
+//!
+//! Invariants:
+//! - a call to a capability the plugin was not granted returns
+//!   `error.not-granted` naming the missing grant and how to grant it;
+//!   `log` and the handles need no grant;
+//! - a plugin reaches the world only through these imports: its WASI
+//!   context has no files, sockets or environment, and what it prints goes
+//!   to the log tagged with the plugin;
+//! - what a plugin hands the host is checked, and a bad value is an
+//!   `error.invalid` naming it, never a panic; a handle that is gone traps.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Result;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::outbound::OutboundClient;
+use super::output::PluginOutput;
+pub use super::state::{RequestState, ResponseState};
+use weir_config::{OnUnavailable, PluginName, RouteName};
+use weir_state::SharedState;
+
+pub mod bindings;
+mod headers;
+mod kv;
+mod log;
+mod memory;
+mod outbound_http;
+mod secrets;
+mod types;
+
+pub use bindings::{Plugin, PluginIndices, PluginPre, exports, shim, weir};
+pub use headers::header_list;
+pub use memory::MemoryCap;
+
+/// What a plugin was granted, from its `[plugin.NAME]` settings in the
+/// config or, for fields the config leaves unset, its manifest
+/// (`NAME.toml`, unless `[plugins] manifest_grants = false`).
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// May use the key-value store.
+    pub kv: bool,
+    /// Secret names it may read.
+    pub secrets: Vec<String>,
+    /// `host:port` or `host` entries it may call.
+    pub outbound_hosts: Vec<String>,
+    /// Ceiling on an outbound call.
+    pub outbound_timeout: Duration,
+    /// Where each grant came from.
+    pub sources: GrantSources,
+}
+
+/// Where a grant came from: the file that an operator must read to
+/// know what a plugin may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantSource {
+    /// The gateway config's `[plugin.NAME]`.
+    #[default]
+    Config,
+    /// The plugin's manifest, `NAME.toml` beside `NAME.wasm`.
+    Manifest,
+}
+
+impl GrantSource {
+    /// `config` or `manifest`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantSource::Config => "config",
+            GrantSource::Manifest => "manifest",
+        }
+    }
+}
+
+/// The source of each field of [`Grants`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrantSources {
+    /// Of `kv`.
+    pub kv: GrantSource,
+    /// Of `secrets`.
+    pub secrets: GrantSource,
+    /// Of `outbound_hosts`.
+    pub outbound_hosts: GrantSource,
+}
+
+/// One thing a plugin may do that plugins cannot by default, and where
+/// that was granted: what the admin API lists and reloads log.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct GrantEntry {
+    /// `kv`, `secret` or `outbound_host`.
+    pub grant: &'static str,
+    /// The secret's name or the host; absent for `kv`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where it was granted.
+    pub source: GrantSource,
+}
+
+impl std::fmt::Display for GrantEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "{} {name:?}", self.grant),
+            None => f.write_str(self.grant),
+        }
+    }
+}
+
+impl Grants {
+    /// Every grant, one entry per secret and per host, in a stable order.
+    pub fn entries(&self) -> Vec<GrantEntry> {
+        let mut entries = Vec::new();
+        if self.kv {
+            entries.push(GrantEntry {
+                grant: "kv",
+                name: None,
+                source: self.sources.kv,
+            });
+        }
+        entries.extend(self.secrets.iter().map(|secret| GrantEntry {
+            grant: "secret",
+            name: Some(secret.clone()),
+            source: self.sources.secrets,
+        }));
+        entries.extend(self.outbound_hosts.iter().map(|host| GrantEntry {
+            grant: "outbound_host",
+            name: Some(host.clone()),
+            source: self.sources.outbound_hosts,
+        }));
+        entries.sort();
+        entries.dedup();
+        entries
+    }
+}
+
+/// Parts shared by every plugin instance of a gateway.
+pub struct SharedCapabilities {
+    /// The shared state behind `kv`.
+    pub state: Arc<SharedState>,
+    /// Secret values by name.
+    pub secrets: HashMap<String, String>,
+    /// Client for outbound calls.
+    pub outbound: OutboundClient,
+}
+
+/// Who is calling: the plugin's identity and grants.
+#[derive(Debug)]
+pub struct PluginIdentity {
+    /// The plugin's name.
+    pub name: PluginName,
+    /// The routes it is configured for, by slot.
+    pub routes: Vec<RouteName>,
+    /// What each slot's route does while the shared state store is
+    /// unavailable.
+    pub state_policies: Vec<OnUnavailable>,
+    /// What it may use.
+    pub grants: Grants,
+}
+
+/// The data of one plugin instance's store.
+pub struct HostState {
+    wasi: WasiCtx,
+    /// Handles passed to the plugin during a call.
+    pub table: ResourceTable,
+    /// The memory cap.
+    pub memory: MemoryCap,
+    /// Epoch ticks the current call may still run for; the call is
+    /// interrupted when they are spent. Ticks are counted only while the
+    /// plugin's code runs, so time spent waiting in a host call (outbound
+    /// HTTP) or waiting for the worker after a yield is not charged.
+    pub ticks_left: u32,
+    /// The route slot of the current call, for logs (an index into the
+    /// plugin's routes, so starting a call allocates nothing).
+    pub slot: Option<usize>,
+    /// Outbound HTTP calls made during the current call.
+    pub outbound_calls: u32,
+    identity: Arc<PluginIdentity>,
+    shared: Arc<SharedCapabilities>,
+}
+
+impl HostState {
+    /// State for a new instance of the plugin `identity`.
+    pub fn new(identity: Arc<PluginIdentity>, shared: Arc<SharedCapabilities>, memory_limit: usize) -> Self {
+        // No files, no sockets, no environment: plugins reach the world
+        // only through Weir's imports. What they print (a Rust
+        // panic message, say) goes to the log, tagged with the plugin.
+        let wasi = WasiCtx::builder()
+            .stdout(PluginOutput::new(identity.name.clone(), "stdout"))
+            .stderr(PluginOutput::new(identity.name.clone(), "stderr"))
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap::new(memory_limit),
+            ticks_left: 0,
+            slot: None,
+            outbound_calls: 0,
+            identity,
+            shared,
+        }
+    }
+
+    /// The current call's route, for log lines; `-` between calls.
+    fn route_name(&self) -> &str {
+        self.slot
+            .and_then(|slot| self.identity.routes.get(slot))
+            .map_or("-", RouteName::as_str)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Add WASI and every Weir import to `linker`.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(linker, |s| s)?;
+    Ok(())
+}
