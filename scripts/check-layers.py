@@ -7,8 +7,9 @@ it). A crate of the workspace named `weir-*` or `weir` must appear in it.
 Only normal and build dependencies count: a test may reach anything.
 
 Inside a crate, module A depends on module B when A's code (tests left
-out) names `crate::B`, directly or in a `use crate::{...}` group. A cycle
-among top-level modules is reported with its members.
+out) names `crate::B`, directly or in a `use crate::{...}` group, or
+reaches B through `super::` (`super::B` from a file of A's folder). A
+cycle among top-level modules is reported with its members.
 
 Usage: scripts/check-layers.py [--modules-only | --crates-only]
 Exit status 1 when a rule is broken, with every breach listed.
@@ -79,11 +80,30 @@ def strip(source):
     return source if cut < 0 else source[:cut]
 
 
-def top_module(src_dir, path):
-    rel = os.path.relpath(path, src_dir)
-    first = rel.split(os.sep)[0]
-    name = first[:-3] if first.endswith(".rs") else first
-    return None if name in ("lib", "main") else name
+def module_path(src_dir, path):
+    """The module path of a source file: `a/b.rs` and `a/b/mod.rs` are
+    `["a", "b"]`; the crate root is `[]`."""
+    parts = os.path.relpath(path, src_dir)[:-3].split(os.sep)
+    if parts[-1] == "mod" or (len(parts) == 1 and parts[0] in ("lib", "main")):
+        parts = parts[:-1]
+    return parts
+
+
+SUPER_PATH = re.compile(r"\b((?:super::)+)([a-z_][a-z0-9_]*)")
+
+
+def super_targets(me, code):
+    """The top-level modules that `super::` paths in a file at module path
+    `me` name (`super::x` in `a/b.rs` is `a::x`; in `a/mod.rs`, `x`)."""
+    targets = set()
+    for supers, first in SUPER_PATH.findall(code):
+        up = supers.count("super::")
+        base = me[: len(me) - up] if up <= len(me) else None
+        if base is None:
+            continue
+        resolved = base + [first]
+        targets.add(resolved[0])
+    return targets
 
 
 def module_cycles(name, src_dir):
@@ -93,12 +113,13 @@ def module_cycles(name, src_dir):
             if not file.endswith(".rs"):
                 continue
             path = os.path.join(folder, file)
-            me = top_module(src_dir, path)
-            if me is None:
+            mod_path = module_path(src_dir, path)
+            if not mod_path:
                 continue
+            me = mod_path[0]
             with open(path, encoding="utf-8") as f:
                 code = strip(f.read())
-            targets = set(CRATE_PATH.findall(code))
+            targets = set(CRATE_PATH.findall(code)) | super_targets(mod_path, code)
             for group in USE_GROUP.findall(code):
                 for item in re.split(r",(?![^{]*\})", group):
                     item = item.strip()

@@ -23,7 +23,7 @@ use weir::plugins::capabilities::weir::plugin::types::{Error as CapError, Header
 use weir::plugins::capabilities::weir::plugin::{kv, log, secrets};
 use weir::plugins::capabilities::{Grants, HostState, PluginIdentity, SharedCapabilities};
 use weir::state::SharedState;
-use weir::plugins::outbound::OutboundClient;
+use weir::plugins::capabilities::OutboundClient;
 use weir::plugins::state::{Properties, RequestState, ResponseState};
 
 /// A string the fuzzer makes, or one of the names plugins and HTTP care

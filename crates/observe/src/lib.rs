@@ -5,15 +5,16 @@
 
 pub mod access_log;
 pub mod ai;
-pub mod calls;
 pub mod history;
 pub mod metrics;
 pub mod record;
 pub mod trace;
 
 pub use ai::{AiSlot, AiSummary, UsageRecord};
-pub use calls::{ChunkCalls, ShimCalls};
-pub use record::{Attempt, AttemptOutcome, Phase, PluginCall, PluginOutcome, Reported, RequestRecord, TraceContext};
+pub use record::{
+    Attempt, AttemptOutcome, ChunkCalls, Phase, PluginCall, PluginOutcome, Reported, RequestRecord, ShimCalls,
+    TraceContext,
+};
 
 /// Where finished requests are reported. One per gateway; it outlives
 /// config reloads, so counters keep counting.

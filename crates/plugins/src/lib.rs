@@ -25,7 +25,6 @@ mod deadline;
 pub mod engine;
 pub mod fault;
 pub mod instance;
-pub mod outbound;
 mod output;
 pub mod state;
 
@@ -98,7 +97,7 @@ pub struct PluginRuntime {
     linker: Linker<HostState>,
     cache: CompileCache,
     state: Arc<SharedState>,
-    outbound: outbound::OutboundClient,
+    outbound: capabilities::OutboundClient,
     /// The largest `.wasm` file read.
     max_file_bytes: u64,
 }
@@ -146,7 +145,7 @@ impl PluginRuntime {
             linker,
             cache: CompileCache::new(cache_dir),
             state,
-            outbound: outbound::OutboundClient::new().map_err(anyhow::Error::msg)?,
+            outbound: capabilities::OutboundClient::new().map_err(anyhow::Error::msg)?,
             max_file_bytes: config.plugins.max_file_mb.saturating_mul(1 << 20),
         })
     }

@@ -35,9 +35,9 @@ use wasmtime::Result;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::outbound::OutboundClient;
 use super::output::PluginOutput;
 pub use super::state::{RequestState, ResponseState};
+pub use outbound_http::OutboundClient;
 use weir_config::{OnUnavailable, PluginName, RouteName};
 use weir_state::SharedState;
 
@@ -46,7 +46,7 @@ mod headers;
 mod kv;
 mod log;
 mod memory;
-mod outbound_http;
+pub mod outbound_http;
 mod secrets;
 mod types;
 

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::record::{Phase, PluginCall, PluginOutcome};
+use super::{Phase, PluginCall, PluginOutcome};
 use weir_config::PluginName;
 
 /// A request's chunk-phase plugin calls, shared with the streaming body.

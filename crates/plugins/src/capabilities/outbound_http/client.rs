@@ -1,5 +1,6 @@
-//! The `outbound-http` capability: requests from plugins to the hosts they
-//! were granted, with a timeout and a cap on the response size.
+//! The client behind the `outbound-http` capability: requests from plugins
+//! to the hosts they were granted, with a timeout and a cap on the response
+//! size.
 
 use std::time::Duration;
 
@@ -8,9 +9,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::capabilities::Grants;
-use super::capabilities::weir::plugin::outbound_http::{IncomingResponse, OutgoingRequest};
-use super::capabilities::weir::plugin::types::Error as CapError;
+use crate::capabilities::Grants;
+use crate::capabilities::weir::plugin::outbound_http::{IncomingResponse, OutgoingRequest};
+use crate::capabilities::weir::plugin::types::Error as CapError;
 use weir_config::PluginName;
 
 /// Largest response body a plugin may receive.

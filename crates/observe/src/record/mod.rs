@@ -15,9 +15,12 @@ use http_body::{Body as _, Frame, SizeHint};
 
 use super::Observer;
 use super::ai::{AiSlot, AiSummary};
-use super::calls::{ChunkCalls, ShimCalls};
 use weir_config::{PluginName, RouteName};
 use weir_core::body::{Body, BoxError};
+
+mod calls;
+
+pub use calls::{ChunkCalls, ShimCalls};
 
 /// What happened to one request.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! The `weir:plugin/outbound-http` interface: a plugin's HTTP calls, sent
-//! by the gateway's [`OutboundClient`](crate::outbound::OutboundClient),
+//! by the gateway's [`OutboundClient`] (`client.rs`),
 //! which checks the plugin's `outbound_hosts` grant (a host not granted
 //! is `error.not-granted` naming it) and bounds each call by the grant's
 //! timeout.
@@ -13,7 +13,10 @@ use wasmtime::Result;
 use super::HostState;
 use super::weir::plugin::outbound_http::{Host, IncomingResponse, OutgoingRequest};
 use super::weir::plugin::types::Error as CapError;
-use crate::outbound::MAX_CALLS_PER_PLUGIN_CALL;
+
+mod client;
+
+pub use client::{MAX_CALLS_PER_PLUGIN_CALL, MAX_RESPONSE_BYTES, OutboundClient};
 
 impl Host for HostState {
     async fn send(&mut self, request: OutgoingRequest) -> Result<Result<IncomingResponse, CapError>> {
