@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use weir::ai::cache::{CachedAnswer, CompletionBuilder};
 use weir::ai::chat::{Endpoint, error_response, provider_request};
-use weir::ai::relay::push_event;
+use weir::ai::wire::push_event;
 use weir::config::parse_base_url;
 use weir::plugins::capabilities::shim::exports::weir::plugin::provider::{ApiError, KeyPlacement, ProviderRequest};
 use weir_sdk::ai::stream::SseDecoder;

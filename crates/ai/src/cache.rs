@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::relay::push_event;
+use crate::wire::push_event;
 use weir_config::AiCacheConfig;
 use weir_state::redis::RedisStore;
 

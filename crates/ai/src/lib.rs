@@ -26,9 +26,9 @@ pub mod budget;
 pub mod cache;
 pub mod chat;
 pub mod redact;
-pub mod relay;
 pub mod targets;
 pub mod usage;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

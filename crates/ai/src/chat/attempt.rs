@@ -19,11 +19,11 @@ use http::header;
 use http_body_util::BodyExt;
 
 use super::provider_request::build_request;
-use super::response::api_error;
+use super::relay::{Relay, Shim};
 use crate::now_ms;
 use crate::redact::{StreamRedactor, redact};
-use crate::relay::{Relay, Shim};
 use crate::targets::AiTarget;
+use crate::wire::api_error;
 use weir_core::error::error_chain;
 use weir_observe::{Phase, ShimCalls};
 use weir_plugins::PluginFault;

@@ -20,10 +20,11 @@ use http::{HeaderValue, Response, header};
 
 use super::AiRequest;
 use super::attempt::{Answer, Outcome, attempt};
-use super::response::{api_error, error_response};
+use super::response::error_response;
 use crate::now_ms;
 use crate::targets::AiTarget;
 use crate::usage::UsageRecord;
+use crate::wire::api_error;
 use weir_core::body::Body;
 use weir_plugins::capabilities::shim::exports::weir::plugin::provider::{ApiError, Exchange};
 use weir_proxy::TargetAttempt;

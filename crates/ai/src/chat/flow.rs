@@ -23,10 +23,11 @@ use super::AiRequest;
 use super::accounting::{Account, Accounting};
 use super::answer::{cached_answer, deliver};
 use super::failover::{Tried, exhausted_response, try_plan};
-use super::response::{api_error, error_response};
+use super::response::error_response;
 use crate::budget::Denied;
 use crate::now_ms;
 use crate::usage::UsageRecord;
+use crate::wire::api_error;
 use weir_core::body::Body;
 use weir_plugins::capabilities::shim::exports::weir::plugin::provider::{ApiError, Exchange};
 

@@ -16,8 +16,11 @@
 //!   with the target's key where the shim said;
 //! - `answer`: the answer reaching the client, whole, streamed through
 //!   the relay, or replayed from the cache;
+//! - `relay`: a provider's stream fed through its shim's translator and
+//!   framed as server-sent events;
 //! - `accounting`: the reservation settled and the usage recorded, once;
-//! - `response`: OpenAI's error shape and the response headers.
+//! - `response`: errors (in OpenAI's shape, `crate::wire`) as responses,
+//!   and the response headers.
 //!
 //! Invariants: every failure the client sees is an OpenAI-shaped error
 //! response; nothing is sent to the client before a target has answered,
@@ -31,6 +34,7 @@ mod attempt;
 mod failover;
 mod flow;
 mod provider_request;
+mod relay;
 mod response;
 
 use std::any::Any;
@@ -47,10 +51,9 @@ use weir_core::body::Body;
 use weir_plugins::capabilities::shim::exports::weir::plugin::provider::ApiError;
 use weir_proxy::{AiBackend, AiCall};
 
-pub(crate) use accounting::Accounting;
+use crate::wire::api_error;
 pub use provider_request::{Endpoint, provider_request};
 pub use response::error_response;
-pub(crate) use response::{api_error, error_json};
 
 use response::{json_response, method_not_allowed};
 

@@ -1,37 +1,17 @@
-//! What an AI route's responses look like on the wire: OpenAI's error
-//! shape (`{"error": {...}}`), JSON and event-stream content types, and
+//! What an AI route's responses look like: errors in OpenAI's shape
+//! (`crate::wire`) as responses, JSON and event-stream content types, and
 //! the `x-weir-target` / `x-weir-cache` headers saying who answered.
 //!
 //! Invariant: an error response's status is always a 4xx or 5xx; an
 //! error carrying anything else (a shim's mistake) goes out as 502.
 
 use http::{HeaderValue, Response, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::targets::AiTarget;
+use crate::wire::{api_error, error_json};
 use weir_core::body::{Body, full_body};
 use weir_plugins::capabilities::shim::exports::weir::plugin::provider::ApiError;
-
-/// An error with `status`, `kind` and `message`.
-pub(crate) fn api_error(status: u16, kind: &str, message: &str) -> ApiError {
-    ApiError {
-        status,
-        kind: kind.to_string(),
-        message: message.to_string(),
-        param: None,
-        code: None,
-    }
-}
-
-/// `{"error": {...}}`, OpenAI's error shape.
-pub(crate) fn error_json(error: &ApiError) -> Value {
-    json!({"error": {
-        "message": error.message,
-        "type": error.kind,
-        "param": error.param,
-        "code": error.code,
-    }})
-}
 
 /// An error as the client sees it.
 pub fn error_response(error: &ApiError) -> Response<Body> {

@@ -20,9 +20,10 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use wasmtime::component::ResourceAny;
 
-use super::cache::CompletionBuilder;
-use super::chat::{Accounting, api_error, error_json};
-use super::redact::StreamRedactor;
+use super::accounting::Accounting;
+use crate::cache::CompletionBuilder;
+use crate::redact::StreamRedactor;
+use crate::wire::{api_error, error_json, push_event};
 use weir_config::PluginName;
 use weir_core::body::{Body, BoxError};
 use weir_observe::{Phase, ShimCalls};
@@ -201,24 +202,6 @@ impl Relay {
             self.lease.reuse_on_drop();
         }
     }
-}
-
-/// Append a server-sent event carrying `data` to `out`. Each line of
-/// `data` becomes a `data:` line (the client joins them with `\n`), so a
-/// chunk with line breaks in it stays one event and cannot end it early.
-pub fn push_event(out: &mut BytesMut, data: &str) {
-    let mut rest = data;
-    loop {
-        let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&rest.as_bytes()[..end]);
-        out.extend_from_slice(b"\n");
-        let Some(next) = rest[end..].strip_prefix("\r\n").or_else(|| rest.get(end + 1..)) else {
-            break;
-        };
-        rest = next;
-    }
-    out.extend_from_slice(b"\n");
 }
 
 /// The client-facing stream's state.
