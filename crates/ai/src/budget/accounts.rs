@@ -127,14 +127,14 @@ impl MinuteAccount {
 
 /// One consumer's counts, one account per limit its rule sets.
 #[derive(Debug)]
-pub(super) struct Account {
+pub(super) struct ConsumerAccount {
     pub(super) period: Option<PeriodAccount>,
     pub(super) minute: Option<MinuteAccount>,
 }
 
-impl Account {
-    pub(super) fn new(rule: &BudgetRule, now_ms: i64) -> Account {
-        Account {
+impl ConsumerAccount {
+    pub(super) fn new(rule: &BudgetRule, now_ms: i64) -> ConsumerAccount {
+        ConsumerAccount {
             period: rule
                 .tokens
                 .map(|limit| PeriodAccount::new(limit, rule.period.unwrap_or_default(), now_ms)),

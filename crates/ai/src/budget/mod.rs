@@ -63,7 +63,7 @@ mod tests;
 pub use refusal::{BudgetExceeded, Denied, LimitKind};
 pub use reserve::Reservation;
 
-use accounts::Account;
+use accounts::ConsumerAccount;
 use reserve::Held;
 
 /// The consumer name under which requests without a consumer are counted.
@@ -77,7 +77,7 @@ pub struct Budgets {
     consumers: HashMap<String, BudgetRule>,
     /// The counts in this process: all of them, or with Redis, the local
     /// fallback.
-    accounts: Mutex<HashMap<String, Account>>,
+    accounts: Mutex<HashMap<String, ConsumerAccount>>,
     /// Where gateways sharing budgets keep them.
     shared: Option<Arc<RedisStore>>,
 }
@@ -161,7 +161,7 @@ impl Budgets {
             .filter(|rule| rule.limits_anything())
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Account>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, ConsumerAccount>> {
         // Every update is a few additions that cannot panic halfway, so a
         // poisoned lock still holds consistent counts.
         self.accounts.lock().unwrap_or_else(PoisonError::into_inner)

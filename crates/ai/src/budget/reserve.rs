@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use super::accounts::Account;
+use super::accounts::ConsumerAccount;
 use super::{BudgetExceeded, Budgets, NO_CONSUMER, shared};
 use weir_state::redis::RedisStore;
 
@@ -33,7 +33,7 @@ impl Budgets {
         let mut accounts = self.lock();
         let account = accounts
             .entry(consumer.to_owned())
-            .or_insert_with(|| Account::new(rule, now_ms));
+            .or_insert_with(|| ConsumerAccount::new(rule, now_ms));
         account.advance(now_ms);
 
         let refusals = [

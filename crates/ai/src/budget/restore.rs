@@ -8,7 +8,7 @@
 //! without a rule keep no state. Budgets kept in Redis need no restore.
 
 use super::Budgets;
-use super::accounts::Account;
+use super::accounts::ConsumerAccount;
 
 impl Budgets {
     /// Where `consumer`'s current budget window starts, or `None` when it
@@ -29,7 +29,7 @@ impl Budgets {
         let mut accounts = self.lock();
         let account = accounts
             .entry(consumer.to_owned())
-            .or_insert_with(|| Account::new(rule, now_ms));
+            .or_insert_with(|| ConsumerAccount::new(rule, now_ms));
         account.advance(now_ms);
         if let Some(period) = &mut account.period {
             period.used = period.used.max(spent_tokens);

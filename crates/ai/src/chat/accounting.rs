@@ -21,7 +21,7 @@ use weir_plugins::capabilities::shim::exports::weir::plugin::provider::Usage;
 
 /// Where a request's settled usage goes besides the ledger: its slot in
 /// the request's record, with the cache status.
-pub(super) struct Account {
+pub(super) struct RecordSlot {
     pub(super) slot: AiSlot,
     pub(super) cache: Option<&'static str>,
 }
@@ -35,7 +35,7 @@ pub(crate) struct Accounting {
     estimate: u64,
     started: Instant,
     produced: bool,
-    account: Account,
+    account: RecordSlot,
 }
 
 impl Accounting {
@@ -45,7 +45,7 @@ impl Accounting {
         reservation: Option<Reservation>,
         estimate: u64,
         started: Instant,
-        account: Account,
+        account: RecordSlot,
     ) -> Self {
         Accounting {
             services,

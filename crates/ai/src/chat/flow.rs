@@ -20,7 +20,7 @@ use http::{HeaderValue, Response, header};
 use serde_json::Value;
 
 use super::AiRequest;
-use super::accounting::{Account, Accounting};
+use super::accounting::{RecordSlot, Accounting};
 use super::answer::{cached_answer, deliver};
 use super::failover::{Tried, exhausted_response, try_plan};
 use super::response::error_response;
@@ -147,7 +147,7 @@ pub(super) async fn chat(mut request: AiRequest<'_>) -> Response<Body> {
         (Some(_), None) => Some("bypass"),
         (Some(_), Some(_)) => Some("miss"),
     };
-    let account = Account {
+    let account = RecordSlot {
         slot: request.call.account.clone(),
         cache: cache_status,
     };
@@ -156,7 +156,7 @@ pub(super) async fn chat(mut request: AiRequest<'_>) -> Response<Body> {
         let metrics = &request.services.observer.metrics;
         metrics.ai_cache_lookup(route.name.as_str(), answer.is_some());
         if let Some(answer) = answer {
-            let account = Account {
+            let account = RecordSlot {
                 cache: Some("hit"),
                 ..account
             };
