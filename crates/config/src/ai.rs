@@ -11,12 +11,11 @@ use serde::Deserialize;
 
 use super::usage::{PostgresStore, UsageStore, redact_url};
 
+use super::route::empty_table;
 use super::upstream::{
     Target, default_connect_timeout_ms, default_eject_after_failures, default_eject_ms, default_weight, parse_target,
 };
-use super::{
-    Config, PluginName, Problem, RouteConfig, RoutePlugin, empty_table, plugin_config_json, valid_plugin_name,
-};
+use super::{Config, PluginName, Problem, RouteConfig, RoutePlugin, plugin_config_json, valid_plugin_name};
 
 /// Settings shared by every AI route.
 #[derive(Clone, Deserialize)]

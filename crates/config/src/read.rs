@@ -58,6 +58,16 @@ impl ConfigReading {
 }
 
 impl Config {
+    /// Read, parse and validate a config file (see [`Config::read`]).
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        Config::read(file).into_result()
+    }
+
+    /// Parse and validate config text; `file` is used in messages only.
+    pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
+        Config::read_text(text, file, base_dir).into_result()
+    }
+
     /// Read, parse and validate a config file, collecting every problem.
     pub fn read(file: &Path) -> ConfigReading {
         let text = match weir_core::files::read_regular_text(file, MAX_SMALL_FILE_BYTES) {
@@ -189,5 +199,77 @@ fn remove_in_value(value: &mut DeValue<'_>, parents: &[&Segment], field: &str) -
             .get_mut(*index)
             .is_some_and(|item| remove_in_value(item.get_mut(), rest, field)),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::Config;
+    use crate::validate::tests::{MINIMAL, parse};
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_name() {
+        let err = parse(&format!("{MINIMAL}\nbogus = 1\n")).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn every_unknown_field_is_listed_by_its_path_beside_the_other_problems() {
+        let text = r#"
+            [[listeners]]
+            address = "127.0.0.1:0"
+            bogus_field = 1
+            [upstreams.echo]
+            targets = [{ address = "127.0.0.1:9", wieght = 2 }]
+            [plugin.auth]
+            kv = true
+            grant = "all"
+            [[routes]]
+            name = "api"
+            upstream = "nowhere"
+            [[routes.plugins]]
+            name = "auth"
+            typo = true
+        "#;
+        let reading = Config::read_text(text, Path::new("test.toml"), Path::new("."));
+        let mut paths: Vec<_> = reading.problems.iter().map(|p| p.path.as_str()).collect();
+        paths.sort_unstable();
+        assert_eq!(
+            paths,
+            [
+                "listeners[0].bogus_field",
+                "plugin.auth.grant",
+                "routes[0].plugins[0].typo",
+                "routes[0].upstream",
+                "upstreams.echo.targets[0].wieght",
+            ]
+        );
+        let bogus = reading.problems.iter().find(|p| p.path == "listeners[0].bogus_field");
+        let message = bogus.map(|p| p.message.as_str()).unwrap_or_default();
+        assert!(
+            message.contains("unknown field; expected `address` or `tls`"),
+            "{message}"
+        );
+        assert!(message.contains("(line 4)"), "{message}");
+        // The rest of the file was read: the config is there, fields left out.
+        let config = reading.config.expect("read past the unknown fields");
+        assert_eq!(config.routes[0].plugins[0].name.as_str(), "auth");
+        assert!(parse(text).is_err());
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_path_and_line() {
+        let text = "[[listeners]]\naddress = \"127.0.0.1:0\"\nbogus = 1\n[[routes]]\nname = \"a\"\nmethods = \"GET\"\n";
+        let reading = Config::read_text(text, Path::new("test.toml"), Path::new("."));
+        assert!(reading.config.is_none());
+        let paths: Vec<_> = reading.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["listeners[0].bogus", "routes[0].methods"]);
+        assert!(
+            reading.problems[1].message.contains("(line 6)"),
+            "{:?}",
+            reading.problems
+        );
     }
 }

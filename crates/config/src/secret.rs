@@ -1,9 +1,13 @@
-//! Secrets a setting names by where they live — an environment variable
-//! (`…_env`) or a file (`…_file`, trailing newline trimmed) — so that the
-//! config file holds none. Read when they are needed; a message names the
-//! setting and the variable or file, never the value.
+//! Secrets in the config: the named secrets plugins may be granted
+//! (`[secrets.NAME]`, [`SecretSource`]), and secrets a setting names by
+//! where they live — an environment variable (`…_env`) or a file
+//! (`…_file`, trailing newline trimmed) — so that the config file holds
+//! none. Read when they are needed; a message names the setting and the
+//! variable or file, never the value.
 
 use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
 
 use super::{Config, Problem};
 
@@ -74,4 +78,16 @@ impl SecretSetting<'_> {
 /// `file` resolved against the config file's directory.
 pub(super) fn resolved(config: &Config, file: &Option<PathBuf>) -> Option<PathBuf> {
     file.as_ref().map(|file| config.resolve(file))
+}
+
+/// Where a secret's value comes from: exactly one of the fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// The value itself (for examples and tests).
+    pub value: Option<String>,
+    /// An environment variable holding the value.
+    pub env: Option<String>,
+    /// A file holding the value (trailing newline trimmed).
+    pub file: Option<PathBuf>,
 }

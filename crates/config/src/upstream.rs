@@ -328,3 +328,71 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     };
     Ok(Target { scheme, authority })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::UpstreamName;
+    use crate::validate::tests::parse;
+
+    #[test]
+    fn upstream_targets_take_weights_and_bad_pool_settings_are_named() {
+        let pool = |settings: &str| {
+            parse(&format!(
+                "[[listeners]]\naddress = \"127.0.0.1:0\"\n[upstreams.echo]\n{settings}\n\
+                 [[routes]]\nname = \"r\"\nupstream = \"echo\"\n"
+            ))
+        };
+        let config = pool(
+            r#"targets = ["127.0.0.1:1", { address = "127.0.0.1:2", weight = 5 }]
+            balance = "least_requests""#,
+        )
+        .unwrap();
+        let echo = &config.upstreams[&UpstreamName("echo".into())];
+        let weights: Vec<_> = echo.targets.iter().map(|t| (t.address(), t.weight())).collect();
+        assert_eq!(weights, [("127.0.0.1:1", 1), ("127.0.0.1:2", 5)]);
+        assert_eq!(echo.balance, Balance::LeastRequests);
+
+        for (settings, culprit) in [
+            (
+                r#"targets = [{ address = "127.0.0.1:2", weight = 0 }]"#,
+                "upstreams.echo.targets[0].weight",
+            ),
+            (r#"targets = [{ adress = "127.0.0.1:2" }]"#, "adress"),
+            (r#"targets = [7]"#, "an address"),
+            (
+                r#"targets = ["127.0.0.1:1"]
+                balance = "random""#,
+                "random",
+            ),
+            (
+                r#"targets = ["127.0.0.1:1"]
+                idle_timeout_ms = 0"#,
+                "upstreams.echo.idle_timeout_ms",
+            ),
+            (
+                r#"targets = ["127.0.0.1:1"]
+                total_timeout_ms = 0"#,
+                "upstreams.echo.total_timeout_ms",
+            ),
+            (
+                r#"targets = ["127.0.0.1:1"]
+                circuit_breaker = { failure_rate_percent = 150 }"#,
+                "upstreams.echo.circuit_breaker.failure_rate_percent",
+            ),
+        ] {
+            let err = pool(settings).unwrap_err().to_string();
+            assert!(err.contains(culprit), "{settings}: {err}");
+        }
+    }
+
+    #[test]
+    fn targets_parse_with_default_ports() {
+        assert_eq!(parse_target("10.0.0.1:81").unwrap().authority.as_str(), "10.0.0.1:81");
+        assert_eq!(parse_target("http://a.test").unwrap().authority.as_str(), "a.test:80");
+        let t = parse_target("https://a.test").unwrap();
+        assert_eq!((t.scheme.as_str(), t.authority.as_str()), ("https", "a.test:443"));
+        assert!(parse_target("ftp://a.test").is_err());
+        assert!(parse_target("http://a.test/x").is_err());
+    }
+}

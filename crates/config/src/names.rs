@@ -1,0 +1,39 @@
+//! The names a config gives its routes, plugins and upstream pools:
+//! newtypes over the name as written, so one kind of name is never taken
+//! for another.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// A route's name, unique within a config.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(transparent)]
+pub struct RouteName(pub String);
+
+/// A plugin's name: the file stem of `NAME.wasm` in the plugin directory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(transparent)]
+pub struct PluginName(pub String);
+
+/// An upstream pool's name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(transparent)]
+pub struct UpstreamName(pub String);
+
+macro_rules! display_name {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl $t {
+            /// The name as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
+}
+display_name!(RouteName, PluginName, UpstreamName);
