@@ -1,0 +1,115 @@
+//! What one bucket of the history keeps: per route its requests, errors
+//! and latency, per plugin its calls, faults and time, per upstream target
+//! its attempts and failures — each table capped at [`MAX_LABELS`] labels,
+//! the rest under [`OTHER`] — and what the ring of recent errors keeps of
+//! a request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::latency::Latency;
+use super::{MAX_LABELS, OTHER};
+
+/// One bucket of request data.
+#[derive(Default)]
+pub(super) struct Slot {
+    /// The bucket's number (Unix seconds / [`BUCKET_SECS`](super::BUCKET_SECS)).
+    pub(super) index: u64,
+    pub(super) used: bool,
+    pub(super) routes: Labelled<RouteTally>,
+    pub(super) plugins: Labelled<PluginTally>,
+    pub(super) targets: Labelled<TargetTally>,
+}
+
+/// Tallies by label, at most [`MAX_LABELS`] of them.
+pub(super) struct Labelled<T> {
+    pub(super) map: HashMap<Arc<str>, T>,
+}
+
+impl<T> Default for Labelled<T> {
+    fn default() -> Self {
+        Labelled { map: HashMap::new() }
+    }
+}
+
+impl<T: Default> Labelled<T> {
+    pub(super) fn get(&mut self, label: &str) -> &mut T {
+        let label = if self.map.contains_key(label) || self.map.len() < MAX_LABELS - 1 {
+            label
+        } else {
+            OTHER
+        };
+        if !self.map.contains_key(label) {
+            self.map.insert(Arc::from(label), T::default());
+        }
+        self.map.get_mut(label).expect("inserted above")
+    }
+}
+
+#[derive(Default, Clone)]
+pub(super) struct RouteTally {
+    pub(super) requests: u64,
+    pub(super) errors: u64,
+    pub(super) latency: Latency,
+}
+
+impl RouteTally {
+    pub(super) fn merge(&mut self, other: &RouteTally) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.latency.merge(&other.latency);
+    }
+}
+
+#[derive(Default, Clone)]
+pub(super) struct PluginTally {
+    pub(super) calls: u64,
+    pub(super) faults: u64,
+    pub(super) total_us: u64,
+}
+
+impl PluginTally {
+    pub(super) fn merge(&mut self, other: &PluginTally) {
+        self.calls += other.calls;
+        self.faults += other.faults;
+        self.total_us += other.total_us;
+    }
+}
+
+#[derive(Default, Clone)]
+pub(super) struct TargetTally {
+    pub(super) attempts: u64,
+    pub(super) failures: u64,
+}
+
+impl TargetTally {
+    pub(super) fn merge(&mut self, other: &TargetTally) {
+        self.attempts += other.attempts;
+        self.failures += other.failures;
+    }
+}
+
+/// One request that ended in an error.
+pub(super) struct RecentError {
+    pub(super) unix_ms: i64,
+    pub(super) route: Option<String>,
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) status: u16,
+    pub(super) error: Option<&'static str>,
+}
+
+impl RecentError {
+    pub(super) fn to_json(&self) -> Value {
+        json!({
+            "time_ms": self.unix_ms,
+            "route": self.route,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "error": self.error,
+        })
+    }
+}
