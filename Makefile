@@ -14,6 +14,7 @@ quickstart: setup
 
 test: setup
 	scripts/check-layers.py
+	scripts/check-sizes.py
 	cargo test --workspace
 	scripts/check-deploy.sh
 	scripts/fuzz.sh

@@ -20,7 +20,7 @@ use http::{HeaderValue, Response, header};
 use serde_json::Value;
 
 use super::AiRequest;
-use super::accounting::{RecordSlot, Accounting};
+use super::accounting::{Accounting, RecordSlot};
 use super::answer::{cached_answer, deliver};
 use super::failover::{Tried, exhausted_response, try_plan};
 use super::response::error_response;

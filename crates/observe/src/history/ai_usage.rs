@@ -46,7 +46,7 @@ impl AiTally {
 
 /// One minute of AI usage.
 #[derive(Default)]
-pub(super) struct AiSlot {
+pub(super) struct AiMinute {
     pub(super) minute: u64,
     pub(super) used: bool,
     pub(super) models: TopTally,

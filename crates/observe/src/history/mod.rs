@@ -35,7 +35,7 @@ mod tally;
 #[cfg(test)]
 mod tests;
 
-use ai_usage::{AiSlot, AiTally};
+use ai_usage::{AiMinute, AiTally};
 use tally::{RecentError, Slot};
 
 /// Seconds one bucket of request data covers.
@@ -72,7 +72,7 @@ pub struct History {
 
 struct Inner {
     slots: Vec<Slot>,
-    ai: Vec<AiSlot>,
+    ai: Vec<AiMinute>,
     errors: VecDeque<RecentError>,
 }
 
@@ -92,7 +92,7 @@ impl History {
         History {
             inner: Mutex::new(Inner {
                 slots: (0..SLOTS).map(|_| Slot::default()).collect(),
-                ai: (0..AI_SLOTS).map(|_| AiSlot::default()).collect(),
+                ai: (0..AI_SLOTS).map(|_| AiMinute::default()).collect(),
                 errors: VecDeque::with_capacity(RECENT_ERRORS),
             }),
             started_ms: now_ms,
@@ -221,13 +221,13 @@ impl Inner {
         slot
     }
 
-    fn ai_slot(&mut self, minute: u64) -> &mut AiSlot {
+    fn ai_slot(&mut self, minute: u64) -> &mut AiMinute {
         let slot = &mut self.ai[(minute % AI_SLOTS as u64) as usize];
         if !slot.used || slot.minute != minute {
-            *slot = AiSlot {
+            *slot = AiMinute {
                 minute,
                 used: true,
-                ..AiSlot::default()
+                ..AiMinute::default()
             };
         }
         slot

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
-use super::ai_usage::{AiSlot, AiTally, TopTally};
+use super::ai_usage::{AiMinute, AiTally, TopTally};
 use super::tally::{PluginTally, RecentError, RouteTally, Slot, TargetTally};
 use super::{AI_TOP, BUCKET_SECS, BUCKETS_PER_MINUTE, History, OTHER, WINDOW_MINUTES, bucket_of, minute_of};
 
@@ -164,9 +164,9 @@ impl RouteSeries {
 
 /// The AI part of a snapshot: per minute, totals and the biggest models,
 /// consumers and targets over the window, each with its minutes.
-fn ai_json(slots: &[AiSlot], now_minute: u64, minutes: u64) -> Value {
+fn ai_json(slots: &[AiMinute], now_minute: u64, minutes: u64) -> Value {
     let first = (now_minute + 1).saturating_sub(minutes);
-    let mut window: Vec<&AiSlot> = slots
+    let mut window: Vec<&AiMinute> = slots
         .iter()
         .filter(|s| s.used && s.minute >= first && s.minute <= now_minute)
         .collect();
@@ -175,7 +175,7 @@ fn ai_json(slots: &[AiSlot], now_minute: u64, minutes: u64) -> Value {
     for slot in &window {
         total.merge(&slot.total);
     }
-    let dimension = |pick: fn(&AiSlot) -> &TopTally| -> Vec<Value> {
+    let dimension = |pick: fn(&AiMinute) -> &TopTally| -> Vec<Value> {
         let mut sums: HashMap<&str, AiTally> = HashMap::new();
         for slot in &window {
             for (label, tally) in &pick(slot).map {
