@@ -24,6 +24,7 @@ import sys
 # Bottom first. A crate may depend on any crate before it.
 LAYERS = [
     "weir-core",
+    "weir-admin-api",
     "weir-select",
     "weir-config",
     "weir-state",
