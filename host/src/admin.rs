@@ -22,6 +22,10 @@
 //! - `GET /dashboard/data?minutes=N` — the last N (1–15) minutes of traffic
 //!   the dashboard draws (see `observe::history`).
 //!
+//! Each JSON answer is a type of `weir_admin_api` ([`crate::admin_api`]),
+//! built in `answers.rs` or by the layer that owns the data, so the server,
+//! `weir status` and the tests read one definition of it.
+//!
 //! Before anything else, a request must be addressed to the admin API
 //! (its `Host` a loopback name or address, or one of `[admin]
 //! allowed_hosts`; 421 otherwise) and a state-changing one must come from
@@ -41,6 +45,7 @@
 //! behind a token of its own if one is set.
 
 pub mod access;
+mod answers;
 pub mod probes;
 
 use std::convert::Infallible;
@@ -52,13 +57,13 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use serde_json::json;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::access::AllowedHosts;
 use crate::gateway::Gateway;
-use weir_ai::chat::AiRouteBackend;
+use weir_admin_api::{ErrorBody, Health, ReloadAnswer};
 use weir_ai::usage::UsageFilter;
 use weir_core::body::{Body, full_body};
 use weir_proxy::router::Backend;
@@ -108,8 +113,16 @@ pub async fn serve(
     }
 }
 
-fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(full_body(format!("{value:#}\n")));
+fn json_response(status: StatusCode, answer: &impl Serialize) -> Response<Body> {
+    let (status, body) = match serde_json::to_string_pretty(answer) {
+        Ok(body) => (status, body),
+        // Only a type serde cannot write as JSON fails here: a bug, told as one.
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::to_string(&ErrorBody::new(format!("answer not serialized: {e}"))).unwrap_or_default(),
+        ),
+    };
+    let mut response = Response::new(full_body(format!("{body}\n")));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -124,7 +137,7 @@ async fn handle(
     gateway: &Gateway,
 ) -> Response<Body> {
     if let Err(refusal) = allowed.check(&request) {
-        return json_response(refusal.status(), json!({"error": refusal.to_string()}));
+        return json_response(refusal.status(), &ErrorBody::new(refusal.to_string()));
     }
     if let Some(token) = token {
         let navigating = request.method() == Method::GET && request.uri().path() == "/";
@@ -141,7 +154,7 @@ async fn handle(
             }
             return json_response(
                 StatusCode::UNAUTHORIZED,
-                json!({"error": "missing or wrong bearer token"}),
+                &ErrorBody::new("missing or wrong bearer token"),
             );
         }
     }
@@ -160,27 +173,36 @@ async fn handle(
                 .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "minutes"))
                 .and_then(|(_, v)| v.parse::<u64>().ok())
                 .unwrap_or(weir_observe::history::WINDOW_MINUTES);
-            json_response(StatusCode::OK, gateway.observer().history.snapshot(minutes))
+            json_response(StatusCode::OK, &gateway.observer().history.snapshot(minutes))
         }
-        (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
-        (&Method::GET, "/plugins") => json_response(StatusCode::OK, json!({ "plugins": plugins(gateway) })),
-        (&Method::GET, "/routes") => json_response(StatusCode::OK, json!({ "routes": routes(gateway) })),
+        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &Health::ok()),
+        (&Method::GET, "/plugins") => json_response(StatusCode::OK, &answers::plugins(gateway)),
+        (&Method::GET, "/routes") => json_response(StatusCode::OK, &answers::routes(gateway)),
         (&Method::GET, "/metrics") => metrics(gateway),
-        (&Method::GET, "/state") => json_response(StatusCode::OK, state(gateway)),
+        (&Method::GET, "/state") => json_response(StatusCode::OK, &answers::state(gateway)),
         (&Method::GET, "/usage") => usage(gateway, request.uri().query().unwrap_or_default()).await,
         (&Method::POST, "/reload") => match gateway.reload_config().await {
-            Ok(()) => json_response(StatusCode::OK, json!({"reloaded": true})),
+            Ok(()) => json_response(
+                StatusCode::OK,
+                &ReloadAnswer {
+                    reloaded: true,
+                    problems: None,
+                },
+            ),
             Err(e) => json_response(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"reloaded": false, "problems": e.to_string().lines().map(str::trim).collect::<Vec<_>>()}),
+                &ReloadAnswer {
+                    reloaded: false,
+                    problems: Some(e.to_string().lines().map(|l| l.trim().to_string()).collect()),
+                },
             ),
         },
         (
             _,
             "/" | "/dashboard/app.js" | "/dashboard/app.css" | "/dashboard/data" | "/healthz" | "/plugins" | "/routes"
             | "/state" | "/reload" | "/usage" | "/metrics",
-        ) => json_response(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method not allowed"})),
-        _ => json_response(StatusCode::NOT_FOUND, json!({"error": "no such admin endpoint"})),
+        ) => json_response(StatusCode::METHOD_NOT_ALLOWED, &ErrorBody::new("method not allowed")),
+        _ => json_response(StatusCode::NOT_FOUND, &ErrorBody::new("no such admin endpoint")),
     }
 }
 
@@ -240,130 +262,20 @@ pub(crate) fn metrics(gateway: &Gateway) -> Response<Body> {
     response
 }
 
-/// Where shared state lives and whether it answers: `{"store": "memory"}`,
-/// or the Redis URL (password hidden), `up`, the last `error` while down,
-/// `since_ms` (when it last went up or down), the policy routes follow by
-/// default, and counts of unavailable operations and outages.
-fn state(gateway: &Gateway) -> serde_json::Value {
-    let state = gateway.state();
-    match state.status() {
-        None => json!({"store": "memory", "up": true}),
-        Some(redis) => json!({
-            "store": redis.url,
-            "up": redis.up,
-            "error": redis.error,
-            "since_ms": redis.since_ms,
-            "on_unavailable": state.config().on_unavailable.as_str(),
-            "unavailable_operations": redis.unavailable_ops,
-            "outages": redis.outages,
-        }),
-    }
-}
-
-fn plugins(gateway: &Gateway) -> Vec<serde_json::Value> {
-    let proxy = gateway.proxy().load();
-    gateway
-        .plugin_status()
-        .into_iter()
-        .map(|status| {
-            let mut entry = serde_json::to_value(&status).unwrap_or_else(|_| json!({}));
-            if let Some(p) = proxy.plugins.iter().find(|p| p.name().as_str() == status.name) {
-                entry["idle_instances"] = json!(p.idle_instances());
-                entry["deadline_ms"] = json!(p.limits.deadline.as_millis() as u64);
-                entry["memory_mb"] = json!(p.limits.memory_bytes >> 20);
-                entry["fail_open"] = json!(p.limits.fail_open);
-                entry["outbound_timeout_ms"] = json!(p.identity.grants.outbound_timeout.as_millis() as u64);
-            }
-            entry
-        })
-        .collect()
-}
-
-fn routes(gateway: &Gateway) -> Vec<serde_json::Value> {
-    let proxy = gateway.proxy().load();
-    proxy
-        .routes
-        .iter()
-        .map(|r| {
-            let mut entry = json!({
-                "name": r.name.as_str(),
-                "plugins": r.chain.links.iter().map(|l| l.plugin.name().as_str()).collect::<Vec<_>>(),
-                "missing_plugins": r.chain.missing.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-            });
-            match &r.backend {
-                Backend::Upstream(pool) => {
-                    entry["upstream"] = json!(pool.name.as_str());
-                    entry["targets"] = pool
-                        .targets()
-                        .iter()
-                        .map(|t| json!(format!("{}://{}", t.scheme, t.authority)))
-                        .collect();
-                    entry["ejected"] = pool
-                        .targets()
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| pool.is_ejected(*i))
-                        .map(|(_, t)| json!(format!("{}://{}", t.scheme, t.authority)))
-                        .collect();
-                    entry["target_status"] = pool
-                        .status()
-                        .map(|s| {
-                            json!({
-                                "target": format!("{}://{}", s.target.scheme, s.target.authority),
-                                "weight": s.weight,
-                                "circuit": s.state.as_str(),
-                                "in_flight": s.in_flight,
-                            })
-                        })
-                        .collect();
-                }
-                Backend::Ai(backend) => {
-                    let Some(ai) = backend.as_any().downcast_ref::<AiRouteBackend>().map(|b| &b.route) else {
-                        return entry;
-                    };
-                    entry["models"] = json!(ai.models());
-                    entry["ai_targets"] = ai
-                        .targets
-                        .iter()
-                        .map(|t| {
-                            json!({
-                                "name": t.name,
-                                "model": t.model,
-                                "alias": t.alias,
-                                "url": format!("{}://{}{}", t.base.scheme, t.base.authority, t.base_path),
-                                "shim": match &t.shim { Ok((p, _)) => p.name().as_str(), Err(name) => name.as_str() },
-                                "shim_loaded": t.shim.is_ok(),
-                                "weight": t.weight,
-                                "priority": t.priority,
-                                "cooling_ms": t.health.resting_for(weir_core::clock::now_ms()),
-                                "circuit": t.health.state(weir_core::clock::now_ms()).as_str(),
-                            })
-                        })
-                        .collect();
-                }
-            }
-            entry
-        })
-        .collect()
-}
-
 async fn usage(gateway: &Gateway, query: &str) -> Response<Body> {
     let filter: UsageFilter = match serde_urlencoded::from_str(query) {
         Ok(filter) => filter,
-        Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": format!("bad query: {e}")})),
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, &ErrorBody::new(format!("bad query: {e}"))),
     };
     let Some(ledger) = gateway.usage_ledger().await else {
         return json_response(
             StatusCode::NOT_FOUND,
-            json!({"error": "no AI routes: nothing is recorded"}),
+            &ErrorBody::new("no AI routes: nothing is recorded"),
         );
     };
     match ledger.query(filter).await {
-        Ok(report) => json_response(
-            StatusCode::OK,
-            serde_json::to_value(&report).unwrap_or_else(|_| json!({})),
-        ),
-        Err(e) => json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()})),
+        Ok(report) => json_response(StatusCode::OK, &report),
+        Err(e) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &ErrorBody::new(e.to_string())),
     }
 }
 

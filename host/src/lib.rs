@@ -6,13 +6,15 @@
 //! [`plugins`] (the runtime that loads and calls plugins, and the host
 //! capabilities they import), [`ai`] (AI routes: provider targets, failover,
 //! usage, budgets, cache), [`observe`] (each request's record: metrics and
-//! the access log), [`admin`] (the admin API), [`gateway`] (putting it together and
+//! the access log), [`admin`] (the admin API; its answers' types in
+//! [`admin_api`]), [`gateway`] (putting it together and
 //! swapping in new versions), [`check`] (`weir check`: every problem of a config
 //! in one run, nothing served or written), [`watch`] (noticing changes) and [`toolchain`]
 //! (plugin projects in each language: `weir plugin new` and `weir plugin build`).
 //! [`tls`] holds the TLS settings every outbound client shares.
 
 pub mod admin;
+pub use weir_admin_api as admin_api;
 pub use weir_ai as ai;
 pub mod check;
 pub use weir_config as config;

@@ -14,7 +14,10 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use weir_admin_api::{
+    DashboardData, Grant, Health, LastMinuteTraffic, PluginList, RouteBackend, RouteList, SharedState,
+};
 
 /// Errors shown: the newest few.
 const ERRORS_SHOWN: usize = 5;
@@ -26,7 +29,8 @@ struct Admin {
 }
 
 impl Admin {
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    /// `GET path`, its answer read as a `T`.
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let mut request = http::Request::get(format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
@@ -62,7 +66,12 @@ impl Admin {
                 String::from_utf8_lossy(&body).trim()
             );
         }
-        serde_json::from_slice(&body).with_context(|| format!("GET {path}: the answer is not JSON"))
+        serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "GET {path} on the admin API at {}: the answer is not what this weir status reads (is the gateway another version?)",
+                self.base
+            )
+        })
     }
 }
 
@@ -86,7 +95,7 @@ pub async fn report(admin: &str, token: Option<String>) -> anyhow::Result<String
     let admin = Admin { base, token, client };
     // Health first: it tells an unreachable API or a refused token apart
     // before anything else is asked.
-    let health = admin.get("/healthz").await?;
+    let health: Health = admin.get("/healthz").await?;
     let (routes, plugins, data, state) = tokio::try_join!(
         admin.get("/routes"),
         admin.get("/plugins"),
@@ -96,72 +105,87 @@ pub async fn report(admin: &str, token: Option<String>) -> anyhow::Result<String
     Ok(render(&admin.base, &health, &routes, &plugins, &data, &state))
 }
 
-fn render(base: &str, health: &Value, routes: &Value, plugins: &Value, data: &Value, state: &Value) -> String {
+fn render(
+    base: &str,
+    health: &Health,
+    routes: &RouteList,
+    plugins: &PluginList,
+    data: &DashboardData,
+    state: &SharedState,
+) -> String {
     let mut out = String::new();
-    let healthy = health["status"] == "ok";
-    let _ = writeln!(out, "weir at {base}: {}", if healthy { "up" } else { "NOT healthy" });
-    match (&state["store"], &state["up"]) {
-        (Value::String(store), Value::Bool(false)) => {
+    let _ = writeln!(
+        out,
+        "weir at {base}: {}",
+        if health.is_ok() { "up" } else { "NOT healthy" }
+    );
+    match &state.redis {
+        Some(redis) if !state.up => {
             let _ = writeln!(
                 out,
-                "shared state: {store} UNAVAILABLE ({}; routes follow {} by default)",
-                text(&state["error"]),
-                text(&state["on_unavailable"])
+                "shared state: {} UNAVAILABLE ({}; routes follow {} by default)",
+                state.store,
+                redis.error.as_deref().unwrap_or("-"),
+                redis.on_unavailable.as_str()
             );
         }
-        (Value::String(store), _) => {
-            let _ = writeln!(out, "shared state: {store}");
+        _ => {
+            let _ = writeln!(out, "shared state: {}", state.store);
         }
-        _ => {}
     }
-    let totals = &data["totals"]["last_minute"];
+    let totals = &data.totals.last_minute;
     let _ = writeln!(out, "last minute: {}", traffic(totals));
 
     let _ = writeln!(out, "\nroutes");
-    let empty = Vec::new();
-    let route_stats = data["routes"].as_array().unwrap_or(&empty);
-    for route in routes["routes"].as_array().unwrap_or(&empty) {
-        let name = route["name"].as_str().unwrap_or("?");
-        let backend = match (&route["upstream"], &route["models"]) {
-            (Value::String(upstream), _) => format!("upstream {upstream}"),
-            (_, Value::Array(models)) => format!("AI models {}", list(models)),
-            _ => "no backend".to_string(),
+    for route in &routes.routes {
+        let name = &route.name;
+        let backend = match &route.backend {
+            Some(RouteBackend::Upstream(upstream)) => format!("upstream {}", upstream.upstream),
+            Some(RouteBackend::Ai(ai)) => format!("AI models {}", list(&ai.models)),
+            None => "no backend".to_string(),
         };
         let _ = writeln!(out, "  {name} → {backend}");
-        for target in route["target_status"].as_array().unwrap_or(&empty) {
-            let _ = writeln!(
-                out,
-                "    {}  circuit {}  weight {}  in flight {}",
-                text(&target["target"]),
-                text(&target["circuit"]),
-                target["weight"],
-                target["in_flight"]
-            );
-        }
-        for target in route["ai_targets"].as_array().unwrap_or(&empty) {
-            let _ = writeln!(
-                out,
-                "    {}  model {}  {}  circuit {}{}",
-                text(&target["name"]),
-                text(&target["model"]),
-                text(&target["url"]),
-                text(&target["circuit"]),
-                if target["shim_loaded"] == false {
-                    "  (shim not loaded)"
-                } else {
-                    ""
+        match &route.backend {
+            Some(RouteBackend::Upstream(upstream)) => {
+                for target in &upstream.target_status {
+                    let _ = writeln!(
+                        out,
+                        "    {}  circuit {}  weight {}  in flight {}",
+                        target.target,
+                        target.circuit.as_str(),
+                        target.weight,
+                        target.in_flight
+                    );
                 }
+            }
+            Some(RouteBackend::Ai(ai)) => {
+                for target in &ai.ai_targets {
+                    let _ = writeln!(
+                        out,
+                        "    {}  model {}  {}  circuit {}{}",
+                        target.name,
+                        target.model,
+                        target.url,
+                        target.circuit.as_str(),
+                        if target.shim_loaded { "" } else { "  (shim not loaded)" }
+                    );
+                }
+            }
+            None => {}
+        }
+        if !route.plugins.is_empty() {
+            let _ = writeln!(out, "    plugins: {}", list(&route.plugins));
+        }
+        if !route.missing_plugins.is_empty() {
+            let _ = writeln!(
+                out,
+                "    MISSING plugins (answers 503): {}",
+                list(&route.missing_plugins)
             );
         }
-        if let Some(chain) = route["plugins"].as_array().filter(|c| !c.is_empty()) {
-            let _ = writeln!(out, "    plugins: {}", list(chain));
-        }
-        if let Some(missing) = route["missing_plugins"].as_array().filter(|m| !m.is_empty()) {
-            let _ = writeln!(out, "    MISSING plugins (answers 503): {}", list(missing));
-        }
-        match route_stats.iter().find(|r| r["route"] == name) {
+        match data.routes.iter().find(|r| &r.route == name) {
             Some(stats) => {
-                let _ = writeln!(out, "    last minute: {}", traffic(&stats["last_minute"]));
+                let _ = writeln!(out, "    last minute: {}", traffic(&stats.last_minute));
             }
             None => {
                 let _ = writeln!(out, "    last minute: no requests");
@@ -170,30 +194,30 @@ fn render(base: &str, health: &Value, routes: &Value, plugins: &Value, data: &Va
     }
 
     let _ = writeln!(out, "\nplugins");
-    let plugins = plugins["plugins"].as_array().unwrap_or(&empty);
-    if plugins.is_empty() {
+    if plugins.plugins.is_empty() {
         let _ = writeln!(out, "  (none)");
     }
-    for plugin in plugins {
-        let version = plugin["version"].as_str().map_or("-", |v| &v[..v.len().min(12)]);
+    for plugin in &plugins.plugins {
+        let plugin = &plugin.status;
+        let version = plugin.version.as_deref().map_or("-", |v| v.get(..12).unwrap_or(v));
         let _ = writeln!(
             out,
             "  {}  {}  version {}  routes {}",
-            text(&plugin["name"]),
-            text(&plugin["state"]),
+            plugin.name,
+            plugin.state.as_str(),
             version,
-            plugin["routes"].as_array().map_or("-".to_string(), |r| list(r))
+            list(&plugin.routes)
         );
-        let _ = writeln!(out, "    grants: {}", grants(&plugin["grants"]));
-        if let Some(error) = plugin["last_error"].as_str() {
-            let when = plugin["last_error_at"]
-                .as_u64()
-                .map_or(String::new(), |s| format!(" at {}", time(s * 1000)));
+        let _ = writeln!(out, "    grants: {}", grants(&plugin.grants));
+        if let Some(error) = &plugin.last_error {
+            let when = plugin.last_error_at.map_or(String::new(), |s| {
+                format!(" at {}", time(s.saturating_mul(1000) as i64))
+            });
             let _ = writeln!(out, "    LAST ERROR{when}: {error}");
         }
     }
 
-    let errors = data["errors"].as_array().unwrap_or(&empty);
+    let errors = &data.errors;
     let _ = writeln!(
         out,
         "\nrecent errors{}",
@@ -203,62 +227,54 @@ fn render(base: &str, health: &Value, routes: &Value, plugins: &Value, data: &Va
         let _ = writeln!(
             out,
             "  {}  {} {}  {} {}  route {}",
-            time(error["time_ms"].as_u64().unwrap_or(0)),
-            error["status"],
-            error["error"].as_str().unwrap_or("-"),
-            text(&error["method"]),
-            text(&error["path"]),
-            error["route"].as_str().unwrap_or("-")
+            time(error.time_ms),
+            error.status,
+            error.error.as_deref().unwrap_or("-"),
+            error.method,
+            error.path,
+            error.route.as_deref().unwrap_or("-")
         );
     }
     out
 }
 
 /// "2.50 req/s, 10.0% errors (3 of 30), p50 1.2 ms, p99 8.0 ms"
-fn traffic(stats: &Value) -> String {
-    let requests = stats["requests"].as_u64().unwrap_or(0);
-    let errors = stats["errors"].as_u64().unwrap_or(0);
+fn traffic(stats: &LastMinuteTraffic) -> String {
+    let (requests, errors) = (stats.requests, stats.errors);
     let mut line = format!(
         "{:.2} req/s, {:.1}% errors ({errors} of {requests})",
-        stats["rps"].as_f64().unwrap_or(0.0),
-        stats["error_rate"].as_f64().unwrap_or(0.0) * 100.0
+        stats.rps,
+        stats.error_rate * 100.0
     );
-    if let (Some(p50), Some(p99)) = (stats["p50_ms"].as_f64(), stats["p99_ms"].as_f64()) {
+    if let (Some(p50), Some(p99)) = (stats.p50_ms, stats.p99_ms) {
         let _ = write!(line, ", p50 {p50:.1} ms, p99 {p99:.1} ms");
     }
     line
 }
 
 /// "kv (config), secret \"token\" (manifest)", or "none".
-fn grants(grants: &Value) -> String {
-    let Some(grants) = grants.as_array().filter(|g| !g.is_empty()) else {
+fn grants(grants: &[Grant]) -> String {
+    if grants.is_empty() {
         return "none".into();
-    };
+    }
     grants
         .iter()
         .map(|g| {
-            let name = g["name"].as_str().map_or(String::new(), |n| format!(" {n:?}"));
-            format!("{}{name} ({})", text(&g["grant"]), text(&g["source"]))
+            let name = g.name.as_ref().map_or(String::new(), |n| format!(" {n:?}"));
+            format!("{}{name} ({})", g.grant, g.source.as_str())
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
-fn list(values: &[Value]) -> String {
+fn list(values: &[String]) -> String {
     if values.is_empty() {
         return "-".into();
     }
-    values.iter().map(text).collect::<Vec<_>>().join(", ")
+    values.join(", ")
 }
 
-fn time(unix_ms: u64) -> String {
+fn time(unix_ms: i64) -> String {
+    let unix_ms = u64::try_from(unix_ms).unwrap_or(0);
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }

@@ -15,9 +15,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
 use tokio::sync::Mutex;
 
+pub use weir_admin_api::PluginStatus;
+use weir_admin_api::{Grant, PluginState};
 use weir_ai::AiServices;
 use weir_ai::cache::AnswerCache;
 use weir_ai::usage::UsageLedger;
@@ -60,38 +61,6 @@ fn plugin_problems(errors: &[PluginLoadError]) -> String {
         text.push_str(&e.to_string());
     }
     text
-}
-
-/// What the admin API says about one plugin.
-#[derive(Debug, Clone, Serialize)]
-pub struct PluginStatus {
-    /// The plugin's name.
-    pub name: String,
-    /// Its file.
-    pub file: String,
-    /// `loaded` (serving), `missing` (file removed; its routes answer
-    /// 503) or `failed` (never loaded; see `last_error`).
-    pub state: &'static str,
-    /// SHA-256 of the file serving now.
-    pub version: Option<String>,
-    /// When the serving version was loaded (seconds since the epoch).
-    pub loaded_at: Option<u64>,
-    /// Whether its compiled code came from the cache.
-    pub compiled_from_cache: Option<bool>,
-    /// Milliseconds spent reading and compiling it.
-    pub compile_ms: Option<u64>,
-    /// Routes using it.
-    pub routes: Vec<String>,
-    /// What the serving version was granted (`kv`, each secret, each
-    /// outbound host) and where (`config` or `manifest`).
-    pub grants: Vec<GrantEntry>,
-    /// The manifest beside the file serving now, if it has one.
-    pub manifest: Option<String>,
-    /// The last failed attempt to load a new version, if it has not been
-    /// followed by a successful one.
-    pub last_error: Option<String>,
-    /// When that was (seconds since the epoch).
-    pub last_error_at: Option<u64>,
 }
 
 fn now_secs() -> u64 {
@@ -391,8 +360,8 @@ impl Gateway {
             let entry = status
                 .entry(name.clone())
                 .or_insert_with(|| missing_status(serving, name));
-            if entry.state == "missing" {
-                entry.state = "failed";
+            if entry.state == PluginState::Missing {
+                entry.state = PluginState::Failed;
             }
             entry.last_error = Some(error.to_string());
             entry.last_error_at = Some(now_secs());
@@ -422,7 +391,7 @@ impl Gateway {
                 Some(source) => PluginStatus {
                     name: name.to_string(),
                     file: source.file.display().to_string(),
-                    state: "loaded",
+                    state: PluginState::Loaded,
                     version: Some(source.content_hash.clone()),
                     loaded_at: serving
                         .loaded
@@ -432,7 +401,7 @@ impl Gateway {
                     compiled_from_cache: Some(source.from_cache),
                     compile_ms: Some(source.compile_time.as_millis() as u64),
                     routes: routes_using(serving, &name),
-                    grants: grants_of(serving.loaded.plugins.get(&name)),
+                    grants: listed_grants(serving.loaded.plugins.get(&name)),
                     manifest: source
                         .manifest
                         .as_ref()
@@ -457,6 +426,21 @@ impl Gateway {
 /// The grants of a plugin version; none without one.
 fn grants_of(plugin: Option<&Arc<LoadedPlugin>>) -> Vec<GrantEntry> {
     plugin.map(|p| p.identity.grants.entries()).unwrap_or_default()
+}
+
+/// The grants of a plugin version as the admin API lists them.
+fn listed_grants(plugin: Option<&Arc<LoadedPlugin>>) -> Vec<Grant> {
+    grants_of(plugin)
+        .into_iter()
+        .map(|entry| Grant {
+            grant: entry.grant.to_string(),
+            name: entry.name,
+            source: match entry.source {
+                GrantSource::Config => weir_admin_api::GrantSource::Config,
+                GrantSource::Manifest => weir_admin_api::GrantSource::Manifest,
+            },
+        })
+        .collect()
 }
 
 /// Log at warn level every grant a reload gave `name`, took from it, or
@@ -515,7 +499,7 @@ fn missing_status(serving: &Serving, name: &PluginName) -> PluginStatus {
             .join(format!("{name}.wasm"))
             .display()
             .to_string(),
-        state: "missing",
+        state: PluginState::Missing,
         version: None,
         loaded_at: None,
         compiled_from_cache: None,

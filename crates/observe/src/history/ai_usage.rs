@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use weir_admin_api::AiTotals;
 
 use super::AI_TRACKED;
 
@@ -33,14 +33,14 @@ impl AiTally {
         self.prompt_tokens + self.completion_tokens
     }
 
-    pub(super) fn to_json(&self) -> Value {
-        json!({
-            "calls": self.calls,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "tokens": self.tokens(),
-            "cost": self.priced.then_some(self.cost),
-        })
+    pub(super) fn totals(&self) -> AiTotals {
+        AiTotals {
+            calls: self.calls,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            tokens: self.tokens(),
+            cost: self.priced.then_some(self.cost),
+        }
     }
 }
 

@@ -18,13 +18,14 @@
 //! This module owns the window and what is fed into it; `tally` is what
 //! one bucket keeps per route, plugin and target, `latency` the histogram
 //! quantiles come from, `ai_usage` what one minute of AI usage keeps, and
-//! `snapshot` the JSON the dashboard and `weir status` read.
+//! `snapshot` what the dashboard and `weir status` read (the admin API's
+//! `DashboardData`).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::Value;
+use weir_admin_api::DashboardData;
 
 use crate::record::{AttemptOutcome, PluginOutcome, RequestRecord};
 
@@ -173,10 +174,11 @@ impl History {
         slot.total.merge(&usage);
     }
 
-    /// The last `minutes` (1 to 15) as JSON: per route its points over
-    /// time, totals and last minute; per plugin and target their totals;
-    /// the recent errors, newest first; and AI usage per minute.
-    pub fn snapshot(&self, minutes: u64) -> Value {
+    /// The last `minutes` (1 to 15), as the admin API answers them: per
+    /// route its points over time, totals and last minute; per plugin and
+    /// target their totals; the recent errors, newest first; and AI usage
+    /// per minute.
+    pub fn snapshot(&self, minutes: u64) -> DashboardData {
         self.snapshot_at(minutes, weir_core::clock::now_ms())
     }
 }

@@ -1,23 +1,27 @@
-//! The JSON a snapshot of the history answers ([`History::snapshot`]):
-//! per route its points over the window, totals and last minute (rates
-//! over the seconds a bucket really covers); per plugin and target their
-//! totals; the recent errors, newest first; and AI usage per minute with
-//! its biggest models, consumers and targets.
+//! A snapshot of the history ([`History::snapshot`]), as the admin API's
+//! [`DashboardData`]: per route its points over the window, totals and
+//! last minute (rates over the seconds a bucket really covers); per plugin
+//! and target their totals; the recent errors, newest first; and AI usage
+//! per minute with its biggest models, consumers and targets.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::PoisonError;
 
-use serde_json::{Value, json};
+use weir_admin_api::{
+    AiPoint, AiRow, AiUsage, DashboardData, LastMinuteTraffic, PluginMinute, PluginTime, RouteTraffic, TargetAttempts,
+    TargetMinute, TrafficPoint,
+};
 
 use super::ai_usage::{AiMinute, AiTally, TopTally};
-use super::tally::{PluginTally, RecentError, RouteTally, Slot, TargetTally};
+use super::tally::{PluginTally, RouteTally, Slot, TargetTally};
 use super::{AI_TOP, BUCKET_SECS, BUCKETS_PER_MINUTE, History, OTHER, WINDOW_MINUTES, bucket_of, minute_of};
 
 impl History {
-    pub(super) fn snapshot_at(&self, minutes: u64, now_ms: i64) -> Value {
+    pub(super) fn snapshot_at(&self, minutes: u64, now_ms: i64) -> DashboardData {
         let minutes = minutes.clamp(1, WINDOW_MINUTES);
-        let Ok(inner) = self.inner.lock() else {
-            return json!({"error": "history unavailable"});
-        };
+        // The tallies are plain counts: a panic elsewhere leaves none half
+        // written that a snapshot should not show.
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let now_bucket = bucket_of(now_ms);
         let first_bucket = (now_bucket + 1).saturating_sub(minutes * BUCKETS_PER_MINUTE);
         let last_minute_from = (now_bucket + 1).saturating_sub(BUCKETS_PER_MINUTE);
@@ -67,55 +71,61 @@ impl History {
         }
         let last_minute_secs = covered((last_minute_from * BUCKET_SECS * 1000) as i64, now_ms);
 
-        let mut plugin_list: Vec<Value> = plugins
+        let mut plugin_list: Vec<PluginTime> = plugins
             .iter()
-            .map(|(name, (window, minute))| {
-                json!({
-                    "plugin": name,
-                    "calls": window.calls,
-                    "faults": window.faults,
-                    "total_ms": window.total_us as f64 / 1000.0,
-                    "mean_ms": window.total_us as f64 / 1000.0 / window.calls.max(1) as f64,
-                    "last_minute": {"calls": minute.calls, "faults": minute.faults, "total_ms": minute.total_us as f64 / 1000.0},
-                })
+            .map(|(name, (window, minute))| PluginTime {
+                plugin: name.to_string(),
+                calls: window.calls,
+                faults: window.faults,
+                total_ms: window.total_us as f64 / 1000.0,
+                mean_ms: window.total_us as f64 / 1000.0 / window.calls.max(1) as f64,
+                last_minute: PluginMinute {
+                    calls: minute.calls,
+                    faults: minute.faults,
+                    total_ms: minute.total_us as f64 / 1000.0,
+                },
             })
             .collect();
-        plugin_list.sort_by(|a, b| {
-            b["total_ms"]
-                .as_f64()
-                .partial_cmp(&a["total_ms"].as_f64())
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
+        plugin_list.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
 
-        json!({
-            "now_ms": now_ms,
-            "from_ms": (first_bucket * BUCKET_SECS * 1000) as i64,
-            "started_ms": self.started_ms,
-            "minutes": minutes,
-            "bucket_secs": BUCKET_SECS,
-            "totals": all.to_json("*", last_minute_secs, false),
-            "routes": routes.iter().map(|(name, s)| s.to_json(name, last_minute_secs, true)).collect::<Vec<_>>(),
-            "plugins": plugin_list,
-            "targets": targets.iter().map(|(key, (window, minute))| {
-                let (upstream, target) = key.split_once(' ').unwrap_or(("-", key));
-                json!({
-                    "upstream": upstream,
-                    "target": target,
-                    "attempts": window.attempts,
-                    "failures": window.failures,
-                    "last_minute": {"attempts": minute.attempts, "failures": minute.failures},
+        DashboardData {
+            now_ms,
+            from_ms: (first_bucket * BUCKET_SECS * 1000) as i64,
+            started_ms: self.started_ms,
+            minutes,
+            bucket_secs: BUCKET_SECS,
+            totals: all.traffic("*", last_minute_secs, false),
+            routes: routes
+                .iter()
+                .map(|(name, s)| s.traffic(name, last_minute_secs, true))
+                .collect(),
+            plugins: plugin_list,
+            targets: targets
+                .iter()
+                .map(|(key, (window, minute))| {
+                    let (upstream, target) = key.split_once(' ').unwrap_or(("-", key));
+                    TargetAttempts {
+                        upstream: upstream.to_string(),
+                        target: target.to_string(),
+                        attempts: window.attempts,
+                        failures: window.failures,
+                        last_minute: TargetMinute {
+                            attempts: minute.attempts,
+                            failures: minute.failures,
+                        },
+                    }
                 })
-            }).collect::<Vec<_>>(),
-            "errors": inner.errors.iter().rev().map(RecentError::to_json).collect::<Vec<_>>(),
-            "ai": ai_json(&inner.ai, minute_of(now_ms), minutes),
-        })
+                .collect(),
+            errors: inner.errors.iter().rev().map(|e| e.to_answer()).collect(),
+            ai: ai_usage(&inner.ai, minute_of(now_ms), minutes),
+        }
     }
 }
 
 /// One route's points and totals while a snapshot is assembled.
 #[derive(Default)]
 struct RouteSeries {
-    points: Vec<Value>,
+    points: Vec<TrafficPoint>,
     window: RouteTally,
     last_minute: RouteTally,
 }
@@ -125,46 +135,47 @@ impl RouteSeries {
         if tally.requests == 0 {
             return;
         }
-        self.points.push(json!({
-            "t": start_ms,
-            "secs": secs,
-            "requests": tally.requests,
-            "errors": tally.errors,
-            "rps": tally.requests as f64 / secs,
-            "p50_ms": tally.latency.quantile_ms(0.5),
-            "p99_ms": tally.latency.quantile_ms(0.99),
-        }));
+        self.points.push(TrafficPoint {
+            t: start_ms,
+            secs,
+            requests: tally.requests,
+            errors: tally.errors,
+            rps: tally.requests as f64 / secs,
+            p50_ms: tally.latency.quantile_ms(0.5),
+            p99_ms: tally.latency.quantile_ms(0.99),
+        });
         self.window.merge(tally);
         if in_last_minute {
             self.last_minute.merge(tally);
         }
     }
 
-    fn to_json(&self, name: &str, last_minute_secs: f64, with_points: bool) -> Value {
-        let summary = |t: &RouteTally| {
-            json!({
-                "requests": t.requests,
-                "errors": t.errors,
-                "error_rate": t.errors as f64 / t.requests.max(1) as f64,
-                "p50_ms": t.latency.quantile_ms(0.5),
-                "p99_ms": t.latency.quantile_ms(0.99),
-            })
-        };
-        let mut value = summary(&self.window);
-        let mut minute = summary(&self.last_minute);
-        minute["rps"] = json!(self.last_minute.requests as f64 / last_minute_secs);
-        value["last_minute"] = minute;
-        value["route"] = json!(name);
-        if with_points {
-            value["points"] = Value::Array(self.points.clone());
+    fn traffic(&self, name: &str, last_minute_secs: f64, with_points: bool) -> RouteTraffic {
+        let error_rate = |t: &RouteTally| t.errors as f64 / t.requests.max(1) as f64;
+        let (window, minute) = (&self.window, &self.last_minute);
+        RouteTraffic {
+            route: name.to_string(),
+            requests: window.requests,
+            errors: window.errors,
+            error_rate: error_rate(window),
+            p50_ms: window.latency.quantile_ms(0.5),
+            p99_ms: window.latency.quantile_ms(0.99),
+            last_minute: LastMinuteTraffic {
+                requests: minute.requests,
+                errors: minute.errors,
+                error_rate: error_rate(minute),
+                p50_ms: minute.latency.quantile_ms(0.5),
+                p99_ms: minute.latency.quantile_ms(0.99),
+                rps: minute.requests as f64 / last_minute_secs,
+            },
+            points: with_points.then(|| self.points.clone()),
         }
-        value
     }
 }
 
 /// The AI part of a snapshot: per minute, totals and the biggest models,
 /// consumers and targets over the window, each with its minutes.
-fn ai_json(slots: &[AiMinute], now_minute: u64, minutes: u64) -> Value {
+fn ai_usage(slots: &[AiMinute], now_minute: u64, minutes: u64) -> AiUsage {
     let first = (now_minute + 1).saturating_sub(minutes);
     let mut window: Vec<&AiMinute> = slots
         .iter()
@@ -175,7 +186,7 @@ fn ai_json(slots: &[AiMinute], now_minute: u64, minutes: u64) -> Value {
     for slot in &window {
         total.merge(&slot.total);
     }
-    let dimension = |pick: fn(&AiMinute) -> &TopTally| -> Vec<Value> {
+    let dimension = |pick: fn(&AiMinute) -> &TopTally| -> Vec<AiRow> {
         let mut sums: HashMap<&str, AiTally> = HashMap::new();
         for slot in &window {
             for (label, tally) in &pick(slot).map {
@@ -185,19 +196,16 @@ fn ai_json(slots: &[AiMinute], now_minute: u64, minutes: u64) -> Value {
         let mut ranked: Vec<(&str, AiTally)> = sums.into_iter().collect();
         ranked.sort_by(|a, b| b.1.tokens().cmp(&a.1.tokens()).then(a.0.cmp(b.0)));
         let shown: Vec<&str> = ranked.iter().take(AI_TOP).map(|(label, _)| *label).collect();
-        let mut rows: Vec<Value> = ranked
+        let mut rows: Vec<AiRow> = ranked
             .iter()
             .take(AI_TOP)
-            .map(|(label, tally)| {
-                let points = window
+            .map(|(label, tally)| AiRow {
+                name: label.to_string(),
+                totals: tally.totals(),
+                points: window
                     .iter()
-                    .filter_map(|slot| pick(slot).map.get(*label).map(|t| (slot.minute, t)))
-                    .map(|(minute, t)| point(minute, t))
-                    .collect::<Vec<_>>();
-                let mut row = tally.to_json();
-                row["name"] = json!(label);
-                row["points"] = json!(points);
-                row
+                    .filter_map(|slot| pick(slot).map.get(*label).map(|t| point(slot.minute, t)))
+                    .collect(),
             })
             .collect();
         // Everything not shown: the caps' `other` and the labels past the top.
@@ -217,23 +225,26 @@ fn ai_json(slots: &[AiMinute], now_minute: u64, minutes: u64) -> Value {
             }
         }
         if other_total.calls > 0 {
-            let mut row = other_total.to_json();
-            row["name"] = json!(OTHER);
-            row["points"] = json!(other_points);
-            rows.push(row);
+            rows.push(AiRow {
+                name: OTHER.to_string(),
+                totals: other_total.totals(),
+                points: other_points,
+            });
         }
         rows
     };
-    let mut value = total.to_json();
-    value["minutes"] = json!(window.iter().map(|s| point(s.minute, &s.total)).collect::<Vec<_>>());
-    value["models"] = json!(dimension(|s| &s.models));
-    value["consumers"] = json!(dimension(|s| &s.consumers));
-    value["targets"] = json!(dimension(|s| &s.targets));
-    value
+    AiUsage {
+        totals: total.totals(),
+        minutes: window.iter().map(|s| point(s.minute, &s.total)).collect(),
+        models: dimension(|s| &s.models),
+        consumers: dimension(|s| &s.consumers),
+        targets: dimension(|s| &s.targets),
+    }
 }
 
-fn point(minute: u64, tally: &AiTally) -> Value {
-    let mut value = tally.to_json();
-    value["t"] = json!(minute * 60_000);
-    value
+fn point(minute: u64, tally: &AiTally) -> AiPoint {
+    AiPoint {
+        t: minute * 60_000,
+        totals: tally.totals(),
+    }
 }

@@ -7,8 +7,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
 use super::latency::Latency;
 use super::{MAX_LABELS, OTHER};
 
@@ -102,14 +100,15 @@ pub(super) struct RecentError {
 }
 
 impl RecentError {
-    pub(super) fn to_json(&self) -> Value {
-        json!({
-            "time_ms": self.unix_ms,
-            "route": self.route,
-            "method": self.method,
-            "path": self.path,
-            "status": self.status,
-            "error": self.error,
-        })
+    /// As the admin API lists it.
+    pub(super) fn to_answer(&self) -> weir_admin_api::RecentError {
+        weir_admin_api::RecentError {
+            time_ms: self.unix_ms,
+            route: self.route.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            status: self.status,
+            error: self.error.map(str::to_string),
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use http::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
 use crate::record::Phase;
@@ -24,6 +24,14 @@ fn request(route: Option<&str>, status: u16, error: Option<&'static str>) -> Req
 
 fn history() -> History {
     History::starting_at(T0)
+}
+
+impl History {
+    /// A snapshot as the admin API writes it: the tests read the wire
+    /// format the dashboard reads.
+    fn snapshot_json(&self, minutes: u64, now_ms: i64) -> Value {
+        serde_json::to_value(self.snapshot_at(minutes, now_ms)).expect("a snapshot is JSON")
+    }
 }
 
 fn route<'a>(snapshot: &'a Value, name: &str) -> &'a Value {
@@ -48,7 +56,7 @@ fn requests_fall_into_five_second_buckets() {
         h.record_at(&request(Some("api"), 200, None), ms(1), T0 + at);
     }
     h.record_at(&request(Some("api"), 502, Some("upstream-connect")), ms(1), T0 + 5_000);
-    let snap = h.snapshot_at(1, T0 + 9_000);
+    let snap = h.snapshot_json(1, T0 + 9_000);
     let api = route(&snap, "api");
     let points = api["points"].as_array().unwrap();
     assert_eq!(points.len(), 2, "{api:#}");
@@ -86,9 +94,9 @@ fn the_window_and_the_last_minute_leave_older_buckets_out() {
     h.record_at(&request(Some("api"), 200, None), ms(1), T0 + 70_000);
     h.record_at(&request(Some("api"), 500, None), ms(1), T0 + 100_000);
     let now = T0 + 119_000;
-    let one = h.snapshot_at(1, now);
+    let one = h.snapshot_json(1, now);
     assert_eq!(route(&one, "api")["requests"], 2, "the last minute only");
-    let two = h.snapshot_at(2, now);
+    let two = h.snapshot_json(2, now);
     let api = route(&two, "api");
     assert_eq!(api["requests"], 3);
     assert_eq!(api["last_minute"]["requests"], 2);
@@ -96,8 +104,8 @@ fn the_window_and_the_last_minute_leave_older_buckets_out() {
     // The last minute covers the buckets from T0+60s to now: 59 s.
     assert_eq!(api["last_minute"]["rps"], 2.0 / 59.0);
     // Out of range asks are clamped to 1..=15 minutes.
-    assert_eq!(h.snapshot_at(0, now)["minutes"], 1);
-    assert_eq!(h.snapshot_at(60, now)["minutes"], 15);
+    assert_eq!(h.snapshot_json(0, now)["minutes"], 1);
+    assert_eq!(h.snapshot_json(60, now)["minutes"], 15);
 }
 
 #[test]
@@ -107,7 +115,7 @@ fn a_bucket_is_reused_once_the_window_has_passed_it() {
     // Exactly one window later: the same slot, a new bucket.
     let later = T0 + (WINDOW_MINUTES * 60_000) as i64;
     h.record_at(&request(Some("new"), 200, None), ms(1), later);
-    let snap = h.snapshot_at(15, later);
+    let snap = h.snapshot_json(15, later);
     assert_eq!(snap["routes"].as_array().unwrap().len(), 1, "{snap:#}");
     assert_eq!(route(&snap, "new")["requests"], 1);
     let inner = h.inner.lock().unwrap();
@@ -139,7 +147,7 @@ fn plugins_and_targets_are_tallied() {
     );
     h.record_at(&record, ms(10), T0);
     h.record_at(&record, ms(10), T0 + 1);
-    let snap = h.snapshot_at(5, T0 + 2_000);
+    let snap = h.snapshot_json(5, T0 + 2_000);
     let plugin = &snap["plugins"][0];
     assert_eq!(plugin["plugin"], "auth");
     assert_eq!(plugin["calls"], 4);
@@ -161,14 +169,14 @@ fn labels_past_the_cap_count_as_other() {
         let name = format!("r{i}");
         h.record_at(&request(Some(&name), 200, None), ms(1), T0);
     }
-    let snap = h.snapshot_at(1, T0);
+    let snap = h.snapshot_json(1, T0);
     let routes = snap["routes"].as_array().unwrap();
     assert_eq!(routes.len(), MAX_LABELS);
     assert_eq!(route(&snap, OTHER)["requests"], 51);
     assert_eq!(snap["totals"]["requests"], (MAX_LABELS + 50) as u64);
     // A label already kept keeps counting apart.
     h.record_at(&request(Some("r0"), 200, None), ms(1), T0);
-    assert_eq!(route(&h.snapshot_at(1, T0), "r0")["requests"], 2);
+    assert_eq!(route(&h.snapshot_json(1, T0), "r0")["requests"], 2);
 }
 
 #[test]
@@ -182,7 +190,7 @@ fn the_error_ring_keeps_the_last_fifty_newest_first() {
     }
     h.record_at(&request(Some("api"), 200, None), ms(1), T0 + 100);
     let long = "x".repeat(10_000);
-    let snap = h.snapshot_at(1, T0 + 1_000);
+    let snap = h.snapshot_json(1, T0 + 1_000);
     let errors = snap["errors"].as_array().unwrap();
     assert_eq!(errors.len(), RECENT_ERRORS);
     assert_eq!(errors[0]["path"], "/e/59");
@@ -194,7 +202,7 @@ fn the_error_ring_keeps_the_last_fifty_newest_first() {
     let mut record = request(None, 404, Some("no-route"));
     record.path = long;
     h.record_at(&record, ms(1), T0 + 2_000);
-    let snap = h.snapshot_at(1, T0 + 2_000);
+    let snap = h.snapshot_json(1, T0 + 2_000);
     let path = snap["errors"][0]["path"].as_str().unwrap();
     assert_eq!(path.chars().count(), MAX_PATH + 1);
     assert!(snap["errors"][0]["route"].is_null());
@@ -223,7 +231,7 @@ fn ai_usage_is_kept_per_minute_by_model_and_consumer() {
         T0 + 30_000,
     );
     h.ai_usage_at("chat", "local", "llama", None, usage(100, 50, None), T0 + 61_000);
-    let snap = h.snapshot_at(15, T0 + 61_000);
+    let snap = h.snapshot_json(15, T0 + 61_000);
     let ai = &snap["ai"];
     assert_eq!(ai["calls"], 3);
     assert_eq!(ai["tokens"], 195);
@@ -245,10 +253,10 @@ fn ai_usage_is_kept_per_minute_by_model_and_consumer() {
     assert_eq!(names, [ANONYMOUS, "bob", "alice"]);
     assert_eq!(ai["targets"][0]["name"], "chat/local");
     // The last minute only.
-    let recent = h.snapshot_at(1, T0 + 61_000);
+    let recent = h.snapshot_json(1, T0 + 61_000);
     assert_eq!(recent["ai"]["calls"], 1);
     // No AI traffic: empty lists, not an error.
-    let empty = history().snapshot_at(15, T0);
+    let empty = history().snapshot_json(15, T0);
     assert_eq!(empty["ai"]["calls"], 0);
     assert_eq!(empty["ai"]["models"], json!([]));
 }
@@ -260,7 +268,7 @@ fn the_twenty_biggest_consumers_are_listed_and_the_rest_is_other() {
         let name = format!("c{i:02}");
         h.ai_usage_at("chat", "t", "m", Some(&name), usage(100 + i, 0, None), T0);
     }
-    let snap = h.snapshot_at(1, T0);
+    let snap = h.snapshot_json(1, T0);
     let consumers = snap["ai"]["consumers"].as_array().unwrap();
     assert_eq!(consumers.len(), AI_TOP + 1);
     assert_eq!(consumers[0]["name"], "c29");
@@ -304,7 +312,7 @@ fn ai_minutes_older_than_the_window_are_dropped() {
     h.ai_usage_at("chat", "t", "old", None, usage(1, 1, None), T0);
     let later = T0 + (AI_SLOTS as i64) * 60_000;
     h.ai_usage_at("chat", "t", "new", None, usage(1, 1, None), later);
-    let snap = h.snapshot_at(15, later);
+    let snap = h.snapshot_json(15, later);
     assert_eq!(snap["ai"]["calls"], 1);
     assert_eq!(snap["ai"]["models"][0]["name"], "new");
     assert_eq!(h.inner.lock().unwrap().ai.len(), AI_SLOTS);
