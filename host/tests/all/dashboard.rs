@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use serde_json::{Value, json};
+use weir::admin_api::{DashboardData, PluginList};
 
 const TOKEN: &str = "dashboard-admin-token";
 
@@ -43,18 +44,13 @@ async fn break_auth_plugin(gw: &TestGateway) -> String {
     std::fs::write(&garbage, b"this is not a component").unwrap();
     replace_by_rename(&garbage, &file);
     wait_for("the plugin's load error", Duration::from_secs(20), || async {
-        let plugins = admin_get(gw, "/plugins").await;
-        plugins["plugins"]
-            .as_array()?
-            .iter()
-            .find(|p| p["name"] == "api-key-auth")?["last_error"]
-            .as_str()
-            .map(str::to_string)
+        let plugins: PluginList = admin_get(gw, "/plugins").await;
+        plugins.get("api-key-auth")?.status.last_error.clone()
     })
     .await
 }
 
-async fn admin_get(gw: &TestGateway, path: &str) -> Value {
+async fn admin_get<T: serde::de::DeserializeOwned>(gw: &TestGateway, path: &str) -> T {
     client()
         .get(gw.admin_url(path))
         .bearer_auth(TOKEN)
@@ -157,53 +153,47 @@ async fn the_data_endpoint_reports_routes_plugins_targets_and_errors() {
 
     // The data is recorded as each response ends, so wait for the last.
     let data = wait_for("all ten requests in the data", Duration::from_secs(10), || async {
-        let data = admin_get(&gw, "/dashboard/data?minutes=5").await;
-        (data["totals"]["requests"] == 10).then_some(data)
+        let data: DashboardData = admin_get(&gw, "/dashboard/data?minutes=5").await;
+        (data.totals.requests == 10).then_some(data)
     })
     .await;
-    assert_eq!(data["minutes"], 5);
+    assert_eq!(data.minutes, 5);
     let route = |name: &str| {
-        data["routes"]
-            .as_array()
-            .unwrap()
+        data.routes
             .iter()
-            .find(|r| r["route"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no route {name}: {data:#}"))
+            .find(|r| r.route == name)
+            .unwrap_or_else(|| panic!("no route {name}: {data:#?}"))
     };
     let api = route("api");
-    assert_eq!(api["requests"], 6);
-    assert_eq!(api["errors"], 0, "a 401 from a plugin is not an error");
-    assert!(api["p99_ms"].as_f64().unwrap() > 0.0);
-    assert!(!api["points"].as_array().unwrap().is_empty());
+    assert_eq!(api.requests, 6);
+    assert_eq!(api.errors, 0, "a 401 from a plugin is not an error");
+    assert!(api.p99_ms.unwrap() > 0.0);
+    assert!(!api.points.as_ref().unwrap().is_empty());
     let faulty = route("faulty");
-    assert_eq!(faulty["requests"], 3);
-    assert_eq!(faulty["errors"], 3);
-    assert_eq!(route("-")["errors"], 1, "no route is a gateway error");
+    assert_eq!(faulty.requests, 3);
+    assert_eq!(faulty.errors, 3);
+    assert_eq!(route("-").errors, 1, "no route is a gateway error");
 
     let plugin = |name: &str| {
-        data["plugins"]
-            .as_array()
-            .unwrap()
+        data.plugins
             .iter()
-            .find(|p| p["plugin"] == name)
-            .cloned()
-            .unwrap_or(Value::Null)
+            .find(|p| p.plugin == name)
+            .unwrap_or_else(|| panic!("no plugin {name}: {data:#?}"))
     };
     // api-key-auth has only a request phase: 3 admitted, 3 refused.
-    assert_eq!(plugin("api-key-auth")["calls"], 6, "{data:#}");
-    assert_eq!(plugin("trap")["faults"], 3);
-    assert_eq!(data["targets"][0]["upstream"], "echo");
-    assert_eq!(data["targets"][0]["attempts"], 3, "the successful api requests");
+    assert_eq!(plugin("api-key-auth").calls, 6, "{data:#?}");
+    assert_eq!(plugin("trap").faults, 3);
+    assert_eq!(data.targets[0].upstream, "echo");
+    assert_eq!(data.targets[0].attempts, 3, "the successful api requests");
 
-    let errors = data["errors"].as_array().unwrap();
+    let errors = &data.errors;
     assert_eq!(errors.len(), 4);
-    assert_eq!(errors[0]["error"], "no-route");
-    assert_eq!(errors[1]["route"], "faulty");
-    assert_eq!(errors[1]["status"], 500);
-    assert_eq!(errors[1]["error"], "plugin-trap");
-    assert_eq!(errors[1]["path"], "/faulty/trap");
-    assert_eq!(data["ai"]["calls"], 0);
+    assert_eq!(errors[0].error.as_deref(), Some("no-route"));
+    assert_eq!(errors[1].route.as_deref(), Some("faulty"));
+    assert_eq!(errors[1].status, 500);
+    assert_eq!(errors[1].error.as_deref(), Some("plugin-trap"));
+    assert_eq!(errors[1].path, "/faulty/trap");
+    assert_eq!(data.ai.totals.calls, 0);
     gw.stop().await;
 }
 

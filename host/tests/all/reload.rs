@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use serde_json::Value;
+use weir::admin_api::{GrantSource, PluginEntry, PluginList, PluginState, ReloadAnswer};
 
 fn version_config(upstream: std::net::SocketAddr) -> String {
     format!(
@@ -46,15 +47,9 @@ async fn served_version(url: &str) -> Option<String> {
         .map(|v| v.to_str().unwrap_or_default().to_string())
 }
 
-async fn plugin_status(gw: &TestGateway, name: &str) -> Value {
-    let all: Value = gw.admin_json("/plugins").await;
-    all["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
+async fn plugin_status(gw: &TestGateway, name: &str) -> PluginEntry {
+    let all: PluginList = gw.admin_answer("/plugins").await;
+    all.get(name).cloned().expect("the plugin is listed")
 }
 
 /// What one load request saw.
@@ -167,9 +162,9 @@ async fn replacing_a_plugin_twenty_times_under_load_loses_no_request() {
         versions.len() == 2 && total > 100,
         "load saw {versions:?} in {total} requests"
     );
-    let status = plugin_status(&gw, "version").await;
-    assert_eq!(status["state"], "loaded");
-    assert!(status["last_error"].is_null(), "{status}");
+    let plugin = plugin_status(&gw, "version").await.status;
+    assert_eq!(plugin.state, PluginState::Loaded);
+    assert_eq!(plugin.last_error, None, "{plugin:?}");
     gw.stop().await;
 }
 
@@ -207,22 +202,20 @@ async fn broken_files_leave_the_old_version_serving_and_report_why() {
     ];
     for (case, bytes, reason) in cases {
         replace_by_rename(&bytes, &file);
-        let status = wait_for(
+        let plugin = wait_for(
             &format!("{case}: error in admin API"),
             Duration::from_secs(10),
             || async {
-                let status = plugin_status(&gw, "version").await;
-                status["last_error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains(reason))
-                    .then_some(status)
+                let plugin = plugin_status(&gw, "version").await.status;
+                let error = plugin.last_error.as_deref().unwrap_or_default();
+                error.contains(reason).then_some(plugin)
             },
         )
         .await;
-        assert_eq!(status["state"], "loaded", "{case}: {status}");
+        assert_eq!(plugin.state, PluginState::Loaded, "{case}: {plugin:?}");
         assert!(
-            status["last_error"].as_str().unwrap().contains("version.wasm"),
-            "{case}: names the file: {status}"
+            plugin.last_error.as_deref().unwrap().contains("version.wasm"),
+            "{case}: names the file: {plugin:?}"
         );
         assert_eq!(
             served_version(&url).await.as_deref(),
@@ -235,11 +228,9 @@ async fn broken_files_leave_the_old_version_serving_and_report_why() {
     std::fs::write(dir.join("version.toml"), "deadline_ms = \"soon\"\n").unwrap();
     replace_by_rename(&good_b, &file);
     wait_for("manifest error", Duration::from_secs(10), || async {
-        let status = plugin_status(&gw, "version").await;
-        status["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("manifest") && e.contains("version.toml"))
-            .then_some(())
+        let error = plugin_status(&gw, "version").await.status.last_error;
+        let error = error.unwrap_or_default();
+        (error.contains("manifest") && error.contains("version.toml")).then_some(())
     })
     .await;
     assert_eq!(served_version(&url).await.as_deref(), Some("a"));
@@ -250,9 +241,10 @@ async fn broken_files_leave_the_old_version_serving_and_report_why() {
         (served_version(&url).await.as_deref() == Some("b")).then_some(())
     })
     .await;
-    let status = plugin_status(&gw, "version").await;
-    assert!(status["last_error"].is_null(), "{status}");
-    assert_eq!(status["deadline_ms"], 200, "manifest applied: {status}");
+    let plugin = plugin_status(&gw, "version").await;
+    assert_eq!(plugin.status.last_error, None, "{plugin:?}");
+    let deadline_ms = plugin.limits.as_ref().map(|l| l.deadline_ms);
+    assert_eq!(deadline_ms, Some(200), "manifest applied: {plugin:?}");
     gw.stop().await;
 }
 
@@ -270,14 +262,14 @@ async fn removing_a_plugin_fails_its_routes_closed_until_it_is_back() {
     })
     .await;
     assert!(body.contains("plugin version"), "names the plugin: {body}");
-    assert_eq!(plugin_status(&gw, "version").await["state"], "missing");
+    assert_eq!(plugin_status(&gw, "version").await.status.state, PluginState::Missing);
 
     std::fs::copy(built_plugin("guest-version-b"), &file).unwrap();
     wait_for("restored plugin", Duration::from_secs(10), || async {
         (served_version(&url).await.as_deref() == Some("b")).then_some(())
     })
     .await;
-    assert_eq!(plugin_status(&gw, "version").await["state"], "loaded");
+    assert_eq!(plugin_status(&gw, "version").await.status.state, PluginState::Loaded);
     gw.stop().await;
 }
 
@@ -301,8 +293,9 @@ async fn config_edits_apply_when_valid_and_are_refused_whole_when_not() {
     std::fs::write(&config_file, &invalid).unwrap();
     let response = admin_reload().await.unwrap();
     assert_eq!(response.status(), 422);
-    let answer: Value = response.json().await.unwrap();
-    let problems = answer["problems"].to_string();
+    let answer: ReloadAnswer = response.json().await.unwrap();
+    assert!(!answer.reloaded, "{answer:?}");
+    let problems = answer.problems.unwrap_or_default().join("\n");
     assert!(problems.contains("routes[1].upstream"), "{problems}");
     assert_eq!(
         served_version(&gw.url("/")).await.as_deref(),
@@ -356,7 +349,7 @@ async fn a_restart_with_a_warm_cache_skips_compilation() {
     for (run, expect_cached) in [(1, false), (2, true)] {
         let running = start_in(dir.path(), &config).await.unwrap();
         let admin = running.admin.unwrap();
-        let all: Value = client()
+        let all: PluginList = client()
             .get(format!("http://{admin}/plugins"))
             .send()
             .await
@@ -365,8 +358,9 @@ async fn a_restart_with_a_warm_cache_skips_compilation() {
             .await
             .unwrap();
         assert_eq!(
-            all["plugins"][0]["compiled_from_cache"], expect_cached,
-            "run {run}: {all}"
+            all.plugins[0].status.compiled_from_cache,
+            Some(expect_cached),
+            "run {run}: {all:?}"
         );
         running.shutdown().await;
     }
@@ -530,25 +524,26 @@ async fn a_dropped_manifest_granting_a_secret_is_shown_with_its_source_and_logge
     let gw = start_probe("").await;
     let (status, text) = read_secret(&gw).await;
     assert_eq!(status, 403, "not granted by the config: {text}");
-    assert_eq!(plugin_status(&gw, "probe").await["grants"], serde_json::json!([]));
+    assert_eq!(plugin_status(&gw, "probe").await.status.grants, []);
 
     let manifest = gw.dir.path().join("plugins/probe.toml");
     std::fs::write(&manifest, "secrets = [\"token\"]\n").unwrap();
-    let status = wait_for(
+    let plugin = wait_for(
         "the manifest's grant in the admin API",
         Duration::from_secs(10),
         || async {
-            let status = plugin_status(&gw, "probe").await;
-            (status["grants"].as_array()?.len() == 1).then_some(status)
+            let plugin = plugin_status(&gw, "probe").await.status;
+            (plugin.grants.len() == 1).then_some(plugin)
         },
     )
     .await;
-    assert_eq!(
-        status["grants"],
-        serde_json::json!([{"grant": "secret", "name": "token", "source": "manifest"}]),
-        "{status}"
-    );
-    assert_eq!(status["manifest"], manifest.display().to_string(), "{status}");
+    let grants: Vec<_> = plugin
+        .grants
+        .iter()
+        .map(|g| (&*g.grant, g.name.as_deref(), g.source))
+        .collect();
+    assert_eq!(grants, [("secret", Some("token"), GrantSource::Manifest)], "{plugin:?}");
+    assert_eq!(plugin.manifest, Some(manifest.display().to_string()), "{plugin:?}");
     assert_eq!(read_secret(&gw).await, (200, "s3cret".to_string()));
 
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
@@ -568,12 +563,12 @@ async fn with_manifest_grants_off_a_granting_manifest_is_refused_and_grants_noth
     let gw = start_probe("manifest_grants = false").await;
     let dir = gw.dir.path().join("plugins");
     std::fs::write(dir.join("probe.toml"), "secrets = [\"token\"]\nkv = true\n").unwrap();
-    let status = wait_for("the refused manifest", Duration::from_secs(10), || async {
-        let status = plugin_status(&gw, "probe").await;
-        status["last_error"].is_string().then_some(status)
+    let plugin = wait_for("the refused manifest", Duration::from_secs(10), || async {
+        let plugin = plugin_status(&gw, "probe").await.status;
+        plugin.last_error.is_some().then_some(plugin)
     })
     .await;
-    let error = status["last_error"].as_str().unwrap();
+    let error = plugin.last_error.as_deref().unwrap();
     for needle in [
         "probe.toml",
         "secrets = [\"token\"]",
@@ -582,8 +577,8 @@ async fn with_manifest_grants_off_a_granting_manifest_is_refused_and_grants_noth
     ] {
         assert!(error.contains(needle), "missing {needle:?} in {error}");
     }
-    assert_eq!(status["state"], "loaded", "the old version keeps serving: {status}");
-    assert_eq!(status["grants"], serde_json::json!([]), "{status}");
+    assert_eq!(plugin.state, PluginState::Loaded, "old version serving: {plugin:?}");
+    assert_eq!(plugin.grants, [], "{plugin:?}");
     let (code, text) = read_secret(&gw).await;
     assert_eq!(code, 403, "{text}");
     assert!(text.contains("NotGranted"), "{text}");
@@ -591,8 +586,8 @@ async fn with_manifest_grants_off_a_granting_manifest_is_refused_and_grants_noth
     // A manifest that grants nothing is still read.
     std::fs::write(dir.join("probe.toml"), "deadline_ms = 200\n").unwrap();
     wait_for("the grant-free manifest applied", Duration::from_secs(10), || async {
-        let status = plugin_status(&gw, "probe").await;
-        (status["deadline_ms"] == 200 && status["last_error"].is_null()).then_some(())
+        let plugin = plugin_status(&gw, "probe").await;
+        (plugin.limits.map(|l| l.deadline_ms) == Some(200) && plugin.status.last_error.is_none()).then_some(())
     })
     .await;
     assert_eq!(read_secret(&gw).await.0, 403);

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::common::*;
+use weir::admin_api::{DashboardData, PluginList};
 
 const TOKEN: &str = "status-admin-token";
 
@@ -55,7 +56,7 @@ async fn status_names_routes_plugins_the_load_error_and_the_last_request_error()
     replace_by_rename(&garbage, &gw.dir.path().join("plugins/api-key-auth.wasm"));
     let admin = gw.admin_url("");
     wait_for("the load error in the admin API", Duration::from_secs(20), || async {
-        let plugins: serde_json::Value = http
+        let plugins: PluginList = http
             .get(format!("{admin}/plugins"))
             .bearer_auth(TOKEN)
             .send()
@@ -64,17 +65,13 @@ async fn status_names_routes_plugins_the_load_error_and_the_last_request_error()
             .json()
             .await
             .ok()?;
-        plugins["plugins"]
-            .as_array()?
-            .iter()
-            .any(|p| p["name"] == "api-key-auth" && p["last_error"].is_string())
-            .then_some(())
+        plugins.get("api-key-auth")?.status.last_error.is_some().then_some(())
     })
     .await;
 
     // Each request is recorded as its response ends: wait for all four.
     wait_for("four requests recorded", Duration::from_secs(10), || async {
-        let data: serde_json::Value = http
+        let data: DashboardData = http
             .get(format!("{admin}/dashboard/data?minutes=1"))
             .bearer_auth(TOKEN)
             .send()
@@ -83,7 +80,7 @@ async fn status_names_routes_plugins_the_load_error_and_the_last_request_error()
             .json()
             .await
             .ok()?;
-        (data["totals"]["requests"] == 4).then_some(())
+        (data.totals.requests == 4).then_some(())
     })
     .await;
 

@@ -95,6 +95,13 @@ impl TestGateway {
             .expect("admin JSON")
     }
 
+    /// `GET path` on the admin API, read as its answer's type.
+    pub async fn admin_answer<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let response = client().get(self.admin_url(path)).send().await.expect("admin API");
+        let body = response.text().await.expect("admin answer");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;

@@ -2,6 +2,7 @@
 //! cross-site state changes refused.
 
 use super::*;
+use weir::admin_api::{ErrorBody, PluginList, RouteList};
 
 #[tokio::test]
 async fn admin_api_lists_plugins_and_routes_behind_a_token() {
@@ -25,7 +26,7 @@ async fn admin_api_lists_plugins_and_routes_behind_a_token() {
     let gw = TestGateway::start(&config, &[("headers", "headers")]).await;
     let http = client();
     assert_eq!(http.get(gw.admin_url("/plugins")).send().await.unwrap().status(), 401);
-    let plugins: Value = http
+    let plugins: PluginList = http
         .get(gw.admin_url("/plugins"))
         .bearer_auth("admin-token")
         .send()
@@ -34,11 +35,11 @@ async fn admin_api_lists_plugins_and_routes_behind_a_token() {
         .json()
         .await
         .unwrap();
-    let plugin = &plugins["plugins"][0];
-    assert_eq!(plugin["name"], "headers");
-    assert_eq!(plugin["version"].as_str().unwrap().len(), 64);
-    assert_eq!(plugin["routes"][0], "api");
-    let routes: Value = http
+    let plugin = &plugins.plugins[0].status;
+    assert_eq!(plugin.name, "headers");
+    assert_eq!(plugin.version.as_ref().unwrap().len(), 64);
+    assert_eq!(plugin.routes[0], "api");
+    let routes: RouteList = http
         .get(gw.admin_url("/routes"))
         .bearer_auth("admin-token")
         .send()
@@ -47,7 +48,7 @@ async fn admin_api_lists_plugins_and_routes_behind_a_token() {
         .json()
         .await
         .unwrap();
-    assert_eq!(routes["routes"][0]["plugins"][0], "headers");
+    assert_eq!(routes.routes[0].plugins[0], "headers");
     gw.stop().await;
 }
 
@@ -117,11 +118,10 @@ async fn admin_api_refuses_foreign_hosts_and_cross_site_state_changes() {
                     .await
                     .unwrap();
                 assert_eq!(response.status(), 421, "{case}: {host} {path}");
-                let body: Value = response.json().await.unwrap();
-                let error = body["error"].as_str().unwrap_or_default();
+                let body: ErrorBody = response.json().await.unwrap();
                 assert!(
-                    error.contains(&format!("host {host:?}")),
-                    "{case}: names the host: {body}"
+                    body.error.contains(&format!("host {host:?}")),
+                    "{case}: names the host: {body:?}"
                 );
             }
         }
@@ -158,9 +158,8 @@ async fn admin_api_refuses_foreign_hosts_and_cross_site_state_changes() {
             }
             let response = request.send().await.unwrap();
             assert_eq!(response.status(), 403, "{case}: {headers:?}");
-            let body: Value = response.json().await.unwrap();
-            let error = body["error"].as_str().unwrap_or_default();
-            assert!(error.starts_with("POST from origin"), "{case}: {body}");
+            let body: ErrorBody = response.json().await.unwrap();
+            assert!(body.error.starts_with("POST from origin"), "{case}: {body:?}");
         }
         // Nor does it on an endpoint that does not take POST, or with the
         // dashboard's session cookie.
