@@ -52,7 +52,7 @@ def crate_breaches(meta):
     ours = [n for n in packages if n == "weir" or n.startswith("weir-")]
     # The SDK, the test emulator, the test support and the benches are not
     # layers of the gateway.
-    ours = [n for n in ours if n not in ("weir-sdk", "weir-emulator", "weir-testing", "weir-benches")]
+    ours = [n for n in ours if n not in ("weir-sdk", "weir-emulator", "weir-testing", "weir-benches", "weir-bare-proxy")]
     for name in ours:
         if name not in LAYERS:
             problems.append(f"{name}: not in LAYERS (scripts/check-layers.py)")

@@ -7,9 +7,15 @@
 # Cases, all driven by the same wrk command against the same upstream nginx:
 #   direct        wrk -> upstream
 #   nginx         wrk -> nginx reverse proxy (keep-alive upstream) -> upstream
+#   hyper         wrk -> bare hyper reverse proxy (benches/bare-proxy:
+#                 hyper's HTTP/1 server and pooled client, one thread, nothing
+#                 else) -> upstream: what a proxy on hyper carries before any
+#                 of Weir's own work
 #   weir          wrk -> Weir, no plugins -> upstream
 #   weir-chain    wrk -> Weir, api-key-auth + rate-limit + headers (pooled) -> upstream
 #   weir-fresh    the same chain with every plugin in instance = "fresh"
+#   base, base-chain  with BASELINE set: weir and weir-chain again from another
+#                 build, interleaved with the rest, for a before/after in one run
 # Then, with only the upstream running:
 #   memory        VmRSS of an idle Weir with 10 plugins loaded
 #   start-up      ms from process start to the first 200, warm compile cache
@@ -24,6 +30,8 @@
 #   ACCESS_LOG [off] on: Weir writes its access log (JSON lines, to a file in
 #                   the temp dir); off: none, as nginx here has none
 #   SKIP_BUILD [0]  1: use the binaries already in the target dir
+#   BASELINE []     another `weir` binary to measure beside this tree's (cases
+#                   base and base-chain), e.g. a release build of an earlier commit
 #   KEEP_TMP [0]    1: keep the temp dir (configs, logs, raw wrk output)
 #   RESULTS [benches/load/RESULTS.md]  where the report is written
 #
@@ -45,6 +53,7 @@ SKIP_BUILD="${SKIP_BUILD:-0}"
 ACCESS_LOG="${ACCESS_LOG:-off}"
 KEEP_TMP="${KEEP_TMP:-0}"
 RESULTS="${RESULTS:-$here/RESULTS.md}"
+BASELINE="${BASELINE:-}"
 API_KEY="bench-key"
 command_line="DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS RUNS=$RUNS STARTS=$STARTS ACCESS_LOG=$ACCESS_LOG benches/load/run.sh"
 started_ns=$(date +%s%N)
@@ -75,10 +84,14 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
     log "building weir and the plugins (release)"
     cargo build --release -p weir
+    cargo build --release -p weir-bare-proxy
     cargo build --profile plugin --target wasm32-wasip2 -p api-key-auth -p rate-limit -p headers \
         -p guest-version-a -p guest-version-b
 fi
 [[ -x "$WEIR" ]] || die "$WEIR is missing (build failed, or SKIP_BUILD=1 without a build)"
+BARE="$target_dir/release/bare-proxy"
+[[ -x "$BARE" ]] || die "$BARE is missing (build failed, or SKIP_BUILD=1 without a build)"
+[[ -z "$BASELINE" || -x "$BASELINE" ]] || die "BASELINE=$BASELINE is not an executable"
 # Fails early if the binary predates the --threads flag.
 "$WEIR" run --help | grep -q -- --threads || die "$WEIR has no --threads option; rebuild"
 # What the binary was built from; host/ may be changing under us.
@@ -134,7 +147,7 @@ if command -v taskset >/dev/null && ((ncpus >= 2)); then
     pin_proxy=(taskset -c 0)
     pin_load=(taskset -c 1)
     taskset -pc 1 $$ >/dev/null
-    pinning="proxy under test (nginx or Weir) on CPU 0; wrk, upstream nginx and the harness on CPU 1"
+    pinning="proxy under test (nginx, bare hyper or Weir) on CPU 0; wrk, upstream nginx and the harness on CPU 1"
 else
     pin_proxy=()
     pin_load=()
@@ -143,136 +156,12 @@ else
 fi
 
 # ------------------------------------------------------------- helpers -----
-# Distinct free loopback ports: all sockets are held open until every port is
-# chosen, so the same port cannot come back twice.
-free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-
-# render TEMPLATE OUTPUT KEY=VALUE...: replaces @KEY@ with VALUE.
-render() {
-    local template=$1 output=$2 kv script=()
-    shift 2
-    for kv in "$@"; do script+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
-    sed "${script[@]}" "$template" >"$output"
-    ! grep -q '@[A-Z_]*@' "$output" || die "unfilled placeholder in $output"
-}
-
-# start NAME LOG CMD...: background process, remembered for the trap.
-# Sets $last_pid (the command's own pid: taskset and env exec into it).
-start() {
-    local name=$1 logfile=$2
-    shift 2
-    "$@" >"$logfile" 2>&1 &
-    last_pid=$!
-    pids+=("$last_pid")
-    log "started $name (pid $last_pid)"
-}
-
-# http_code URL [CURL ARGS...]: the status, or 000 if nothing answered.
-http_code() {
-    curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$@" || true
-}
-
-# wait_ready NAME PID LOG URL [CURL ARGS...]: polls until 200.
-wait_ready() {
-    local name=$1 pid=$2 logfile=$3 deadline
-    shift 3
-    deadline=$(($(date +%s) + 30))
-    until [[ "$(http_code "$@")" == 200 ]]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            cat "$logfile" >&2
-            die "$name exited before serving"
-        fi
-        (($(date +%s) < deadline)) || { cat "$logfile" >&2; die "$name not ready after 30 s"; }
-        sleep 0.05
-    done
-}
-
-# expect NAME WANT URL [CURL ARGS...]: one request, checking the status.
-expect() {
-    local name=$1 want=$2 got
-    shift 2
-    got="$(http_code "$@")"
-    [[ "$got" == "$want" ]] || die "$name: expected $want, got $got from $*"
-    log "$name: $want ok"
-}
-
-# rss_kb PID: resident set of the whole process.
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
-# median: of the numbers on stdin.
-median() {
-    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-# Other load on the machine (the brief expects concurrent compiles) is the
-# main source of noise, so every measured run also reports how much CPU went
-# to anything but the benchmark: busy time from /proc/stat (all but idle and
-# iowait, steal included), less the CPU time of the upstream, the proxy under
-# test (each with its child processes) and wrk. Loopback softirq work is
-# charged to the process it ran in, so it cancels out, except what ksoftirqd
-# picks up. Approximate, but it tells a disturbed run from a clean one.
-clk_tck=$(getconf CLK_TCK)
-cpu_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-# tree_ticks PID...: utime + stime of each process and its direct children.
-tree_ticks() {
-    local pid p total=0 f
-    for pid in "$@"; do
-        for p in "$pid" $(ps -o pid= --ppid "$pid"); do
-            # Neither nginx nor weir has a space in its name, so fields split cleanly.
-            read -r -a f <"/proc/$p/stat" 2>/dev/null || continue
-            total=$((total + f[13] + f[14]))
-        done
-    done
-    echo "$total"
-}
-# own_ticks PID...: tree_ticks of the servers plus the CPU time of the
-# harness's finished children (wrk among them). `times` must run in this very
-# shell (a subshell's children start from zero), hence a file, not a pipe,
-# and the result in $ticks rather than on stdout.
-own_ticks() {
-    times >"$tmp/times"
-    ticks=$(($(tree_ticks "$@") + $(children_ticks "$tmp/times")))
-}
-children_ticks() {
-    awk -v hz="$clk_tck" 'NR == 2 {
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
-        printf "%d\n", t * hz
-    }' "$1"
-}
-
-# parse_wrk FILE: "req/s p50_us p99_us non2xx socket_errors".
-parse_wrk() {
-    awk '
-        function us(t,   n, u) {
-            n = t + 0; u = t; sub(/^[0-9.]+/, "", u)
-            if (u == "us") return n
-            if (u == "ms") return n * 1000
-            if (u == "s") return n * 1000000
-            if (u == "m") return n * 60000000
-            return -1
-        }
-        $1 == "Requests/sec:" { rps = $2 }
-        $1 == "50%" { p50 = us($2) }
-        $1 == "99%" { p99 = us($2) }
-        /Non-2xx or 3xx responses:/ { bad = $NF }
-        /Socket errors:/ { gsub(/,/, ""); errs = $4 + $6 + $8 + $10 }
-        END { printf "%s %s %s %d %d\n", rps, p50, p99, bad, errs }
-    ' "$1"
-}
+# shellcheck source=benches/load/lib.sh
+source "$here/lib.sh"
 
 # ------------------------------------------------------------- servers -----
-read -r upstream_port proxy_port weir_port chain_port fresh_port rss_port startup_port admin_port swap_port < <(free_ports 9)
+read -r upstream_port proxy_port weir_port chain_port fresh_port rss_port startup_port admin_port swap_port \
+    hyper_port base_port base_chain_port < <(free_ports 12)
 mkdir -p "$tmp/upstream-tmp" "$tmp/proxy-tmp"
 
 render "$here/nginx-upstream.conf.in" "$tmp/upstream.conf" PREFIX="$tmp" UPSTREAM_PORT="$upstream_port"
@@ -285,6 +174,14 @@ render "$here/weir-chain.toml.in" "$tmp/weir-chain.toml" "${common[@]}" PORT="$c
     ACCESS_LOG="$(access_log chain)"
 render "$here/weir-chain.toml.in" "$tmp/weir-fresh.toml" "${common[@]}" PORT="$fresh_port" INSTANCE=fresh \
     ACCESS_LOG="$(access_log fresh)"
+if [[ -n "$BASELINE" ]]; then
+    # Its own compile cache: the two builds never share compiled code.
+    mkdir -p "$tmp/cache-base"
+    base_common=(PLUGIN_DIR="$tmp/plugins" CACHE_DIR="$tmp/cache-base" UPSTREAM_PORT="$upstream_port" API_KEY="$API_KEY")
+    render "$here/weir-plain.toml.in" "$tmp/base.toml" "${base_common[@]}" PORT="$base_port" ACCESS_LOG="$(access_log base)"
+    render "$here/weir-chain.toml.in" "$tmp/base-chain.toml" "${base_common[@]}" PORT="$base_chain_port" \
+        INSTANCE=pooled ACCESS_LOG="$(access_log base-chain)"
+fi
 
 # -e: nginx would otherwise open its compiled-in error log before reading the config.
 start upstream "$tmp/upstream.out" "${pin_load[@]}" "$NGINX" -p "$tmp" -e "$tmp/upstream.error.log" -c "$tmp/upstream.conf" -g 'daemon off;'
@@ -294,6 +191,9 @@ declare -A server_pid=([direct]="")
 start nginx "$tmp/proxy.out" "${pin_proxy[@]}" "$NGINX" -p "$tmp" -e "$tmp/proxy.error.log" -c "$tmp/proxy.conf" -g 'daemon off;'
 server_pid[nginx]=$last_pid
 wait_ready nginx "$last_pid" "$tmp/proxy.out" "http://127.0.0.1:$proxy_port/"
+start hyper "$tmp/hyper.out" "${pin_proxy[@]}" "$BARE" "127.0.0.1:$hyper_port" "127.0.0.1:$upstream_port"
+server_pid[hyper]=$last_pid
+wait_ready hyper "$last_pid" "$tmp/hyper.out" "http://127.0.0.1:$hyper_port/"
 
 key=(-H "x-api-key: $API_KEY")
 # The Weir instances start one after the other so that only the first
@@ -304,12 +204,23 @@ for c in weir:$weir_port weir-chain:$chain_port weir-fresh:$fresh_port; do
     server_pid[$name]=$last_pid
     wait_ready "$name" "$last_pid" "$tmp/$name.log" "${key[@]}" "http://127.0.0.1:$port/"
 done
+if [[ -n "$BASELINE" ]]; then
+    for c in base:$base_port base-chain:$base_chain_port; do
+        name=${c%%:*} port=${c#*:}
+        WEIR_LOG=warn start "$name" "$tmp/$name.log" "${pin_proxy[@]}" "$BASELINE" run --config "$tmp/$name.toml" --threads 1
+        server_pid[$name]=$last_pid
+        wait_ready "$name" "$last_pid" "$tmp/$name.log" "${key[@]}" "http://127.0.0.1:$port/"
+    done
+fi
 
 # ---------------------------------------------------------- correctness ----
 expect direct 200 "${key[@]}" "http://127.0.0.1:$upstream_port/"
 expect nginx 200 "${key[@]}" "http://127.0.0.1:$proxy_port/"
+expect hyper 200 "${key[@]}" "http://127.0.0.1:$hyper_port/"
 expect weir 200 "${key[@]}" "http://127.0.0.1:$weir_port/"
-for c in weir-chain:$chain_port weir-fresh:$fresh_port; do
+chains=(weir-chain:$chain_port weir-fresh:$fresh_port)
+[[ -z "$BASELINE" ]] || chains+=(base-chain:$base_chain_port)
+for c in "${chains[@]}"; do
     name=${c%%:*} port=${c#*:}
     expect "$name (key)" 200 "${key[@]}" "http://127.0.0.1:$port/"
     expect "$name (no key)" 401 "http://127.0.0.1:$port/"
@@ -322,10 +233,14 @@ for c in weir-chain:$chain_port weir-fresh:$fresh_port; do
 done
 
 # ---------------------------------------------------------------- load -----
-cases=(direct nginx weir weir-chain weir-fresh)
+cases=(direct nginx hyper weir weir-chain weir-fresh)
+[[ -z "$BASELINE" ]] || cases+=(base base-chain)
 declare -A url=(
     [direct]="http://127.0.0.1:$upstream_port/"
     [nginx]="http://127.0.0.1:$proxy_port/"
+    [hyper]="http://127.0.0.1:$hyper_port/"
+    [base]="http://127.0.0.1:$base_port/"
+    [base-chain]="http://127.0.0.1:$base_chain_port/"
     [weir]="http://127.0.0.1:$weir_port/"
     [weir-chain]="http://127.0.0.1:$chain_port/"
     [weir-fresh]="http://127.0.0.1:$fresh_port/"
@@ -333,6 +248,9 @@ declare -A url=(
 declare -A label=(
     [direct]="upstream directly"
     [nginx]="nginx proxy (keep-alive)"
+    [hyper]="bare hyper proxy (reference)"
+    [base]="baseline build, no plugins"
+    [base-chain]="baseline build, auth + rate-limit + headers"
     [weir]="Weir, no plugins"
     [weir-chain]="Weir, auth + rate-limit + headers"
     [weir-fresh]="Weir, same chain, fresh instances"
@@ -377,12 +295,13 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 table="$(
-    echo "| case | req/s | p50 (µs) | p99 (µs) | req/s ÷ nginx | req/s ÷ direct | p99 ÷ nginx | p99 ÷ direct |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| case | req/s | p50 (µs) | p99 (µs) | req/s ÷ nginx | req/s ÷ bare hyper | req/s ÷ direct | p99 ÷ nginx | p99 ÷ direct |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for c in "${cases[@]}"; do
-        printf '| %s | %.0f | %.0f | %.0f | %s | %s | %s | %s |\n' "${label[$c]}" \
+        printf '| %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s |\n' "${label[$c]}" \
             "${med_rps[$c]}" "${med_p50[$c]}" "${med_p99[$c]}" \
-            "$(ratio "${med_rps[$c]}" "${med_rps[nginx]}")" "$(ratio "${med_rps[$c]}" "${med_rps[direct]}")" \
+            "$(ratio "${med_rps[$c]}" "${med_rps[nginx]}")" "$(ratio "${med_rps[$c]}" "${med_rps[hyper]}")" \
+            "$(ratio "${med_rps[$c]}" "${med_rps[direct]}")" \
             "$(ratio "${med_p99[$c]}" "${med_p99[nginx]}")" "$(ratio "${med_p99[$c]}" "${med_p99[direct]}")"
     done
 )"
@@ -574,6 +493,8 @@ Generated by \`benches/load/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); the wh
 | Weir | $weir_version, commit $commit, release build, \`weir run --threads 1\`, \`WEIR_LOG=warn\`; OS threads while serving (no plugins, chain, fresh): $weir_threads|
 | Weir's access log | $ACCESS_LOG (\`ACCESS_LOG\`) |
 | nginx | $nginx_version, \`worker_processes 1\`, \`access_log off\` (proxy and upstream) |
+| bare hyper | \`benches/bare-proxy\`: hyper's HTTP/1 server and legacy pooled client on one current-thread runtime; no routing, no header work |
+| baseline | ${BASELINE:-none} (\`BASELINE\`: cases base and base-chain) |
 | wrk | $wrk_version: \`$wrk_shown -d$DURATION URL\`, after \`-d$WARMUP\` unmeasured |
 | runs | $RUNS per case, round-robin across cases; medians shown |
 | pinning | $pinning |
