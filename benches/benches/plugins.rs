@@ -15,7 +15,7 @@ use http::{Request, Response};
 use weir::gateway::Gateway;
 use weir::observe::RequestRecord;
 use weir::plugins::ChainLink;
-use weir::plugins::state::{Properties, RequestState};
+use weir::plugins::exchange::{Properties, RequestState};
 use weir::proxy::{Body, Flow, Peer, full_body};
 use weir_testing::built_plugin;
 

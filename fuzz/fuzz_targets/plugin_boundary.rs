@@ -24,7 +24,7 @@ use weir::plugins::capabilities::weir::plugin::{kv, log, secrets};
 use weir::plugins::capabilities::{Grants, HostState, PluginIdentity, SharedCapabilities};
 use weir::state::SharedState;
 use weir::plugins::capabilities::OutboundClient;
-use weir::plugins::state::{Properties, RequestState, ResponseState};
+use weir::plugins::exchange::{Properties, RequestState, ResponseState};
 
 /// A string the fuzzer makes, or one of the names plugins and HTTP care
 /// about, or a long one.

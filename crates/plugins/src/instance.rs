@@ -22,7 +22,7 @@ use super::capabilities::shim::{Shim, ShimPre};
 use super::capabilities::weir::plugin::types::{Interests, RequestAction};
 use super::capabilities::{HostState, Plugin, PluginIdentity, PluginPre, SharedCapabilities};
 use super::deadline::begin_call;
-use super::state::{RequestState, ResponseState};
+use super::exchange::{RequestState, ResponseState};
 use weir_config::{InstanceMode, PluginName, RouteName};
 
 pub use super::fault::PluginFault;

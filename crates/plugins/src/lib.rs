@@ -23,10 +23,10 @@
 pub mod capabilities;
 mod deadline;
 pub mod engine;
+pub mod exchange;
 pub mod fault;
 pub mod instance;
 mod output;
-pub mod state;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

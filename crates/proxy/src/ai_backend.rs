@@ -17,7 +17,7 @@ use http::Response;
 use weir_core::body::Body;
 
 use weir_observe::{AiSlot, ShimCalls};
-use weir_plugins::state::Properties;
+use weir_plugins::exchange::Properties;
 
 /// One request for an AI route, after the route's plugins.
 pub struct AiCall<'a> {

@@ -36,7 +36,7 @@ use upstream::UpstreamBody;
 use weir_config::InstanceMode;
 use weir_config::Limits;
 use weir_observe::{Observer, Phase, PluginOutcome, Reported, RequestRecord, TraceContext};
-use weir_plugins::state::{Properties, RequestState, ResponseState};
+use weir_plugins::exchange::{Properties, RequestState, ResponseState};
 use weir_plugins::{ChainLink, Lease, PluginFault, Reply, RequestAction};
 
 /// Everything needed to serve requests under one config: routes (with

@@ -13,8 +13,8 @@
 //! or the network); every import is trappable, so a host failure (a stale
 //! handle) traps the instance instead of reaching the guest. The
 //! `request` and `response` resources are the host's own
-//! [`RequestState`](crate::state::RequestState) /
-//! [`ResponseState`](crate::state::ResponseState). `path` is relative to the crate
+//! [`RequestState`](crate::exchange::RequestState) /
+//! [`ResponseState`](crate::exchange::ResponseState). `path` is relative to the crate
 //! root (`crates/plugins`).
 
 wasmtime::component::bindgen!({
@@ -27,8 +27,8 @@ wasmtime::component::bindgen!({
     },
     exports: { default: async },
     with: {
-        "weir:plugin/types.request": crate::state::RequestState,
-        "weir:plugin/types.response": crate::state::ResponseState,
+        "weir:plugin/types.request": crate::exchange::RequestState,
+        "weir:plugin/types.response": crate::exchange::ResponseState,
     },
 });
 

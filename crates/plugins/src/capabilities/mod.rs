@@ -35,8 +35,8 @@ use wasmtime::Result;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use super::exchange::{RequestState, ResponseState};
 use super::output::PluginOutput;
-pub use super::state::{RequestState, ResponseState};
 pub use outbound_http::OutboundClient;
 use weir_config::{OnUnavailable, PluginName, RouteName};
 use weir_state::SharedState;

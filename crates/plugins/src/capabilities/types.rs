@@ -21,7 +21,7 @@ use wasmtime::component::Resource;
 use super::HostState;
 use super::headers::{all_headers, append_header, edit_headers, first_header, remove_header, set_header, take_header};
 use super::weir::plugin::types::{self, Error as CapError, Header, HeaderEdit};
-use crate::state::{RequestState, ResponseState};
+use crate::exchange::{RequestState, ResponseState};
 
 /// The methods `request` and `response` handles share: headers, body and
 /// properties, over the state behind the handle.
