@@ -32,6 +32,8 @@ LAYERS = [
     "weir-plugins",
     "weir-proxy",
     "weir-ai",
+    "weir-gateway",
+    "weir-admin",
     "weir",
 ]
 

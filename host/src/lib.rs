@@ -13,14 +13,14 @@
 //! (plugin projects in each language: `weir plugin new` and `weir plugin build`).
 //! [`tls`] holds the TLS settings every outbound client shares.
 
-pub mod admin;
+pub use weir_admin as admin;
 pub use weir_admin_api as admin_api;
 pub use weir_ai as ai;
 pub mod check;
 pub use weir_config as config;
 pub mod demo;
 pub use weir_core::files;
-pub mod gateway;
+pub use weir_gateway as gateway;
 pub use weir_observe as observe;
 pub use weir_plugins as plugins;
 pub use weir_proxy as proxy;

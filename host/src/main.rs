@@ -247,7 +247,7 @@ async fn run(config: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match gateway.start_with_probes(probes).await {
+    let running = match weir::running::start_with_probes(gateway, probes).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weir: {e:#}");

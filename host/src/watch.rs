@@ -34,8 +34,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::gateway::Gateway;
 use weir_config::{PluginName, valid_plugin_name};
+use weir_gateway::Gateway;
 use weir_proxy::listener::ReloadableCert;
 
 /// How long a file must be quiet before a change to it is acted on.

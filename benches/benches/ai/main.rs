@@ -3,7 +3,7 @@
 //! client sees through Weir against the provider emulator directly.
 //!
 //! The shim benches call warm instances of the real shims through
-//! [`Lease`], as `crates/ai/src/chat.rs` and `relay.rs` do; each times only
+//! [`Lease`], as `crates/ai/src/chat/` and `relay.rs` do; each times only
 //! the call, with its input built before the clock starts and its output
 //! dropped after it stops. The time-to-first-token benches use sockets: the
 //! emulator and a started gateway on `127.0.0.1:0`, and one keep-alive

@@ -140,7 +140,7 @@ pub(super) fn ttft(c: &mut Criterion) {
     let emulator_addr = listener.local_addr().expect("addr");
     rt.spawn(weir_emulator::serve(listener, emulator.clone()));
     let Loaded { _dir: dir, gateway } = load(&rt, emulator_addr);
-    let running: RunningGateway = rt.block_on(gateway.start()).expect("start gateway");
+    let running: RunningGateway = rt.block_on(weir::running::start(gateway)).expect("start gateway");
     let weir_addr = running.listeners[0];
 
     // What Weir sends Anthropic for the client's request, so the direct

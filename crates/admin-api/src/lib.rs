@@ -25,7 +25,7 @@
 //! and `GET /metrics` Prometheus text; neither is here.
 //!
 //! The field names are the wire format: the dashboard's JavaScript
-//! (`host/src/admin/dashboard/app.js`) reads the same JSON by these
+//! (`crates/admin/src/dashboard/app.js`) reads the same JSON by these
 //! names, so renaming a field breaks it. A field written as absent stays
 //! absent (`skip_serializing_if`, or a flattened `Option` for a group of
 //! fields that come together); one written as `null` stays `null`. No

@@ -108,7 +108,7 @@ async fn a_config_in_a_configmap_volume_reloads_each_time_the_kubelet_swaps_it()
     let gateway = weir::gateway::Gateway::load_file(&volume.dir.join("weir.toml"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let running = gateway.start().await.unwrap();
+    let running = weir::running::start(gateway).await.unwrap();
     let url = |path: &str| format!("http://{}{path}", running.listeners[0]);
     assert_eq!(status_of(&url("/first/x")).await, Some(200));
     assert_eq!(status_of(&url("/second/x")).await, Some(404));

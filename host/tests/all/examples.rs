@@ -31,12 +31,8 @@ async fn quickstart_answers_as_documented() {
         .targets = vec![weir::config::UpstreamTarget::Address(upstream.to_string())];
     config.plugins.dir = dir.path().join("plugins");
     config.plugins.cache_dir = Some(cache_dir());
-    let running = Gateway::load(config)
-        .await
-        .expect("loads")
-        .start()
-        .await
-        .expect("starts");
+    let gateway = Gateway::load(config).await.expect("loads");
+    let running = weir::running::start(gateway).await.expect("starts");
     let url = format!("http://{}/api/hello", running.listeners[0]);
     let http = client();
 
@@ -95,12 +91,8 @@ async fn ai_gateway_example_answers_curl_and_the_openai_python_library() {
         assert_eq!(target.base_url, "http://127.0.0.1:9100");
         target.base_url = format!("http://{emulator_addr}");
     }
-    let running = Gateway::load(config)
-        .await
-        .expect("loads")
-        .start()
-        .await
-        .expect("starts");
+    let gateway = Gateway::load(config).await.expect("loads");
+    let running = weir::running::start(gateway).await.expect("starts");
     let base = format!("http://{}", running.listeners[0]);
     let admin = format!("http://{}", running.admin.unwrap());
     let http = client();

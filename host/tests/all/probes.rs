@@ -127,7 +127,7 @@ async fn readyz_fails_until_the_first_config_serves_and_the_listener_closes_afte
         503,
         "plugins loaded, not serving yet"
     );
-    let running = gateway.start_with_probes(Some(probes)).await.unwrap();
+    let running = weir::running::start_with_probes(gateway, Some(probes)).await.unwrap();
     assert_eq!(running.health, Some(health), "the listener bound first is the one used");
     assert_eq!(probe(health, "/readyz").await.unwrap().0, 200);
     assert!(!running.readiness().is_draining());

@@ -124,7 +124,7 @@ pub async fn start_in(dir: &Path, config: &str) -> Result<RunningGateway, String
     let file = dir.join("weir.toml");
     std::fs::write(&file, &config).expect("write config");
     let gateway = Gateway::load_file(&file).await.map_err(|e| e.to_string())?;
-    gateway.start().await.map_err(|e| format!("{e:#}"))
+    weir::running::start(gateway).await.map_err(|e| format!("{e:#}"))
 }
 
 /// Add `cache_dir` to a config's `[plugins]` table.

@@ -22,7 +22,7 @@
 //! - `GET /dashboard/data?minutes=N` — the last N (1–15) minutes of traffic
 //!   the dashboard draws (see `observe::history`).
 //!
-//! Each JSON answer is a type of `weir_admin_api` ([`crate::admin_api`]),
+//! Each JSON answer is a type of `weir_admin_api` ([`weir_admin_api`]),
 //! built in `answers.rs` or by the layer that owns the data, so the server,
 //! `weir status` and the tests read one definition of it.
 //!
@@ -62,10 +62,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::access::AllowedHosts;
-use crate::gateway::Gateway;
 use weir_admin_api::{ErrorBody, Health, ReloadAnswer};
 use weir_ai::usage::UsageFilter;
 use weir_core::body::{Body, full_body};
+use weir_gateway::Gateway;
 use weir_proxy::router::Backend;
 
 /// Serve the admin API until `shutdown` flips. `allowed_hosts` are the
@@ -208,7 +208,7 @@ async fn handle(
 
 /// The Prometheus metrics, with the gauges of what is serving now (target
 /// circuits, idle instances) taken afresh.
-pub(crate) fn metrics(gateway: &Gateway) -> Response<Body> {
+pub fn metrics(gateway: &Gateway) -> Response<Body> {
     use weir_observe::metrics::{PluginNameLabels, StateLabels};
     let proxy = gateway.proxy().load();
     let metrics = &proxy.observer.metrics;
@@ -345,13 +345,13 @@ mod dashboard {
     use super::*;
 
     /// The page.
-    pub const INDEX: &str = include_str!("admin/dashboard/index.html");
+    pub const INDEX: &str = include_str!("dashboard/index.html");
     /// Its script.
-    pub const SCRIPT: &str = include_str!("admin/dashboard/app.js");
+    pub const SCRIPT: &str = include_str!("dashboard/app.js");
     /// Its style.
-    pub const STYLE: &str = include_str!("admin/dashboard/app.css");
+    pub const STYLE: &str = include_str!("dashboard/app.css");
     /// What a browser without the session cookie sees.
-    pub const LOGIN_PAGE: &str = include_str!("admin/dashboard/login.html");
+    pub const LOGIN_PAGE: &str = include_str!("dashboard/login.html");
 
     /// A page or asset. The page loads nothing but its own files and the
     /// admin API: the policy forbids any other origin, and inline script.

@@ -10,7 +10,7 @@ use weir_ai::chat::AiRouteBackend;
 use weir_config::Target;
 use weir_proxy::router::Backend;
 
-use crate::gateway::Gateway;
+use weir_gateway::Gateway;
 
 /// `GET /plugins`: each plugin's status, with the limits of the version
 /// serving now.

@@ -39,8 +39,8 @@ use tokio::task::JoinHandle;
 
 use arc_swap::ArcSwapOption;
 
-use crate::gateway::Gateway;
 use weir_core::body::{Body, full_body};
+use weir_gateway::Gateway;
 
 /// The port is open to the network: a client that connects and sends
 /// nothing is dropped after this long, and at most this many connections
@@ -220,7 +220,7 @@ fn answer(request: &Request<Incoming>, phase: Phase, metrics: Option<&MetricsSou
                         .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
                     return response;
                 }
-                return crate::admin::metrics(&gateway);
+                return crate::metrics(&gateway);
             }
             _ => return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"starting"}"#),
         }
@@ -242,7 +242,7 @@ fn bearer_matches(headers: &http::HeaderMap, token: &str) -> bool {
     let expected = format!("Bearer {token}");
     headers
         .get(header::AUTHORIZATION)
-        .is_some_and(|given| crate::admin::constant_time_eq(given.as_bytes(), expected.as_bytes()))
+        .is_some_and(|given| crate::constant_time_eq(given.as_bytes(), expected.as_bytes()))
 }
 
 fn json(status: StatusCode, body: &str) -> Response<Body> {
