@@ -198,20 +198,15 @@ wait_ready hyper "$last_pid" "$tmp/hyper.out" "http://127.0.0.1:$hyper_port/"
 key=(-H "x-api-key: $API_KEY")
 # The Weir instances start one after the other so that only the first
 # compiles the plugins and the others load them from the cache.
-for c in weir:$weir_port weir-chain:$chain_port weir-fresh:$fresh_port; do
-    name=${c%%:*} port=${c#*:}
-    WEIR_LOG=warn start "$name" "$tmp/$name.log" "${pin_proxy[@]}" "$WEIR" run --config "$tmp/$name.toml" --threads 1
+# Each entry: case, port, binary.
+instances=("weir $weir_port $WEIR" "weir-chain $chain_port $WEIR" "weir-fresh $fresh_port $WEIR")
+[[ -z "$BASELINE" ]] || instances+=("base $base_port $BASELINE" "base-chain $base_chain_port $BASELINE")
+for instance in "${instances[@]}"; do
+    read -r name port binary <<<"$instance"
+    WEIR_LOG=warn start "$name" "$tmp/$name.log" "${pin_proxy[@]}" "$binary" run --config "$tmp/$name.toml" --threads 1
     server_pid[$name]=$last_pid
     wait_ready "$name" "$last_pid" "$tmp/$name.log" "${key[@]}" "http://127.0.0.1:$port/"
 done
-if [[ -n "$BASELINE" ]]; then
-    for c in base:$base_port base-chain:$base_chain_port; do
-        name=${c%%:*} port=${c#*:}
-        WEIR_LOG=warn start "$name" "$tmp/$name.log" "${pin_proxy[@]}" "$BASELINE" run --config "$tmp/$name.toml" --threads 1
-        server_pid[$name]=$last_pid
-        wait_ready "$name" "$last_pid" "$tmp/$name.log" "${key[@]}" "http://127.0.0.1:$port/"
-    done
-fi
 
 # ---------------------------------------------------------- correctness ----
 expect direct 200 "${key[@]}" "http://127.0.0.1:$upstream_port/"

@@ -117,14 +117,21 @@ pub fn cache_dir() -> PathBuf {
 /// Write `config` into `dir/weir.toml` (adding the test compile cache, and
 /// turning the access log off unless the config sets it) and start it.
 pub async fn start_in(dir: &Path, config: &str) -> Result<RunningGateway, String> {
+    let file = write_config(dir, config);
+    let gateway = Gateway::load_file(&file).await.map_err(|e| e.to_string())?;
+    weir::running::start(gateway).await.map_err(|e| format!("{e:#}"))
+}
+
+/// Write `config` into `dir/weir.toml` as the tests run it: with the
+/// shared compile cache, and the access log off unless the config sets it.
+fn write_config(dir: &Path, config: &str) -> PathBuf {
     let mut config = with_cache(config);
     if !config.contains("[access_log]") {
         config = format!("[access_log]\nto = \"off\"\n{config}");
     }
     let file = dir.join("weir.toml");
     std::fs::write(&file, &config).expect("write config");
-    let gateway = Gateway::load_file(&file).await.map_err(|e| e.to_string())?;
-    weir::running::start(gateway).await.map_err(|e| format!("{e:#}"))
+    file
 }
 
 /// Add `cache_dir` to a config's `[plugins]` table.
@@ -433,13 +440,7 @@ pub struct SpawnedGateway {
 impl SpawnedGateway {
     pub async fn start(config: &str, plugins: &[(&str, &str)]) -> SpawnedGateway {
         let dir = TestGateway::dir_with_plugins(plugins);
-        let mut config = with_cache(config);
-        if !config.contains("[access_log]") {
-            config = format!("[access_log]\nto = \"off\"\n{config}");
-        }
-        let file = dir.path().join("weir.toml");
-        std::fs::write(&file, &config).expect("write config");
-        let process = WeirProcess::start(&file);
+        let process = WeirProcess::start(&write_config(dir.path(), config));
         let addr = process.logged("listening on ").await;
         SpawnedGateway { dir, process, addr }
     }
