@@ -154,7 +154,8 @@ fn report(rt: &tokio::runtime::Runtime, setup: &Setup) {
             .plugins
             .iter()
             .find(|p| p.name().0 == name)
-            .expect("plugin loaded")
+            .and_then(|p| p.as_filter())
+            .expect("filter plugin loaded")
             .clone();
         let before = rss_kib();
         let instances: Vec<_> = (0..INSTANCES)

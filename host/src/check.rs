@@ -23,7 +23,7 @@ use std::sync::Arc;
 use weir_ai::targets::AiRoute;
 use weir_ai::usage::UsageLedger;
 use weir_config::{Config, ConfigError, ConfigReading, PluginName, Problem, RouteName, StateConfig};
-use weir_plugins::{PluginLoadError, PluginRuntime, shim_slot};
+use weir_plugins::{PluginLoadError, PluginRuntime, shim_for_target};
 use weir_proxy::listener;
 use weir_proxy::upstream::UpstreamPool;
 
@@ -186,10 +186,7 @@ async fn check_plugins(config: &Config, usable: &Config, bad_state: bool, lines:
     for route in &usable.routes {
         let Some(ai) = &route.ai else { continue };
         let shim = |index: usize, target: &weir_config::AiTargetConfig| {
-            loaded
-                .get(&target.shim)
-                .and_then(|plugin| shim_slot(plugin, &route.name, index).map(|slot| (plugin.clone(), slot)))
-                .ok_or_else(|| target.shim.clone())
+            shim_for_target(&loaded, &target.shim, &route.name, index).ok_or_else(|| target.shim.clone())
         };
         let secret = |name: &str| capabilities.secrets.get(name).cloned();
         if let Err(e) = AiRoute::new(&route.name, ai, usable, shim, secret, None) {

@@ -25,9 +25,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use weir::gateway::Gateway;
-use weir::plugins::Lease;
 use weir::plugins::capabilities::shim::exports::weir::plugin::provider::Exchange;
-use weir::plugins::instance::LoadedPlugin;
+use weir::plugins::{ShimLease, ShimPlugin};
 use weir::proxy::full_body;
 use weir::proxy::router::Backend;
 use weir::running::RunningGateway;
@@ -102,7 +101,7 @@ fn load(rt: &tokio::runtime::Runtime, provider: SocketAddr) -> Loaded {
 }
 
 /// The shim serving `alias` and the target's slot in it.
-fn shim_for(gateway: &Gateway, alias: &str) -> (Arc<LoadedPlugin>, usize) {
+fn shim_for(gateway: &Gateway, alias: &str) -> (Arc<ShimPlugin>, usize) {
     let proxy = gateway.proxy().load_full();
     let request = Request::post("/v1/chat/completions")
         .body(full_body(Bytes::new()))
@@ -192,7 +191,7 @@ fn nowhere() -> SocketAddr {
 }
 
 /// Time `iters` request translations on a warm instance.
-async fn timed_requests(lease: &mut Lease, slot: usize, body: &[u8], iters: u64) -> Duration {
+async fn timed_requests(lease: &mut ShimLease, slot: usize, body: &[u8], iters: u64) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let started = Instant::now();
@@ -323,7 +322,7 @@ const EVENTS_PER_STREAM: u64 = 1000;
 
 /// Open a stream, feed it the prologue, then `events` copies of the
 /// event; the time of those pushes alone.
-async fn timed_stream(lease: &mut Lease, slot: usize, case: &StreamCase, events: u64) -> Duration {
+async fn timed_stream(lease: &mut ShimLease, slot: usize, case: &StreamCase, events: u64) -> Duration {
     let stream = lease.open_stream(slot, &exchange()).await.expect("open stream");
     let out = lease.stream_step(slot, stream, case.prologue.as_bytes(), false).await;
     assert!(matches!(out, Ok(Ok(_))), "{}: prologue refused", case.bench);

@@ -26,10 +26,10 @@ pub(super) fn plugins(gateway: &Gateway) -> PluginList {
                 .find(|p| p.name().as_str() == status.name)
                 .map(|p| PluginLimits {
                     idle_instances: p.idle_instances() as u64,
-                    deadline_ms: p.limits.deadline.as_millis() as u64,
-                    memory_mb: (p.limits.memory_bytes >> 20) as u64,
-                    fail_open: p.limits.fail_open,
-                    outbound_timeout_ms: p.identity.grants.outbound_timeout.as_millis() as u64,
+                    deadline_ms: p.limits().deadline.as_millis() as u64,
+                    memory_mb: (p.limits().memory_bytes >> 20) as u64,
+                    fail_open: p.limits().fail_open,
+                    outbound_timeout_ms: p.identity().grants.outbound_timeout.as_millis() as u64,
                 });
             PluginEntry { status, limits }
         })

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_config::{AiRouteConfig, AiTargetConfig, Config, PluginName, RouteName, Target, parse_base_url};
-use weir_plugins::instance::LoadedPlugin;
+use weir_plugins::ShimPlugin;
 use weir_proxy::upstream::{HttpClient, http_client};
 use weir_select::{Balance, BreakerPolicy, Member, Planner, Standing, TargetHealth};
 
@@ -29,7 +29,7 @@ pub struct AiTarget {
     pub model: String,
     /// The shim and the target's slot in it; `Err` names a shim that is
     /// not loaded (its file was removed).
-    pub shim: Result<(Arc<LoadedPlugin>, usize), PluginName>,
+    pub shim: Result<(Arc<ShimPlugin>, usize), PluginName>,
     /// Scheme and authority of the base URL.
     pub base: Target,
     /// The base URL's path, without trailing `/`.
@@ -83,7 +83,7 @@ impl AiRoute {
         route: &RouteName,
         ai: &AiRouteConfig,
         config: &Config,
-        shim: impl Fn(usize, &AiTargetConfig) -> Result<(Arc<LoadedPlugin>, usize), PluginName>,
+        shim: impl Fn(usize, &AiTargetConfig) -> Result<(Arc<ShimPlugin>, usize), PluginName>,
         secret: impl Fn(&str) -> Option<String>,
         cache: Option<AnswerCache>,
     ) -> anyhow::Result<AiRoute> {

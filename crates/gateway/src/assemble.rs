@@ -16,7 +16,7 @@ use weir_ai::targets::AiRoute;
 use weir_ai::usage::UsageLedger;
 use weir_config::{Config, UpstreamName};
 use weir_observe::Observer;
-use weir_plugins::{build_chains, shim_slot};
+use weir_plugins::{build_chains, shim_for_target};
 use weir_proxy::Proxy;
 use weir_proxy::router::{Backend, Route, RouteTable};
 use weir_proxy::upstream::UpstreamPool;
@@ -129,11 +129,7 @@ pub(super) fn build_proxy(serving: &Serving) -> Result<Proxy, LoadError> {
             },
             (None, Some(ai)) => {
                 let shim = |index: usize, target: &weir_config::AiTargetConfig| {
-                    serving
-                        .loaded
-                        .plugins
-                        .get(&target.shim)
-                        .and_then(|plugin| shim_slot(plugin, &route.name, index).map(|slot| (plugin.clone(), slot)))
+                    shim_for_target(&serving.loaded.plugins, &target.shim, &route.name, index)
                         .ok_or_else(|| target.shim.clone())
                 };
                 let secret = |name: &str| serving.capabilities.secrets.get(name).cloned();

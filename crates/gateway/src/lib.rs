@@ -25,8 +25,8 @@ use weir_ai::usage::UsageLedger;
 use weir_config::{Config, ConfigError, PluginName, UpstreamName};
 use weir_observe::Observer;
 use weir_observe::metrics::ReloadLabels;
+use weir_plugins::AnyPlugin;
 use weir_plugins::capabilities::{GrantEntry, GrantSource, SharedCapabilities};
-use weir_plugins::instance::LoadedPlugin;
 use weir_plugins::{LoadedSet, PluginLoadError, PluginRuntime};
 use weir_proxy::SharedProxy;
 use weir_proxy::upstream::UpstreamPool;
@@ -393,11 +393,12 @@ impl Gateway {
                     file: source.file.display().to_string(),
                     state: PluginState::Loaded,
                     version: Some(source.content_hash.clone()),
-                    loaded_at: serving
-                        .loaded
-                        .plugins
-                        .get(&name)
-                        .map(|p| p.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
+                    loaded_at: serving.loaded.plugins.get(&name).map(|p| {
+                        p.loaded_at()
+                            .duration_since(UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0)
+                    }),
                     compiled_from_cache: Some(source.from_cache),
                     compile_ms: Some(source.compile_time.as_millis() as u64),
                     routes: routes_using(serving, &name),
@@ -424,12 +425,12 @@ impl Gateway {
 }
 
 /// The grants of a plugin version; none without one.
-fn grants_of(plugin: Option<&Arc<LoadedPlugin>>) -> Vec<GrantEntry> {
-    plugin.map(|p| p.identity.grants.entries()).unwrap_or_default()
+fn grants_of(plugin: Option<&AnyPlugin>) -> Vec<GrantEntry> {
+    plugin.map(|p| p.identity().grants.entries()).unwrap_or_default()
 }
 
 /// The grants of a plugin version as the admin API lists them.
-fn listed_grants(plugin: Option<&Arc<LoadedPlugin>>) -> Vec<Grant> {
+fn listed_grants(plugin: Option<&AnyPlugin>) -> Vec<Grant> {
     grants_of(plugin)
         .into_iter()
         .map(|entry| Grant {
@@ -448,13 +449,13 @@ fn listed_grants(plugin: Option<&Arc<LoadedPlugin>>) -> Vec<Grant> {
 /// it now comes from; `old` holds the grants before the reload. At the
 /// first load (`old` is `None`), grants from a manifest are logged at info
 /// level.
-fn log_grant_changes(name: &PluginName, old: Option<Vec<GrantEntry>>, new: &LoadedPlugin) {
-    let manifest = new.file.with_extension("toml");
+fn log_grant_changes(name: &PluginName, old: Option<Vec<GrantEntry>>, new: &AnyPlugin) {
+    let manifest = new.file().with_extension("toml");
     let from = |source: GrantSource| match source {
         GrantSource::Config => "the config".to_string(),
         GrantSource::Manifest => format!("its manifest {}", manifest.display()),
     };
-    let new_entries = new.identity.grants.entries();
+    let new_entries = new.identity().grants.entries();
     let Some(old_entries) = old else {
         for entry in new_entries.iter().filter(|e| e.source == GrantSource::Manifest) {
             tracing::info!(plugin = %name, grant = %entry, source = %entry.source.as_str(), "plugin {name} granted {entry} by {}", from(entry.source));

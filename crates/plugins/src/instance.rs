@@ -2,67 +2,67 @@
 //! the plugin's limits.
 //!
 //! Every instance is configured for every route that uses the plugin: it
-//! holds one `handler` per route, in the order of [`LoadedPlugin::routes`]
+//! holds one handler per route, in the order of [`LoadedPlugin::routes`]
 //! (a route's *slot*). A request checks an instance out with a [`Lease`],
 //! calls it, and the lease puts it back when dropped — unless the instance
 //! faulted (trap, deadline, memory cap), in which case it is thrown away.
+//!
+//! The pool, the limits and the fault handling are the same for every
+//! plugin; what can be called depends on the world the component exports,
+//! a [`World`]: [`Filter`](crate::filter::Filter) (route chains) or
+//! [`ProviderShim`](crate::shim::ProviderShim) (AI targets). Each world
+//! adds its own calls to `Lease<W>`, so a filter call on a shim cannot be
+//! written, and [`AnyPlugin`](crate::AnyPlugin) holds either kind where the gateway keeps
+//! both.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use wasmtime::component::{Resource, ResourceAny};
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::PluginSource;
-use super::capabilities::shim::exports::weir::plugin::provider::{
-    ApiError, Completion, Exchange, ProviderRequest, StreamOutput,
-};
-use super::capabilities::shim::{Shim, ShimPre};
-use super::capabilities::weir::plugin::types::{Interests, RequestAction};
-use super::capabilities::{HostState, Plugin, PluginIdentity, PluginPre, SharedCapabilities};
+use super::capabilities::weir::plugin::types::Interests;
+use super::capabilities::{HostState, PluginIdentity, SharedCapabilities};
 use super::deadline::begin_call;
-use super::exchange::{RequestState, ResponseState};
 use weir_config::{InstanceMode, PluginName, RouteName};
 
 pub use super::fault::PluginFault;
 
-/// What a plugin component is, by what it exports: a filter in route
-/// chains, or a provider shim for AI targets. Checked once, at compile.
-#[derive(Clone)]
-pub enum PluginExports {
-    /// Exports `weir:plugin/filter`.
-    Filter(PluginPre<HostState>),
-    /// Exports `weir:plugin/provider`.
-    Shim(ShimPre<HostState>),
-}
+/// One exported world of the plugin contract: how to instantiate a
+/// component that exports it and how to configure a handler in it. The
+/// world's calls are methods on `Lease<Self>`.
+pub trait World: Sized + Send + Sync + 'static {
+    /// The component, linked and checked against the world's exports.
+    type Pre: Clone + Send + Sync;
+    /// An instance's typed exports.
+    type Bindings: Send + Sync;
 
-impl PluginExports {
-    /// Whether this is a provider shim.
-    pub fn is_shim(&self) -> bool {
-        matches!(self, PluginExports::Shim(_))
-    }
+    /// The engine the component was compiled by.
+    fn engine(pre: &Self::Pre) -> &Engine;
 
-    /// `filter` or `provider shim`, for messages.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            PluginExports::Filter(_) => "filter",
-            PluginExports::Shim(_) => "provider shim",
-        }
-    }
+    /// Make an instance.
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Bindings>> + Send;
 
-    fn engine(&self) -> &wasmtime::Engine {
-        match self {
-            PluginExports::Filter(pre) => pre.engine(),
-            PluginExports::Shim(pre) => pre.engine(),
-        }
-    }
-}
+    /// Run the world's `configure` for one route's config: a handler, or
+    /// the plugin's reason for rejecting the config.
+    fn configure(
+        bindings: &Self::Bindings,
+        store: &mut Store<HostState>,
+        config_json: &str,
+    ) -> impl Future<Output = wasmtime::Result<Result<ResourceAny, String>>> + Send;
 
-/// An instance's typed exports.
-enum Bindings {
-    Filter(Plugin),
-    Shim(Shim),
+    /// What a configured handler asks of the gateway, where the world has
+    /// such a question (filters do; shims do not).
+    fn interests(
+        bindings: &Self::Bindings,
+        store: &mut Store<HostState>,
+        handler: ResourceAny,
+    ) -> impl Future<Output = wasmtime::Result<Option<Interests>>> + Send;
 }
 
 /// The limits and fault behaviour of one plugin.
@@ -96,7 +96,7 @@ pub struct RouteSlot {
 }
 
 /// A plugin file, compiled, linked and configured for its routes.
-pub struct LoadedPlugin {
+pub struct LoadedPlugin<W: World> {
     /// Name, grants.
     pub identity: Arc<PluginIdentity>,
     /// The file it came from.
@@ -111,37 +111,50 @@ pub struct LoadedPlugin {
     pub limits: PluginLimits,
     /// The routes that use it, by slot.
     pub routes: Vec<RouteSlot>,
-    pre: PluginExports,
+    pre: W::Pre,
     shared: Arc<SharedCapabilities>,
-    idle: Mutex<Vec<PluginInstance>>,
+    idle: Mutex<Vec<PluginInstance<W>>>,
 }
 
 /// One live instance and its handlers (one per route slot; `None` for
 /// slots a fresh instance did not configure).
-pub struct PluginInstance {
+pub struct PluginInstance<W: World> {
     store: Store<HostState>,
-    bindings: Bindings,
+    bindings: W::Bindings,
     handlers: Vec<Option<ResourceAny>>,
 }
 
-impl LoadedPlugin {
+/// The compiled component and where it came from, as a plugin load needs
+/// them.
+pub struct Origin<'a, W: World> {
+    /// The `.wasm` file.
+    pub file: &'a PathBuf,
+    /// SHA-256 of the file.
+    pub content_hash: &'a str,
+    /// Whether the compiled code came from the cache.
+    pub from_cache: bool,
+    /// The component, linked for the world.
+    pub pre: &'a W::Pre,
+}
+
+impl<W: World> LoadedPlugin<W> {
     /// Link a compiled plugin; `configure` runs later, per instance.
     pub fn new(
         identity: Arc<PluginIdentity>,
-        source: &PluginSource,
+        origin: Origin<'_, W>,
         limits: PluginLimits,
         routes: Vec<RouteSlot>,
         shared: Arc<SharedCapabilities>,
     ) -> Self {
         LoadedPlugin {
             identity,
-            file: source.file.clone(),
-            content_hash: source.content_hash.clone(),
+            file: origin.file.clone(),
+            content_hash: origin.content_hash.to_string(),
             loaded_at: SystemTime::now(),
-            from_cache: source.from_cache,
+            from_cache: origin.from_cache,
             limits,
             routes,
-            pre: source.pre.clone(),
+            pre: origin.pre.clone(),
             shared,
             idle: Mutex::new(Vec::new()),
         }
@@ -180,14 +193,14 @@ impl LoadedPlugin {
     /// Instantiate and run `configure` for the given slots (all, for a
     /// pooled instance; none, to measure instantiation alone). With
     /// `learn_interests`, also asks each configured handler for its
-    /// interests (needed once, at load).
+    /// interests, where the world has them (needed once, at load).
     pub async fn instantiate(
         &self,
         slots: &[usize],
         learn_interests: bool,
-    ) -> Result<(PluginInstance, Vec<Interests>), InstantiateError> {
+    ) -> Result<(PluginInstance<W>, Vec<Interests>), InstantiateError> {
         let state = HostState::new(self.identity.clone(), self.shared.clone(), self.limits.memory_bytes);
-        let mut store = Store::new(self.pre.engine(), state);
+        let mut store = Store::new(W::engine(&self.pre), state);
         store.limiter(|s| &mut s.memory);
         store.epoch_deadline_callback(|mut ctx| {
             let data = ctx.data_mut();
@@ -200,11 +213,7 @@ impl LoadedPlugin {
             }
         });
         begin_call(&mut store, self.limits.deadline, None);
-        let instantiated = match &self.pre {
-            PluginExports::Filter(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Filter),
-            PluginExports::Shim(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Shim),
-        };
-        let bindings = match instantiated {
+        let bindings = match W::instantiate(&self.pre, &mut store).await {
             Ok(b) => b,
             Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
         };
@@ -213,21 +222,7 @@ impl LoadedPlugin {
         for &slot in slots {
             let route = &self.routes[slot];
             begin_call(&mut store, self.limits.deadline, Some(slot));
-            let configured = match &bindings {
-                Bindings::Filter(b) => {
-                    b.weir_plugin_filter()
-                        .handler()
-                        .call_configure(&mut store, &route.config_json)
-                        .await
-                }
-                Bindings::Shim(b) => {
-                    b.weir_plugin_provider()
-                        .adapter()
-                        .call_configure(&mut store, &route.config_json)
-                        .await
-                }
-            };
-            let handler = match configured {
+            let handler = match W::configure(&bindings, &mut store, &route.config_json).await {
                 Ok(Ok(h)) => h,
                 Ok(Err(reason)) => {
                     return Err(InstantiateError::Rejected {
@@ -237,15 +232,11 @@ impl LoadedPlugin {
                 }
                 Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
             };
-            if learn_interests && let Bindings::Filter(b) = &bindings {
+            if learn_interests {
                 begin_call(&mut store, self.limits.deadline, Some(slot));
-                match b
-                    .weir_plugin_filter()
-                    .handler()
-                    .call_interests(&mut store, handler)
-                    .await
-                {
-                    Ok(i) => interests.push(i),
+                match W::interests(&bindings, &mut store, handler).await {
+                    Ok(Some(i)) => interests.push(i),
+                    Ok(None) => {}
                     Err(e) => return Err(InstantiateError::Fault(self.fault(&store, e))),
                 }
             }
@@ -262,7 +253,7 @@ impl LoadedPlugin {
     }
 
     /// Check out an instance able to serve `slot`.
-    pub async fn lease(self: &Arc<Self>, slot: usize) -> Result<Lease, PluginFault> {
+    pub async fn lease(self: &Arc<Self>, slot: usize) -> Result<Lease<W>, PluginFault> {
         if self.limits.mode == InstanceMode::Pooled {
             let warm = self.idle.lock().ok().and_then(|mut idle| idle.pop());
             if let Some(instance) = warm {
@@ -292,7 +283,7 @@ impl LoadedPlugin {
     }
 
     /// Keep a warm instance for later, unless enough are idle already.
-    pub fn put_back(&self, instance: PluginInstance) {
+    pub fn put_back(&self, instance: PluginInstance<W>) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.limits.max_idle
         {
@@ -317,15 +308,23 @@ pub enum InstantiateError {
 
 /// An instance checked out of a plugin's pool. Dropping it returns the
 /// instance to the pool if it is still fit to serve.
-pub struct Lease {
-    plugin: Arc<LoadedPlugin>,
-    instance: Option<PluginInstance>,
+pub struct Lease<W: World> {
+    plugin: Arc<LoadedPlugin<W>>,
+    instance: Option<PluginInstance<W>>,
     reusable: bool,
 }
 
-impl Lease {
+/// A call's parts: the store, the instance's exports and the slot's
+/// handler, with the call's clock started.
+pub(crate) struct Entered<'a, W: World> {
+    pub store: &'a mut Store<HostState>,
+    pub bindings: &'a W::Bindings,
+    pub handler: ResourceAny,
+}
+
+impl<W: World> Lease<W> {
     /// The plugin this instance belongs to.
-    pub fn plugin(&self) -> &Arc<LoadedPlugin> {
+    pub fn plugin(&self) -> &Arc<LoadedPlugin<W>> {
         &self.plugin
     }
 
@@ -340,10 +339,11 @@ impl Lease {
         self.reusable = self.plugin.limits.mode == InstanceMode::Pooled;
     }
 
-    fn parts(&mut self, slot: usize) -> Result<(&mut PluginInstance, ResourceAny), PluginFault> {
-        let plugin = self.plugin.identity.name.clone();
+    /// Start a call on `slot`'s handler: its deadline is armed.
+    pub(crate) fn enter(&mut self, slot: usize) -> Result<Entered<'_, W>, PluginFault> {
+        let plugin = &self.plugin;
         let instance = self.instance.as_mut().ok_or_else(|| PluginFault::Unavailable {
-            plugin: plugin.clone(),
+            plugin: plugin.identity.name.clone(),
             detail: "instance was discarded".into(),
         })?;
         let handler = instance
@@ -352,13 +352,20 @@ impl Lease {
             .copied()
             .flatten()
             .ok_or_else(|| PluginFault::Unavailable {
-                plugin,
+                plugin: plugin.identity.name.clone(),
                 detail: format!("no handler for slot {slot}"),
             })?;
-        Ok((instance, handler))
+        begin_call(&mut instance.store, plugin.limits.deadline, Some(slot));
+        Ok(Entered {
+            store: &mut instance.store,
+            bindings: &instance.bindings,
+            handler,
+        })
     }
 
-    fn failed(&mut self, error: wasmtime::Error) -> PluginFault {
+    /// Turn a failed call into the plugin's fault; the instance is not
+    /// reused.
+    pub(crate) fn failed(&mut self, error: wasmtime::Error) -> PluginFault {
         self.reusable = false;
         match &self.instance {
             Some(instance) => self.plugin.fault(&instance.store, error),
@@ -369,212 +376,43 @@ impl Lease {
         }
     }
 
-    /// Hand `state` to the instance as a handle and start a call's clock.
-    /// On failure the state comes straight back.
-    fn enter<T: Send + 'static>(
-        &mut self,
-        slot: usize,
-        state: T,
-    ) -> Result<(&mut PluginInstance, ResourceAny, Resource<T>), (T, PluginFault)> {
-        let deadline = self.plugin.limits.deadline;
-        let (instance, handler) = match self.parts(slot) {
-            Ok(p) => p,
-            Err(fault) => return Err((state, fault)),
-        };
-        let resource = match instance.store.data_mut().table.push(state) {
-            Ok(r) => r,
-            Err(e) => unreachable_table(e),
-        };
-        begin_call(&mut instance.store, deadline, Some(slot));
-        Ok((instance, handler, resource))
-    }
-
-    /// Run `on-request`. The request state always comes back, even when the
-    /// call faulted, so a fail-open plugin can be skipped.
-    pub async fn on_request(
-        &mut self,
-        slot: usize,
-        state: RequestState,
-    ) -> (RequestState, Result<RequestAction, PluginFault>) {
-        let (instance, handler, resource) = match self.enter(slot, state) {
-            Ok(entered) => entered,
-            Err((state, fault)) => return (state, Err(fault)),
-        };
-        let borrowed = Resource::new_borrow(resource.rep());
-        let result = match &instance.bindings {
-            Bindings::Filter(b) => {
-                b.weir_plugin_filter()
-                    .handler()
-                    .call_on_request(&mut instance.store, handler, borrowed)
-                    .await
-            }
-            Bindings::Shim(_) => Err(not_a_filter()),
-        };
-        let state = take_back(&mut instance.store, resource);
-        (state, result.map_err(|e| self.failed(e)))
-    }
-
-    /// Run `on-response`; the response state always comes back.
-    pub async fn on_response(&mut self, slot: usize, state: ResponseState) -> (ResponseState, Result<(), PluginFault>) {
-        let (instance, handler, resource) = match self.enter(slot, state) {
-            Ok(entered) => entered,
-            Err((state, fault)) => return (state, Err(fault)),
-        };
-        let borrowed = Resource::new_borrow(resource.rep());
-        let result = match &instance.bindings {
-            Bindings::Filter(b) => {
-                b.weir_plugin_filter()
-                    .handler()
-                    .call_on_response(&mut instance.store, handler, borrowed)
-                    .await
-            }
-            Bindings::Shim(_) => Err(not_a_filter()),
-        };
-        let state = take_back(&mut instance.store, resource);
-        (state, result.map_err(|e| self.failed(e)))
-    }
-
-    /// Run `on-response-chunk`.
-    pub async fn on_response_chunk(&mut self, slot: usize, chunk: &[u8], end: bool) -> Result<Vec<u8>, PluginFault> {
-        let deadline = self.plugin.limits.deadline;
-        let (instance, handler) = self.parts(slot)?;
-        begin_call(&mut instance.store, deadline, Some(slot));
-        let result = match &instance.bindings {
-            Bindings::Filter(b) => {
-                b.weir_plugin_filter()
-                    .handler()
-                    .call_on_response_chunk(&mut instance.store, handler, chunk, end)
-                    .await
-            }
-            Bindings::Shim(_) => Err(not_a_filter()),
-        };
-        result.map_err(|e| self.failed(e))
-    }
-
-    /// The shim's bindings and the adapter for `slot`, with the call's
-    /// clock started.
-    fn shim(&mut self, slot: usize) -> Result<(&mut Store<HostState>, &Shim, ResourceAny), PluginFault> {
-        let deadline = self.plugin.limits.deadline;
-        let plugin = self.plugin.identity.name.clone();
-        let (instance, adapter) = self.parts(slot)?;
-        begin_call(&mut instance.store, deadline, Some(slot));
-        match &instance.bindings {
-            Bindings::Shim(b) => Ok((&mut instance.store, b, adapter)),
-            Bindings::Filter(_) => Err(PluginFault::Unavailable {
-                plugin,
-                detail: "a filter plugin, not a provider shim".into(),
-            }),
-        }
-    }
-
-    /// Run the shim's `translate-request`.
-    pub async fn translate_request(
-        &mut self,
-        slot: usize,
-        body: &[u8],
-    ) -> Result<Result<ProviderRequest, ApiError>, PluginFault> {
-        let (store, shim, adapter) = self.shim(slot)?;
-        let result = shim
-            .weir_plugin_provider()
-            .adapter()
-            .call_translate_request(store, adapter, body)
-            .await;
-        result.map_err(|e| self.failed(e))
-    }
-
-    /// Run the shim's `translate-response`.
-    pub async fn translate_response(
-        &mut self,
-        slot: usize,
-        exchange: &Exchange,
-        body: &[u8],
-    ) -> Result<Result<Completion, ApiError>, PluginFault> {
-        let (store, shim, adapter) = self.shim(slot)?;
-        let result = shim
-            .weir_plugin_provider()
-            .adapter()
-            .call_translate_response(store, adapter, exchange, body)
-            .await;
-        result.map_err(|e| self.failed(e))
-    }
-
-    /// Run the shim's `translate-error`.
-    pub async fn translate_error(&mut self, slot: usize, status: u16, body: &[u8]) -> Result<ApiError, PluginFault> {
-        let (store, shim, adapter) = self.shim(slot)?;
-        let result = shim
-            .weir_plugin_provider()
-            .adapter()
-            .call_translate_error(store, adapter, status, body)
-            .await;
-        result.map_err(|e| self.failed(e))
-    }
-
-    /// Run the shim's `open-stream`; the stream lives in this instance
-    /// until [`Lease::close_stream`].
-    pub async fn open_stream(&mut self, slot: usize, exchange: &Exchange) -> Result<ResourceAny, PluginFault> {
-        let (store, shim, adapter) = self.shim(slot)?;
-        let result = shim
-            .weir_plugin_provider()
-            .adapter()
-            .call_open_stream(store, adapter, exchange)
-            .await;
-        result.map_err(|e| self.failed(e))
-    }
-
-    /// Feed the next bytes of a provider's stream (`end`: the body ended;
-    /// `bytes` is then empty and `finish` is called).
-    pub async fn stream_step(
-        &mut self,
-        slot: usize,
-        stream: ResourceAny,
-        bytes: &[u8],
-        end: bool,
-    ) -> Result<Result<StreamOutput, ApiError>, PluginFault> {
-        let (store, shim, _) = self.shim(slot)?;
-        let translator = shim.weir_plugin_provider().stream_translator();
-        let result = if end {
-            translator.call_finish(store, stream).await
-        } else {
-            translator.call_push(store, stream, bytes).await
-        };
-        result.map_err(|e| self.failed(e))
-    }
-
-    /// Drop a stream the shim made, so the instance can be reused.
-    pub async fn close_stream(&mut self, stream: ResourceAny) -> Result<(), PluginFault> {
+    /// Drop a resource the plugin made (a shim's stream), so the instance
+    /// can be reused.
+    pub(crate) async fn drop_resource(&mut self, resource: ResourceAny) -> Result<(), PluginFault> {
         let Some(instance) = self.instance.as_mut() else {
             return Ok(());
         };
-        let result = stream.resource_drop_async(&mut instance.store).await;
+        let result = resource.resource_drop_async(&mut instance.store).await;
         result.map_err(|e| self.failed(e))
     }
 }
 
-/// A filter call on a shim's instance: the route tables never make one.
-fn not_a_filter() -> wasmtime::Error {
-    wasmtime::format_err!("a provider shim cannot run in a route's plugin chain")
-}
-
-/// The table only fails to push past 2^32 live handles; a call holds one.
-fn unreachable_table(e: wasmtime::component::ResourceTableError) -> ! {
-    panic!("resource table full with a single handle: {e}")
-}
-
-fn take_back<T: 'static>(store: &mut Store<HostState>, resource: Resource<T>) -> T {
-    match store.data_mut().table.delete(resource) {
-        Ok(state) => state,
-        // The handle was pushed by us and only borrowed by the guest, which
-        // cannot delete host-owned entries.
-        Err(e) => panic!("request handle vanished from the table: {e}"),
-    }
-}
-
-impl Drop for Lease {
+impl<W: World> Drop for Lease<W> {
     fn drop(&mut self) {
         if let Some(instance) = self.instance.take()
             && self.reusable
         {
             self.plugin.put_back(instance);
         }
+    }
+}
+
+/// Hand `state` to the store's table as a handle for one call.
+pub(crate) fn lend<T: Send + 'static>(store: &mut Store<HostState>, state: T) -> Resource<T> {
+    match store.data_mut().table.push(state) {
+        Ok(r) => r,
+        // The table only fails to push past 2^32 live handles; a call
+        // holds one.
+        Err(e) => panic!("resource table full with a single handle: {e}"),
+    }
+}
+
+/// Take back what [`lend`] handed over.
+pub(crate) fn take_back<T: 'static>(store: &mut Store<HostState>, resource: Resource<T>) -> T {
+    match store.data_mut().table.delete(resource) {
+        Ok(state) => state,
+        // The handle was pushed by us and only borrowed by the guest, which
+        // cannot delete host-owned entries.
+        Err(e) => panic!("request handle vanished from the table: {e}"),
     }
 }

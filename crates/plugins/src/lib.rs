@@ -20,13 +20,17 @@
 //! under the plugin's deadline (epoch interruption, checked every
 //! [`engine::EPOCH_TICK`], yielding to tokio in between) and memory cap.
 
+mod any;
 pub mod capabilities;
+mod chain;
 mod deadline;
 pub mod engine;
 pub mod exchange;
 pub mod fault;
+pub mod filter;
 pub mod instance;
 mod output;
+pub mod shim;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,11 +40,15 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+pub use any::AnyPlugin;
 pub use capabilities::weir::plugin::types::{Interests, Reply, RequestAction};
 use capabilities::{GrantSource, GrantSources, Grants, HostState, PluginIdentity, SharedCapabilities};
+pub use chain::{Chain, ChainLink, build_chains};
 use engine::{CompileCache, content_hash};
-use instance::{InstantiateError, LoadedPlugin, PluginLimits, RouteSlot};
+pub use filter::{Filter, FilterLease, FilterPlugin};
+use instance::{InstantiateError, LoadedPlugin, Origin, PluginLimits, RouteSlot, World};
 pub use instance::{Lease, PluginFault};
+pub use shim::{ProviderShim, ShimLease, ShimPlugin};
 use weir_state::SharedState;
 
 use weir_config::{Config, PluginName, PluginSettings, RouteName, plugin_config_json, read_manifest};
@@ -117,13 +125,39 @@ pub struct PluginSource {
     pub compile_time: Duration,
     /// The manifest beside the file, if any.
     pub manifest: Option<PluginSettings>,
-    pre: instance::PluginExports,
+    pre: PluginExports,
 }
 
 impl PluginSource {
     /// What the component exports: a filter or a provider shim.
-    pub fn exports(&self) -> &instance::PluginExports {
+    pub fn exports(&self) -> &PluginExports {
         &self.pre
+    }
+
+    fn origin<'a, W: World>(&'a self, pre: &'a W::Pre) -> Origin<'a, W> {
+        Origin {
+            file: &self.file,
+            content_hash: &self.content_hash,
+            from_cache: self.from_cache,
+            pre,
+        }
+    }
+}
+
+/// What a plugin component is, by the world it exports: a filter in route
+/// chains, or a provider shim for AI targets. Checked once, at compile.
+#[derive(Clone)]
+pub enum PluginExports {
+    /// Exports `weir:plugin/filter`.
+    Filter(<Filter as World>::Pre),
+    /// Exports `weir:plugin/provider`.
+    Shim(<ProviderShim as World>::Pre),
+}
+
+impl PluginExports {
+    /// Whether this is a provider shim.
+    pub fn is_shim(&self) -> bool {
+        matches!(self, PluginExports::Shim(_))
     }
 }
 
@@ -217,9 +251,9 @@ impl PluginRuntime {
         })?;
         // Checks the exports, so a wrong world is reported with the file.
         let pre = match capabilities::PluginPre::new(instance_pre.clone()) {
-            Ok(pre) => instance::PluginExports::Filter(pre),
+            Ok(pre) => PluginExports::Filter(pre),
             Err(filter_error) => match capabilities::shim::ShimPre::new(instance_pre) {
-                Ok(pre) => instance::PluginExports::Shim(pre),
+                Ok(pre) => PluginExports::Shim(pre),
                 Err(_) => {
                     return Err(invalid(format!(
                         "exports neither weir:plugin/filter@0.1.0 nor weir:plugin/provider@0.1.0: {}",
@@ -255,7 +289,26 @@ impl PluginRuntime {
         source: &PluginSource,
         config: &Config,
         capabilities: &Arc<SharedCapabilities>,
-    ) -> Result<Arc<LoadedPlugin>, PluginLoadError> {
+    ) -> Result<AnyPlugin, PluginLoadError> {
+        Ok(match source.exports() {
+            PluginExports::Filter(pre) => AnyPlugin::Filter(
+                self.configure_as(source, source.origin(pre), config, capabilities)
+                    .await?,
+            ),
+            PluginExports::Shim(pre) => AnyPlugin::Shim(
+                self.configure_as(source, source.origin(pre), config, capabilities)
+                    .await?,
+            ),
+        })
+    }
+
+    async fn configure_as<W: World>(
+        &self,
+        source: &PluginSource,
+        origin: Origin<'_, W>,
+        config: &Config,
+        capabilities: &Arc<SharedCapabilities>,
+    ) -> Result<Arc<LoadedPlugin<W>>, PluginLoadError> {
         let name = &source.name;
         let invalid = |reason: String| PluginLoadError::Invalid {
             plugin: name.clone(),
@@ -312,7 +365,7 @@ impl PluginRuntime {
             },
         });
         let all: Vec<usize> = (0..slots.len()).collect();
-        let mut plugin = LoadedPlugin::new(identity, source, limits, slots, capabilities.clone());
+        let mut plugin = LoadedPlugin::new(identity, origin, limits, slots, capabilities.clone());
         let (first, interests) = plugin.instantiate(&all, true).await.map_err(|e| match e {
             InstantiateError::Rejected { route, reason } => PluginLoadError::Configure {
                 plugin: name.clone(),
@@ -422,12 +475,21 @@ fn route_slots(plugin: &PluginName, is_shim: bool, config: &Config) -> Result<Ve
     Ok(slots)
 }
 
-/// A target's slot in its shim: the route's name and the target's index.
-pub fn shim_slot(plugin: &LoadedPlugin, route: &RouteName, target: usize) -> Option<usize> {
-    plugin
+/// The shim serving target `target` (by index) of `route`, and the
+/// target's slot in it; `None` when the shim is not loaded or is not
+/// configured for that target.
+pub fn shim_for_target(
+    plugins: &HashMap<PluginName, AnyPlugin>,
+    shim: &PluginName,
+    route: &RouteName,
+    target: usize,
+) -> Option<(Arc<ShimPlugin>, usize)> {
+    let plugin = plugins.get(shim)?.as_shim()?;
+    let slot = plugin
         .routes
         .iter()
-        .position(|s| s.route == *route && s.position == target)
+        .position(|s| s.route == *route && s.position == target)?;
+    Some((plugin.clone(), slot))
 }
 
 /// Compiled sources and configured plugins, by name.
@@ -436,38 +498,7 @@ pub struct LoadedSet {
     /// What each plugin was built from.
     pub sources: HashMap<PluginName, PluginSource>,
     /// Each plugin configured for its routes.
-    pub plugins: HashMap<PluginName, Arc<LoadedPlugin>>,
-}
-
-/// Each route's chain, from the plugins at hand. A plugin a route needs
-/// but that is not at hand (its file was removed) makes the route answer
-/// 503 naming it: a chain is never run with a step missing.
-pub fn build_chains(config: &Config, plugins: &HashMap<PluginName, Arc<LoadedPlugin>>) -> HashMap<RouteName, Chain> {
-    let mut chains = HashMap::new();
-    for route in &config.routes {
-        let mut chain = Chain::default();
-        for (position, p) in route.plugins.iter().enumerate() {
-            let Some(plugin) = plugins.get(&p.name) else {
-                chain.missing.push(p.name.clone());
-                continue;
-            };
-            match plugin
-                .routes
-                .iter()
-                .position(|s| s.route == route.name && s.position == position)
-            {
-                Some(slot) => chain.links.push(ChainLink {
-                    interests: plugin.routes[slot].interests,
-                    plugin: plugin.clone(),
-                    slot,
-                }),
-                // Configured for another config's routes: not usable here.
-                None => chain.missing.push(p.name.clone()),
-            }
-        }
-        chains.insert(route.name.clone(), chain);
-    }
-    chains
+    pub plugins: HashMap<PluginName, AnyPlugin>,
 }
 
 fn first_line(e: &wasmtime::Error) -> String {
@@ -513,33 +544,6 @@ fn resolve_secrets(config: &Config) -> anyhow::Result<HashMap<String, String>> {
         secrets.insert(name.clone(), value);
     }
     Ok(secrets)
-}
-
-/// A route's plugins, in request order.
-#[derive(Clone, Default)]
-pub struct Chain {
-    /// The links, in order.
-    pub links: Vec<ChainLink>,
-    /// Plugins the route needs that are not loaded; the route answers 503.
-    pub missing: Vec<PluginName>,
-}
-
-impl Chain {
-    /// Whether any link needs the request body buffered.
-    pub fn needs_request_body(&self) -> bool {
-        self.links.iter().any(|l| l.interests.request_body)
-    }
-}
-
-/// One plugin in a route's chain.
-#[derive(Clone)]
-pub struct ChainLink {
-    /// The plugin.
-    pub plugin: Arc<LoadedPlugin>,
-    /// The route's slot in the plugin.
-    pub slot: usize,
-    /// What the route's handler asked for.
-    pub interests: Interests,
 }
 
 #[cfg(test)]

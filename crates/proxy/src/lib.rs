@@ -37,7 +37,7 @@ use weir_config::InstanceMode;
 use weir_config::Limits;
 use weir_observe::{Observer, Phase, PluginOutcome, Reported, RequestRecord, TraceContext};
 use weir_plugins::exchange::{Properties, RequestState, ResponseState};
-use weir_plugins::{ChainLink, Lease, PluginFault, Reply, RequestAction};
+use weir_plugins::{ChainLink, FilterLease, PluginFault, Reply, RequestAction};
 
 /// Everything needed to serve requests under one config: routes (with
 /// their plugin chains and upstreams) and limits. Replaced whole on reload.
@@ -47,7 +47,7 @@ pub struct Proxy {
     /// Size limits.
     pub limits: Limits,
     /// The loaded plugins, for the admin API.
-    pub plugins: Vec<Arc<weir_plugins::instance::LoadedPlugin>>,
+    pub plugins: Vec<weir_plugins::AnyPlugin>,
     /// The gateway's limit on requests in flight, if any.
     pub in_flight: Option<InFlightLimit>,
     /// Where finished requests are reported.
@@ -82,7 +82,7 @@ pub struct Forward {
 pub struct Ran {
     /// The plugin and its place in the chain.
     pub link: ChainLink,
-    lease: Option<Lease>,
+    lease: Option<FilterLease>,
 }
 
 /// How the client reached us.
@@ -478,7 +478,7 @@ impl Proxy {
             (None, None) => full_body(Bytes::new()),
         };
 
-        let chunk_links: Vec<(ChainLink, Option<Lease>)> = ran
+        let chunk_links: Vec<(ChainLink, Option<FilterLease>)> = ran
             .into_iter()
             .rev()
             .filter(|r| r.link.interests.response_chunks)

@@ -20,10 +20,10 @@ use http_body_util::{BodyExt, BodyStream, StreamBody};
 use super::error::GatewayError;
 use super::{Body, BoxError};
 use weir_observe::{ChunkCalls, PluginOutcome, RequestRecord};
-use weir_plugins::{ChainLink, Lease, PluginFault};
+use weir_plugins::{ChainLink, FilterLease, PluginFault};
 
 struct Transformer {
-    lease: Lease,
+    lease: FilterLease,
     slot: usize,
     fail_open: bool,
     /// This plugin's entry in `calls`.
@@ -66,7 +66,7 @@ impl Transformer {
 /// A plugin that kept its instance from the earlier phases hands it in.
 pub(super) async fn transform(
     body: Body,
-    links: Vec<(ChainLink, Option<Lease>)>,
+    links: Vec<(ChainLink, Option<FilterLease>)>,
     record: &mut RequestRecord,
 ) -> Result<Body, GatewayError> {
     let calls = record.chunk_calls(links.iter().map(|(link, _)| link.plugin.name().clone()));

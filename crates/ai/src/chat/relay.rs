@@ -28,7 +28,7 @@ use weir_config::PluginName;
 use weir_core::body::{Body, BoxError};
 use weir_observe::{Phase, ShimCalls};
 use weir_plugins::capabilities::shim::exports::weir::plugin::provider::{ApiError, Usage};
-use weir_plugins::{Lease, PluginFault};
+use weir_plugins::{PluginFault, ShimLease};
 
 /// The shim a stream goes through: where its calls are counted, and the
 /// redaction of the target's key from what it is given.
@@ -43,7 +43,7 @@ pub(super) struct Shim {
 
 /// A provider stream being translated.
 pub(super) struct Relay {
-    lease: Lease,
+    lease: ShimLease,
     slot: usize,
     shim: Shim,
     translator: Option<ResourceAny>,
@@ -59,7 +59,7 @@ impl Relay {
     /// A relay of `upstream` through the shim stream `translator`, which
     /// lives in `lease`'s instance.
     pub(super) fn new(
-        mut lease: Lease,
+        mut lease: ShimLease,
         slot: usize,
         translator: ResourceAny,
         upstream: Body,
