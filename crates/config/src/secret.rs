@@ -80,14 +80,113 @@ pub(super) fn resolved(config: &Config, file: &Option<PathBuf>) -> Option<PathBu
     file.as_ref().map(|file| config.resolve(file))
 }
 
-/// Where a secret's value comes from: exactly one of the fields.
+/// Where a named secret's value comes from (`[secrets.NAME]`): exactly
+/// one of `value`, `env` or `file`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretSource {
+#[serde(try_from = "SecretFields")]
+pub enum SecretSource {
     /// The value itself (for examples and tests).
-    pub value: Option<String>,
+    Value(String),
     /// An environment variable holding the value.
-    pub env: Option<String>,
-    /// A file holding the value (trailing newline trimmed).
-    pub file: Option<PathBuf>,
+    Env(String),
+    /// A file holding the value (trailing newline trimmed), as written.
+    File(PathBuf),
+}
+
+/// `[secrets.NAME]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretFields {
+    value: Option<String>,
+    env: Option<String>,
+    file: Option<PathBuf>,
+}
+
+impl TryFrom<SecretFields> for SecretSource {
+    type Error = String;
+
+    fn try_from(fields: SecretFields) -> Result<Self, String> {
+        match (fields.value, fields.env, fields.file) {
+            (Some(value), None, None) => Ok(SecretSource::Value(value)),
+            (None, Some(var), None) => Ok(SecretSource::Env(var)),
+            (None, None, Some(file)) => Ok(SecretSource::File(file)),
+            (None, None, None) => Err("needs one of value, env, file".into()),
+            _ => Err("set only one of value, env, file".into()),
+        }
+    }
+}
+
+impl SecretSource {
+    /// The secret's value. `at` names it in messages (`secrets.NAME`);
+    /// a message names the variable or file, never the value.
+    pub fn read(&self, at: &str, config: &Config) -> Result<String, String> {
+        match self {
+            SecretSource::Value(value) => Ok(value.clone()),
+            SecretSource::Env(var) => {
+                std::env::var(var).map_err(|_| format!("{at}.env: environment variable {var} is not set"))
+            }
+            SecretSource::File(file) => {
+                let path = config.resolve(file);
+                let text = weir_core::files::read_regular_text(&path, super::MAX_SMALL_FILE_BYTES)
+                    .map_err(|e| format!("{at}.file: {} {e}", path.display()))?;
+                Ok(text.trim_end_matches(['\n', '\r']).to_string())
+            }
+        }
+    }
+
+    /// A variable that is not set or a file that is not there, by path.
+    pub(super) fn problems(&self, at: &str, config: &Config) -> Vec<Problem> {
+        match self {
+            SecretSource::Value(_) => Vec::new(),
+            SecretSource::Env(var) if std::env::var_os(var).is_none() => vec![Problem {
+                path: format!("{at}.env"),
+                message: format!("environment variable {var} is not set"),
+            }],
+            SecretSource::File(file) if !config.resolve(file).is_file() => vec![Problem {
+                path: format!("{at}.file"),
+                message: format!("no such file {}", config.resolve(file).display()),
+            }],
+            SecretSource::Env(_) | SecretSource::File(_) => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::tests::{MINIMAL, parse};
+
+    use super::SecretSource;
+
+    fn problem_of(secret: &str) -> (String, String) {
+        let err = parse(&format!("{MINIMAL}\n[secrets.key]\n{secret}\n")).expect_err("refused");
+        let first = &err.problems[0];
+        (first.path.clone(), first.message.clone())
+    }
+
+    #[test]
+    fn a_secret_takes_exactly_one_source() {
+        let (path, message) = problem_of("");
+        assert_eq!(path, "secrets.key");
+        assert!(message.contains("needs one of value, env, file"), "{message}");
+        let (path, message) = problem_of("value = \"s3cret\"\nenv = \"KEY\"");
+        assert_eq!(path, "secrets.key");
+        assert!(message.contains("set only one of value, env, file"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        let config = parse(&format!("{MINIMAL}\n[secrets.key]\nvalue = \"s3cret\"\n")).expect("valid");
+        assert!(matches!(&config.secrets["key"], SecretSource::Value(v) if v == "s3cret"));
+        assert_eq!(
+            config.secrets["key"].read("secrets.key", &config).as_deref(),
+            Ok("s3cret")
+        );
+    }
+
+    #[test]
+    fn a_secret_from_a_missing_variable_or_file_is_named_by_its_path() {
+        let (path, message) = problem_of("env = \"WEIR_TEST_NO_SUCH_VARIABLE\"");
+        assert_eq!(path, "secrets.key.env");
+        assert!(message.contains("WEIR_TEST_NO_SUCH_VARIABLE is not set"), "{message}");
+        let (path, message) = problem_of("file = \"no/such/secret.txt\"");
+        assert_eq!(path, "secrets.key.file");
+        assert!(message.contains("no such file"), "{message}");
+    }
 }

@@ -185,23 +185,8 @@ impl Config {
         }
 
         for (name, secret) in &self.secrets {
-            let at = format!("secrets.{name}");
-            let sources = [secret.value.is_some(), secret.env.is_some(), secret.file.is_some()];
-            match sources.iter().filter(|s| **s).count() {
-                1 => {}
-                0 => problem(at.clone(), "needs one of value, env, file".into()),
-                _ => problem(at.clone(), "set only one of value, env, file".into()),
-            }
-            if let Some(var) = &secret.env
-                && std::env::var_os(var).is_none()
-            {
-                problem(format!("{at}.env"), format!("environment variable {var} is not set"));
-            }
-            if let Some(file) = &secret.file {
-                let full = self.resolve(file);
-                if !full.is_file() {
-                    problem(format!("{at}.file"), format!("no such file {}", full.display()));
-                }
+            for p in secret.problems(&format!("secrets.{name}"), self) {
+                problem(p.path, p.message);
             }
         }
 

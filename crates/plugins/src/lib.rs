@@ -528,19 +528,9 @@ fn check_component_header(bytes: &[u8]) -> Result<(), String> {
 fn resolve_secrets(config: &Config) -> anyhow::Result<HashMap<String, String>> {
     let mut secrets = HashMap::new();
     for (name, source) in &config.secrets {
-        let value = if let Some(v) = &source.value {
-            v.clone()
-        } else if let Some(var) = &source.env {
-            std::env::var(var).map_err(|_| anyhow::anyhow!("secrets.{name}.env: {var} is not set"))?
-        } else if let Some(file) = &source.file {
-            let path = config.resolve(file);
-            weir_core::files::read_regular_text(&path, weir_config::MAX_SMALL_FILE_BYTES)
-                .map_err(|e| anyhow::anyhow!("secrets.{name}.file: {} {e}", path.display()))?
-                .trim_end_matches(['\n', '\r'])
-                .to_string()
-        } else {
-            anyhow::bail!("secrets.{name}: needs one of value, env, file");
-        };
+        let value = source
+            .read(&format!("secrets.{name}"), config)
+            .map_err(anyhow::Error::msg)?;
         secrets.insert(name.clone(), value);
     }
     Ok(secrets)
