@@ -2,8 +2,8 @@
 //! `request` / `response` handles, and the request's properties.
 //!
 //! The proxy moves these values into a plugin's store for the length of one
-//! call and takes them back afterwards, so nothing is copied unless the
-//! plugin asks for it.
+//! call ([`Lent`]) and takes them back afterwards, so nothing is copied
+//! unless the plugin asks for it.
 
 use std::collections::HashMap;
 
@@ -75,4 +75,76 @@ pub struct ResponseState {
     pub body_visible: bool,
     /// The request's properties.
     pub properties: Properties,
+}
+
+/// The request or response a plugin's current call was lent, held in the
+/// instance's store rather than its resource table: lending is a move into
+/// a field, with no allocation, and the handle the guest borrows names the
+/// field (a fixed rep per kind). Between calls both are empty, so a handle
+/// kept past its call finds nothing and traps.
+#[derive(Default)]
+pub struct Lent {
+    request: Option<RequestState>,
+    response: Option<ResponseState>,
+}
+
+/// What can be lent to a plugin for one call: where it is held in
+/// [`Lent`], and the rep of its handle.
+pub trait Lendable: Sized + 'static {
+    /// The handle's rep.
+    const REP: u32;
+    /// The slot this kind is held in.
+    fn slot(lent: &mut Lent) -> &mut Option<Self>;
+    /// The slot, to read.
+    fn slot_ref(lent: &Lent) -> &Option<Self>;
+}
+
+impl Lendable for RequestState {
+    const REP: u32 = 1;
+    fn slot(lent: &mut Lent) -> &mut Option<Self> {
+        &mut lent.request
+    }
+    fn slot_ref(lent: &Lent) -> &Option<Self> {
+        &lent.request
+    }
+}
+
+impl Lendable for ResponseState {
+    const REP: u32 = 2;
+    fn slot(lent: &mut Lent) -> &mut Option<Self> {
+        &mut lent.response
+    }
+    fn slot_ref(lent: &Lent) -> &Option<Self> {
+        &lent.response
+    }
+}
+
+impl Lent {
+    /// Hold `state` for a call; the handle to lend the guest.
+    pub fn lend<T: Lendable>(&mut self, state: T) -> wasmtime::component::Resource<T> {
+        *T::slot(self) = Some(state);
+        wasmtime::component::Resource::new_borrow(T::REP)
+    }
+
+    /// Take back what [`Lent::lend`] held.
+    pub fn take_back<T: Lendable>(&mut self) -> Option<T> {
+        T::slot(self).take()
+    }
+
+    /// The value behind a handle; an error (a trap) if the handle is not
+    /// the one lent for this call.
+    pub fn get<T: Lendable>(&self, handle: &wasmtime::component::Resource<T>) -> wasmtime::Result<&T> {
+        match T::slot_ref(self) {
+            Some(state) if handle.rep() == T::REP => Ok(state),
+            _ => Err(wasmtime::format_err!("a request or response handle used outside its call")),
+        }
+    }
+
+    /// [`Lent::get`], to change.
+    pub fn get_mut<T: Lendable>(&mut self, handle: &wasmtime::component::Resource<T>) -> wasmtime::Result<&mut T> {
+        match T::slot(self) {
+            Some(state) if handle.rep() == T::REP => Ok(state),
+            _ => Err(wasmtime::format_err!("a request or response handle used outside its call")),
+        }
+    }
 }

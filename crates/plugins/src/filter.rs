@@ -3,14 +3,14 @@
 //! the length of the call and always takes it back, even when the call
 //! faulted, so a fail-open plugin can be skipped with the exchange intact.
 
-use wasmtime::component::{Resource, ResourceAny};
+use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store};
 
 use super::PluginFault;
 use super::capabilities::weir::plugin::types::{Interests, RequestAction};
 use super::capabilities::{HostState, Plugin, PluginPre};
-use super::exchange::{RequestState, ResponseState};
-use super::instance::{Lease, LoadedPlugin, World, lend, take_back};
+use super::exchange::{Lendable, RequestState, ResponseState};
+use super::instance::{Lease, LoadedPlugin, World};
 
 /// The filter world.
 pub struct Filter;
@@ -71,15 +71,14 @@ impl Lease<Filter> {
             Ok(call) => call,
             Err(fault) => return (state, Err(fault)),
         };
-        let resource = lend(call.store, state);
-        let borrowed = Resource::new_borrow(resource.rep());
+        let borrowed = call.store.data_mut().lent.lend(state);
         let result = call
             .bindings
             .weir_plugin_filter()
             .handler()
             .call_on_request(&mut *call.store, call.handler, borrowed)
             .await;
-        let state = take_back(call.store, resource);
+        let state = taken_back(call.store);
         (state, result.map_err(|e| self.failed(e)))
     }
 
@@ -89,15 +88,14 @@ impl Lease<Filter> {
             Ok(call) => call,
             Err(fault) => return (state, Err(fault)),
         };
-        let resource = lend(call.store, state);
-        let borrowed = Resource::new_borrow(resource.rep());
+        let borrowed = call.store.data_mut().lent.lend(state);
         let result = call
             .bindings
             .weir_plugin_filter()
             .handler()
             .call_on_response(&mut *call.store, call.handler, borrowed)
             .await;
-        let state = take_back(call.store, resource);
+        let state = taken_back(call.store);
         (state, result.map_err(|e| self.failed(e)))
     }
 
@@ -111,5 +109,14 @@ impl Lease<Filter> {
             .call_on_response_chunk(call.store, call.handler, chunk, end)
             .await;
         result.map_err(|e| self.failed(e))
+    }
+}
+
+/// Take back what the call was lent. The guest only borrows the handle,
+/// so the value is always there.
+fn taken_back<T: Lendable>(store: &mut Store<HostState>) -> T {
+    match store.data_mut().lent.take_back() {
+        Some(state) => state,
+        None => panic!("a lent request or response vanished during its call"),
     }
 }

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use wasmtime::component::{Resource, ResourceAny};
+use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::capabilities::weir::plugin::types::Interests;
@@ -394,25 +394,5 @@ impl<W: World> Drop for Lease<W> {
         {
             self.plugin.put_back(instance);
         }
-    }
-}
-
-/// Hand `state` to the store's table as a handle for one call.
-pub(crate) fn lend<T: Send + 'static>(store: &mut Store<HostState>, state: T) -> Resource<T> {
-    match store.data_mut().table.push(state) {
-        Ok(r) => r,
-        // The table only fails to push past 2^32 live handles; a call
-        // holds one.
-        Err(e) => panic!("resource table full with a single handle: {e}"),
-    }
-}
-
-/// Take back what [`lend`] handed over.
-pub(crate) fn take_back<T: 'static>(store: &mut Store<HostState>, resource: Resource<T>) -> T {
-    match store.data_mut().table.delete(resource) {
-        Ok(state) => state,
-        // The handle was pushed by us and only borrowed by the guest, which
-        // cannot delete host-owned entries.
-        Err(e) => panic!("request handle vanished from the table: {e}"),
     }
 }

@@ -180,8 +180,10 @@ pub struct PluginIdentity {
 /// The data of one plugin instance's store.
 pub struct HostState {
     wasi: WasiCtx,
-    /// Handles passed to the plugin during a call.
+    /// WASI's handles (streams), and a shim's stream translators.
     pub table: ResourceTable,
+    /// The request or response lent for the current call.
+    pub lent: crate::exchange::Lent,
     /// The memory cap.
     pub memory: MemoryCap,
     /// Epoch ticks the current call may still run for; the call is
@@ -211,6 +213,7 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
+            lent: crate::exchange::Lent::default(),
             memory: MemoryCap::new(memory_limit),
             ticks_left: 0,
             slot: None,

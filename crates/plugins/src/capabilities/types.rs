@@ -1,11 +1,12 @@
 //! The `weir:plugin/types` interface: the `request` and `response`
 //! handles a plugin gets in each phase, over the host's
-//! [`RequestState`] / [`ResponseState`] in the instance's resource table.
+//! [`RequestState`] / [`ResponseState`] lent to the instance for one call
+//! ([`crate::exchange::Lent`]).
 //!
 //! Invariants:
 //! - the host owns the handles and takes them back after each call; the
 //!   guest only borrows them, so dropping one does nothing;
-//! - a handle no longer in the table traps (the instance is thrown away);
+//! - a handle used outside its call traps (the instance is thrown away);
 //! - what a plugin sets is checked (method, path, status, header names and
 //!   values: see [`super::headers`]) and a bad value is `error.invalid`
 //!   naming it, leaving the message unchanged;
@@ -28,41 +29,41 @@ use crate::exchange::{RequestState, ResponseState};
 macro_rules! handle_methods {
     ($state:ty) => {
         fn header(&mut self, r: Resource<$state>, name: String) -> Result<Option<String>> {
-            Ok(first_header(&self.table.get(&r)?.parts.headers, &name))
+            Ok(first_header(&self.lent.get(&r)?.parts.headers, &name))
         }
 
         fn header_all(&mut self, r: Resource<$state>, name: String) -> Result<Vec<String>> {
-            let headers = &self.table.get(&r)?.parts.headers;
+            let headers = &self.lent.get(&r)?.parts.headers;
             Ok(headers.get_all(name.as_str()).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect())
         }
 
         fn headers(&mut self, r: Resource<$state>) -> Result<Vec<Header>> {
-            Ok(all_headers(&self.table.get(&r)?.parts.headers))
+            Ok(all_headers(&self.lent.get(&r)?.parts.headers))
         }
 
         fn set_header(&mut self, r: Resource<$state>, name: String, value: String) -> Result<Result<(), CapError>> {
-            Ok(set_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+            Ok(set_header(&mut self.lent.get_mut(&r)?.parts.headers, &name, &value))
         }
 
         fn append_header(&mut self, r: Resource<$state>, name: String, value: String) -> Result<Result<(), CapError>> {
-            Ok(append_header(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+            Ok(append_header(&mut self.lent.get_mut(&r)?.parts.headers, &name, &value))
         }
 
         fn remove_header(&mut self, r: Resource<$state>, name: String) -> Result<()> {
-            remove_header(&mut self.table.get_mut(&r)?.parts.headers, &name);
+            remove_header(&mut self.lent.get_mut(&r)?.parts.headers, &name);
             Ok(())
         }
 
         fn take_header(&mut self, r: Resource<$state>, name: String) -> Result<Option<String>> {
-            Ok(take_header(&mut self.table.get_mut(&r)?.parts.headers, &name))
+            Ok(take_header(&mut self.lent.get_mut(&r)?.parts.headers, &name))
         }
 
         fn edit_headers(&mut self, r: Resource<$state>, edits: Vec<HeaderEdit>) -> Result<Result<(), CapError>> {
-            Ok(edit_headers(&mut self.table.get_mut(&r)?.parts.headers, &edits))
+            Ok(edit_headers(&mut self.lent.get_mut(&r)?.parts.headers, &edits))
         }
 
         fn body(&mut self, r: Resource<$state>) -> Result<Option<Vec<u8>>> {
-            let state = self.table.get(&r)?;
+            let state = self.lent.get(&r)?;
             Ok(if state.body_visible || state.body_replaced {
                 Some(state.body.as_deref().unwrap_or_default().to_vec())
             } else {
@@ -71,18 +72,18 @@ macro_rules! handle_methods {
         }
 
         fn set_body(&mut self, r: Resource<$state>, body: Vec<u8>) -> Result<()> {
-            let state = self.table.get_mut(&r)?;
+            let state = self.lent.get_mut(&r)?;
             state.body = Some(Bytes::from(body));
             state.body_replaced = true;
             Ok(())
         }
 
         fn property(&mut self, r: Resource<$state>, name: String) -> Result<Option<String>> {
-            Ok(self.table.get(&r)?.properties.get(&name).map(str::to_string))
+            Ok(self.lent.get(&r)?.properties.get(&name).map(str::to_string))
         }
 
         fn set_property(&mut self, r: Resource<$state>, name: String, value: String) -> Result<()> {
-            if let Err(reason) = self.table.get_mut(&r)?.properties.set(&name, &value) {
+            if let Err(reason) = self.lent.get_mut(&r)?.properties.set(&name, &value) {
                 tracing::warn!(plugin = %self.identity.name, route = self.route_name(), "set-property refused: {reason}");
             }
             Ok(())
@@ -100,7 +101,7 @@ impl types::Host for HostState {}
 
 impl types::HostRequest for HostState {
     fn method(&mut self, r: Resource<RequestState>) -> Result<String> {
-        Ok(self.table.get(&r)?.parts.method.to_string())
+        Ok(self.lent.get(&r)?.parts.method.to_string())
     }
 
     fn set_method(&mut self, r: Resource<RequestState>, method: String) -> Result<Result<(), CapError>> {
@@ -108,12 +109,12 @@ impl types::HostRequest for HostState {
             Ok(m) => m,
             Err(_) => return Ok(Err(CapError::Invalid(format!("{method:?} is not an HTTP method")))),
         };
-        self.table.get_mut(&r)?.parts.method = parsed;
+        self.lent.get_mut(&r)?.parts.method = parsed;
         Ok(Ok(()))
     }
 
     fn path(&mut self, r: Resource<RequestState>) -> Result<String> {
-        let uri = &self.table.get(&r)?.parts.uri;
+        let uri = &self.lent.get(&r)?.parts.uri;
         Ok(uri
             .path_and_query()
             .map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string()))
@@ -127,7 +128,7 @@ impl types::HostRequest for HostState {
             Ok(pq) => pq,
             Err(_) => return Ok(Err(CapError::Invalid(format!("{path:?} is not a valid path")))),
         };
-        let state = self.table.get_mut(&r)?;
+        let state = self.lent.get_mut(&r)?;
         let mut parts = std::mem::take(&mut state.parts.uri).into_parts();
         parts.path_and_query = Some(parsed);
         match http::Uri::from_parts(parts) {
@@ -140,7 +141,7 @@ impl types::HostRequest for HostState {
     }
 
     fn authority(&mut self, r: Resource<RequestState>) -> Result<Option<String>> {
-        let parts = &self.table.get(&r)?.parts;
+        let parts = &self.lent.get(&r)?.parts;
         Ok(weir_core::forwarding::request_authority(&parts.uri, &parts.headers).map(str::to_string))
     }
 
@@ -149,13 +150,13 @@ impl types::HostRequest for HostState {
 
 impl types::HostResponse for HostState {
     fn status(&mut self, r: Resource<ResponseState>) -> Result<u16> {
-        Ok(self.table.get(&r)?.parts.status.as_u16())
+        Ok(self.lent.get(&r)?.parts.status.as_u16())
     }
 
     fn set_status(&mut self, r: Resource<ResponseState>, status: u16) -> Result<Result<(), CapError>> {
         match http::StatusCode::from_u16(status) {
             Ok(code) => {
-                self.table.get_mut(&r)?.parts.status = code;
+                self.lent.get_mut(&r)?.parts.status = code;
                 Ok(Ok(()))
             }
             Err(_) => Ok(Err(CapError::Invalid(format!("{status} is not a status code")))),
