@@ -153,7 +153,7 @@ fn report(rt: &tokio::runtime::Runtime, setup: &Setup) {
         let plugin = proxy
             .plugins
             .iter()
-            .find(|p| p.name().0 == name)
+            .find(|p| p.name().as_str() == name)
             .and_then(|p| p.as_filter())
             .expect("filter plugin loaded")
             .clone();

@@ -59,7 +59,7 @@ fn plugin_of(file_name: &str) -> Option<PluginName> {
     let stem = file_name
         .strip_suffix(".wasm")
         .or_else(|| file_name.strip_suffix(".toml"))?;
-    valid_plugin_name(stem).then(|| PluginName(stem.to_string()))
+    valid_plugin_name(stem).then(|| PluginName(stem.into()))
 }
 
 /// The plugins that changed paths name directly.

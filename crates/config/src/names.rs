@@ -1,25 +1,27 @@
 //! The names a config gives its routes, plugins and upstream pools:
 //! newtypes over the name as written, so one kind of name is never taken
-//! for another.
+//! for another. A name is shared, not copied: every request's record names
+//! its route, upstream and plugins, and a clone is a reference count.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 /// A route's name, unique within a config.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(transparent)]
-pub struct RouteName(pub String);
+pub struct RouteName(pub Arc<str>);
 
 /// A plugin's name: the file stem of `NAME.wasm` in the plugin directory.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(transparent)]
-pub struct PluginName(pub String);
+pub struct PluginName(pub Arc<str>);
 
 /// An upstream pool's name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(transparent)]
-pub struct UpstreamName(pub String);
+pub struct UpstreamName(pub Arc<str>);
 
 macro_rules! display_name {
     ($($t:ty),*) => {$(

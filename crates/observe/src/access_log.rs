@@ -231,7 +231,7 @@ pub fn line(record: &RequestRecord) -> String {
         bytes_in: record.bytes_in.load(Ordering::Relaxed),
         bytes_out: record.bytes_out,
         consumer: record.consumer.as_deref(),
-        upstream: record.upstream.as_deref(),
+        upstream: record.upstream.as_ref().map(|u| u.as_str()),
         target: last
             .map(|a| a.target.as_str())
             .or(ai.map(|ai| ai.usage.target.as_str()).filter(|t| !t.is_empty())),

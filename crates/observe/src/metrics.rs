@@ -8,8 +8,9 @@
 //! taken afresh at each scrape.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -18,11 +19,38 @@ use prometheus_client::registry::Registry;
 
 use super::record::{AttemptOutcome, PluginOutcome, RequestRecord};
 
+/// A label value shared with the name it comes from (a route, plugin or
+/// upstream): labelling a request's counters copies no string.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Label(Arc<str>);
+
+impl Label {
+    /// The label's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&Arc<str>> for Label {
+    fn from(name: &Arc<str>) -> Self {
+        Label(name.clone())
+    }
+}
+
+impl EncodeLabelValue for Label {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
+/// `-`: the label of a request that matched no route.
+static NO_ROUTE: LazyLock<Label> = LazyLock::new(|| Label(Arc::from("-")));
+
 /// Labels of a request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// The route, or `-` when none matched.
-    pub route: String,
+    pub route: Label,
     /// The method, or `OTHER`.
     pub method: &'static str,
     /// `2xx`, `4xx`, ...
@@ -33,14 +61,14 @@ pub struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     /// The route, or `-` when none matched.
-    pub route: String,
+    pub route: Label,
 }
 
 /// Labels of a plugin call.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginLabels {
     /// The plugin.
-    pub plugin: String,
+    pub plugin: Label,
     /// `request` or `response`.
     pub phase: &'static str,
 }
@@ -49,7 +77,7 @@ pub struct PluginLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginResultLabels {
     /// The plugin.
-    pub plugin: String,
+    pub plugin: Label,
     /// `request` or `response`.
     pub phase: &'static str,
     /// `continue`, `responded`, `trap`, `deadline`, `memory`, `unavailable`.
@@ -60,7 +88,7 @@ pub struct PluginResultLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginAnswerLabels {
     /// The plugin.
-    pub plugin: String,
+    pub plugin: Label,
     /// The status it answered with.
     pub status: u16,
 }
@@ -69,7 +97,7 @@ pub struct PluginAnswerLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     /// The route, or `-`.
-    pub route: String,
+    pub route: Label,
     /// The error's kind, as in `x-weir-error`.
     pub kind: &'static str,
 }
@@ -85,7 +113,7 @@ pub struct PluginNameLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
     /// The upstream pool.
-    pub upstream: String,
+    pub upstream: Label,
     /// The target.
     pub target: String,
 }
@@ -94,7 +122,7 @@ pub struct TargetLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     /// The upstream pool.
-    pub upstream: String,
+    pub upstream: Label,
     /// The target.
     pub target: String,
     /// The status class, or `connect-error`, `timeout`, `broken`.
@@ -361,7 +389,10 @@ impl Metrics {
 
     /// Count a finished request.
     pub fn observe(&self, record: &RequestRecord) {
-        let route = record.route.as_ref().map_or("-", |r| r.as_str()).to_string();
+        let route = record
+            .route
+            .as_ref()
+            .map_or_else(|| NO_ROUTE.clone(), |r| Label::from(&r.0));
         if let Some(kind) = record.error {
             self.errors
                 .get_or_create(&ErrorLabels {
@@ -381,7 +412,7 @@ impl Metrics {
             .get_or_create(&RouteLabels { route })
             .observe(record.elapsed().as_secs_f64());
         for call in &record.plugins {
-            let plugin = call.plugin.as_str().to_string();
+            let plugin = Label::from(&call.plugin.0);
             let result = match call.outcome {
                 PluginOutcome::Continue => "continue",
                 PluginOutcome::Responded(status) => {
@@ -396,7 +427,9 @@ impl Metrics {
                 PluginOutcome::Fault { kind, skipped } => {
                     if skipped {
                         self.plugin_skips
-                            .get_or_create(&PluginNameLabels { plugin: plugin.clone() })
+                            .get_or_create(&PluginNameLabels {
+                                plugin: plugin.as_str().to_string(),
+                            })
                             .inc();
                     }
                     kind
@@ -416,10 +449,10 @@ impl Metrics {
                 })
                 .inc();
         }
-        let upstream = record.attempts_of();
+        let upstream = record.attempts_name().map_or_else(|| NO_ROUTE.clone(), Label::from);
         for (i, attempt) in record.attempts.iter().enumerate() {
             let target = TargetLabels {
-                upstream: upstream.to_string(),
+                upstream: upstream.clone(),
                 target: attempt.target.clone(),
             };
             if i > 0 {
@@ -494,7 +527,7 @@ impl Metrics {
     pub fn ai_budget_rejection(&self, route: &str) {
         self.ai_budget_rejections
             .get_or_create(&RouteLabels {
-                route: route.to_string(),
+                route: Label(Arc::from(route)),
             })
             .inc();
     }

@@ -134,7 +134,7 @@ impl Tracing {
                 KeyValue::new("weir.upstream.result", attempt.outcome.as_str().into_owned()),
             ];
             if let Some(upstream) = &record.upstream {
-                attributes.push(KeyValue::new("weir.upstream", upstream.clone()));
+                attributes.push(KeyValue::new("weir.upstream", upstream.to_string()));
             }
             if let AttemptOutcome::Answered(status) = attempt.outcome {
                 attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));

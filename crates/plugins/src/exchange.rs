@@ -136,7 +136,9 @@ impl Lent {
     pub fn get<T: Lendable>(&self, handle: &wasmtime::component::Resource<T>) -> wasmtime::Result<&T> {
         match T::slot_ref(self) {
             Some(state) if handle.rep() == T::REP => Ok(state),
-            _ => Err(wasmtime::format_err!("a request or response handle used outside its call")),
+            _ => Err(wasmtime::format_err!(
+                "a request or response handle used outside its call"
+            )),
         }
     }
 
@@ -144,7 +146,9 @@ impl Lent {
     pub fn get_mut<T: Lendable>(&mut self, handle: &wasmtime::component::Resource<T>) -> wasmtime::Result<&mut T> {
         match T::slot(self) {
             Some(state) if handle.rep() == T::REP => Ok(state),
-            _ => Err(wasmtime::format_err!("a request or response handle used outside its call")),
+            _ => Err(wasmtime::format_err!(
+                "a request or response handle used outside its call"
+            )),
         }
     }
 }

@@ -238,7 +238,7 @@ impl Proxy {
         record.consumer = forward.properties.get("consumer").map(str::to_string);
         let response = match &route.backend {
             Backend::Upstream(pool) => {
-                record.upstream = Some(pool.name.to_string());
+                record.upstream = Some(pool.name.clone());
                 pool.send(forward.parts, forward.body, record).await?
             }
             Backend::Ai(ai) => {

@@ -283,7 +283,7 @@ pub async fn validate(wasm: &Path, name: &str, cache_dir: Option<&Path>) -> Resu
     let state = std::sync::Arc::new(weir_state::SharedState::memory());
     let runtime =
         weir_plugins::PluginRuntime::new(&config, state).map_err(|e| ToolchainError::Failed(format!("{e:#}")))?;
-    let plugin_name = weir_config::PluginName(name.to_string());
+    let plugin_name = weir_config::PluginName(name.into());
     runtime
         .compile(&plugins, &plugin_name, None)
         .await

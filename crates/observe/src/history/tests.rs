@@ -127,7 +127,7 @@ fn a_bucket_is_reused_once_the_window_has_passed_it() {
 fn plugins_and_targets_are_tallied() {
     let h = history();
     let mut record = request(Some("api"), 200, None);
-    record.upstream = Some("echo".into());
+    record.upstream = Some(weir_config::UpstreamName("echo".into()));
     let auth = PluginName("auth".into());
     record.plugin_call(&auth, Phase::Request, Instant::now(), PluginOutcome::Continue);
     record.plugins[0].duration = ms(2);

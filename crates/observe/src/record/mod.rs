@@ -15,7 +15,7 @@ use http_body::{Body as _, Frame, SizeHint};
 
 use super::Observer;
 use super::ai::{AiSlot, AiSummary};
-use weir_config::{PluginName, RouteName};
+use weir_config::{PluginName, RouteName, UpstreamName};
 use weir_core::body::{Body, BoxError};
 
 mod calls;
@@ -42,7 +42,7 @@ pub struct RequestRecord {
     /// The route that matched, if any.
     pub route: Option<RouteName>,
     /// The upstream pool it went to, if any.
-    pub upstream: Option<String>,
+    pub upstream: Option<UpstreamName>,
     /// The status sent to the client.
     pub status: u16,
     /// The gateway's error kind (`x-weir-error`), when the gateway answered
@@ -293,10 +293,15 @@ impl RequestRecord {
     /// dashboard: the upstream, or for an AI request its route (whose AI
     /// targets they are); `-` for neither.
     pub fn attempts_of(&self) -> &str {
+        self.attempts_name().map_or("-", |name| name)
+    }
+
+    /// [`RequestRecord::attempts_of`], shared: `None` for `-`.
+    pub fn attempts_name(&self) -> Option<&std::sync::Arc<str>> {
         match (&self.upstream, &self.ai, &self.route) {
-            (Some(upstream), _, _) => upstream,
-            (None, Some(_), Some(route)) => route.as_str(),
-            _ => "-",
+            (Some(upstream), _, _) => Some(&upstream.0),
+            (None, Some(_), Some(route)) => Some(&route.0),
+            _ => None,
         }
     }
 
