@@ -362,15 +362,26 @@ impl TraceContext {
     }
 
     /// The `traceparent` naming `span_id` as the parent, for a request
-    /// the gateway sends on.
+    /// the gateway sends on. Written into a fixed buffer: one per attempt,
+    /// on every request.
     pub fn traceparent(&self, span_id: [u8; 8]) -> http::HeaderValue {
-        let value = format!(
-            "00-{}-{}-{}",
-            hex::encode(self.trace_id),
-            hex::encode(span_id),
-            if self.sampled { "01" } else { "00" }
-        );
-        http::HeaderValue::from_str(&value).unwrap_or_else(|_| http::HeaderValue::from_static(""))
+        // `00-` 32 hex `-` 16 hex `-` 2 hex.
+        let mut text = [0u8; 55];
+        text[..3].copy_from_slice(b"00-");
+        write_hex(&self.trace_id, &mut text[3..35]);
+        text[35] = b'-';
+        write_hex(&span_id, &mut text[36..52]);
+        text[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
+        http::HeaderValue::from_bytes(&text).unwrap_or_else(|_| http::HeaderValue::from_static(""))
+    }
+}
+
+/// `bytes` as lowercase hex into `out` (twice as long).
+fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
 }
 
