@@ -10,21 +10,26 @@ use serde::Deserialize;
 
 /// A route's name, unique within a config.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(transparent)]
+#[serde(from = "String")]
 pub struct RouteName(pub Arc<str>);
 
 /// A plugin's name: the file stem of `NAME.wasm` in the plugin directory.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(transparent)]
+#[serde(from = "String")]
 pub struct PluginName(pub Arc<str>);
 
 /// An upstream pool's name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(transparent)]
+#[serde(from = "String")]
 pub struct UpstreamName(pub Arc<str>);
 
 macro_rules! display_name {
     ($($t:ty),*) => {$(
+        impl From<String> for $t {
+            fn from(name: String) -> Self {
+                Self(Arc::from(name))
+            }
+        }
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
