@@ -24,7 +24,7 @@ use weir::plugins::capabilities::weir::plugin::{kv, log, secrets};
 use weir::plugins::capabilities::{Grants, HostState, PluginIdentity, SharedCapabilities};
 use weir::state::SharedState;
 use weir::plugins::capabilities::OutboundClient;
-use weir::plugins::exchange::{Properties, RequestState, ResponseState};
+use weir::plugins::exchange::{Lendable, Properties, RequestState, ResponseState};
 
 /// A string the fuzzer makes, or one of the names plugins and HTTP care
 /// about, or a long one.
@@ -363,8 +363,8 @@ impl Message for ResponseState {
     }
 }
 
-fn headers<'a, T: Message>(host: &'a HostState, res: &Resource<T>) -> &'a HeaderMap {
-    host.table.get(res).expect("the handle is in the table").headers()
+fn headers<'a, T: Message + Lendable>(host: &'a HostState, res: &Resource<T>) -> &'a HeaderMap {
+    host.lent.get(res).expect("the handle is lent").headers()
 }
 
 /// The request is still one a proxy can send.
@@ -403,8 +403,9 @@ fuzz_target!(|input: Input| {
     let mut req = request(input.absolute_uri);
     req.body = input.request_body.map(Into::into);
     req.body_visible = input.body_visible;
-    let req = host.table.push(req).expect("room for a handle");
-    let resp = host.table.push(response()).expect("room for a handle");
+    // Both are lent at once here, so every call can reach either.
+    let req = host.lent.lend(req);
+    let resp = host.lent.lend(response());
 
     for op in input.ops {
         let host = &mut host;
@@ -487,9 +488,9 @@ fuzz_target!(|input: Input| {
                 assert_eq!(value.is_ok(), name == "granted", "secret {name:?}: {value:?}");
             }
         }
-        valid_request(host.table.get(&req).expect("the request handle"));
-        valid_response(host.table.get(&resp).expect("the response handle"));
+        valid_request(host.lent.get(&req).expect("the request handle"));
+        valid_response(host.lent.get(&resp).expect("the response handle"));
     }
-    host.table.delete(req).expect("the request comes back");
-    host.table.delete(resp).expect("the response comes back");
+    let _: RequestState = host.lent.take_back().expect("the request comes back");
+    let _: ResponseState = host.lent.take_back().expect("the response comes back");
 });
