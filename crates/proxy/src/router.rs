@@ -23,10 +23,15 @@ impl HostMatch {
     fn new(pattern: Option<&str>) -> Self {
         match pattern {
             None => HostMatch::Any,
-            Some(p) => match p.strip_suffix('.').unwrap_or(p).strip_prefix('*') {
-                Some(suffix) => HostMatch::Suffix(suffix.to_ascii_lowercase()),
-                None => HostMatch::Exact(p.to_ascii_lowercase()),
-            },
+            // The root's trailing dot names the same host, in a pattern as
+            // in a request.
+            Some(p) => {
+                let p = p.strip_suffix('.').unwrap_or(p);
+                match p.strip_prefix('*') {
+                    Some(suffix) => HostMatch::Suffix(suffix.to_ascii_lowercase()),
+                    None => HostMatch::Exact(p.to_ascii_lowercase()),
+                }
+            }
         }
     }
 
@@ -247,6 +252,13 @@ mod tests {
         assert_eq!(first_match(&routes, &get, Some("api.test."), "/"), Some(0));
         assert_eq!(first_match(&routes, &get, Some("API.test.:8080"), "/"), Some(0));
         assert_eq!(first_match(&routes, &get, Some("api.test.."), "/"), None);
+        // Written with the dot in the config, the same.
+        let dotted = [RouteMatch::new(Some("api.test."), "/", None)];
+        assert_eq!(first_match(&dotted, &get, Some("api.test"), "/"), Some(0));
+        assert_eq!(first_match(&dotted, &get, Some("api.test."), "/"), Some(0));
+        assert_eq!(first_match(&dotted, &get, Some("api.test.."), "/"), None);
+        let root = [RouteMatch::new(Some("."), "/", None)];
+        assert_eq!(first_match(&root, &get, Some(".."), "/"), None);
     }
 
     #[test]
