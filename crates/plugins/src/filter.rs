@@ -3,14 +3,14 @@
 //! the length of the call and always takes it back, even when the call
 //! faulted, so a fail-open plugin can be skipped with the exchange intact.
 
-use wasmtime::component::ResourceAny;
+use wasmtime::component::{Resource, ResourceAny};
 use wasmtime::{Engine, Store};
 
 use super::PluginFault;
 use super::capabilities::weir::plugin::types::{Interests, RequestAction};
 use super::capabilities::{HostState, Plugin, PluginPre};
 use super::exchange::{Lendable, RequestState, ResponseState};
-use super::instance::{Lease, LoadedPlugin, World};
+use super::instance::{Entered, Lease, LoadedPlugin, World};
 
 /// The filter world.
 pub struct Filter;
@@ -67,36 +67,49 @@ impl Lease<Filter> {
         slot: usize,
         state: RequestState,
     ) -> (RequestState, Result<RequestAction, PluginFault>) {
-        let call = match self.enter(slot) {
-            Ok(call) => call,
-            Err(fault) => return (state, Err(fault)),
+        let (call, request) = match self.lend(slot, state) {
+            Ok(lent) => lent,
+            Err((state, fault)) => return (state, Err(fault)),
         };
-        let borrowed = call.store.data_mut().lent.lend(state);
-        let result = call
-            .bindings
-            .weir_plugin_filter()
-            .handler()
-            .call_on_request(&mut *call.store, call.handler, borrowed)
-            .await;
-        let state = taken_back(call.store);
-        (state, result.map_err(|e| self.failed(e)))
+        let handler = call.bindings.weir_plugin_filter().handler();
+        let result = handler.call_on_request(call.store, call.handler, request).await;
+        self.returned(result)
     }
 
     /// Run `on-response`; the response state always comes back.
     pub async fn on_response(&mut self, slot: usize, state: ResponseState) -> (ResponseState, Result<(), PluginFault>) {
-        let call = match self.enter(slot) {
-            Ok(call) => call,
-            Err(fault) => return (state, Err(fault)),
+        let (call, response) = match self.lend(slot, state) {
+            Ok(lent) => lent,
+            Err((state, fault)) => return (state, Err(fault)),
         };
-        let borrowed = call.store.data_mut().lent.lend(state);
-        let result = call
-            .bindings
-            .weir_plugin_filter()
-            .handler()
-            .call_on_response(&mut *call.store, call.handler, borrowed)
-            .await;
-        let state = taken_back(call.store);
-        (state, result.map_err(|e| self.failed(e)))
+        let handler = call.bindings.weir_plugin_filter().handler();
+        let result = handler.call_on_response(call.store, call.handler, response).await;
+        self.returned(result)
+    }
+
+    /// Start a call on `slot` with `state` lent to it: the call and the
+    /// handle to pass, or the state back with the fault.
+    fn lend<T: Lendable>(
+        &mut self,
+        slot: usize,
+        state: T,
+    ) -> Result<(Entered<'_, Filter>, Resource<T>), (T, PluginFault)> {
+        match self.enter(slot) {
+            Ok(call) => {
+                let handle = call.store.data_mut().lent.lend(state);
+                Ok((call, handle))
+            }
+            Err(fault) => Err((state, fault)),
+        }
+    }
+
+    /// End a call that was lent a `T`: the value back (the guest only
+    /// borrowed it, so it is always there), and the call's result.
+    fn returned<T: Lendable, R>(&mut self, result: wasmtime::Result<R>) -> (T, Result<R, PluginFault>) {
+        match self.store_mut().and_then(|store| store.data_mut().lent.take_back()) {
+            Some(state) => (state, result.map_err(|e| self.failed(e))),
+            None => panic!("a lent request or response vanished during its call"),
+        }
     }
 
     /// Run `on-response-chunk`.
@@ -109,14 +122,5 @@ impl Lease<Filter> {
             .call_on_response_chunk(call.store, call.handler, chunk, end)
             .await;
         result.map_err(|e| self.failed(e))
-    }
-}
-
-/// Take back what the call was lent. The guest only borrows the handle,
-/// so the value is always there.
-fn taken_back<T: Lendable>(store: &mut Store<HostState>) -> T {
-    match store.data_mut().lent.take_back() {
-        Some(state) => state,
-        None => panic!("a lent request or response vanished during its call"),
     }
 }

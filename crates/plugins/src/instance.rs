@@ -363,6 +363,11 @@ impl<W: World> Lease<W> {
         })
     }
 
+    /// The instance's store, unless the instance was discarded.
+    pub(crate) fn store_mut(&mut self) -> Option<&mut Store<HostState>> {
+        self.instance.as_mut().map(|instance| &mut instance.store)
+    }
+
     /// Turn a failed call into the plugin's fault; the instance is not
     /// reused.
     pub(crate) fn failed(&mut self, error: wasmtime::Error) -> PluginFault {
