@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use super::capabilities::PluginIdentity;
 use super::filter::FilterPlugin;
-use super::instance::{PluginLimits, RouteSlot};
+use super::instance::PluginLimits;
 use super::shim::ShimPlugin;
 use weir_config::PluginName;
 
@@ -55,11 +55,6 @@ impl AnyPlugin {
     /// Limits and fault behaviour.
     pub fn limits(&self) -> &PluginLimits {
         either!(self, p => &p.limits)
-    }
-
-    /// The routes that use it, by slot.
-    pub fn routes(&self) -> &[RouteSlot] {
-        either!(self, p => &p.routes)
     }
 
     /// Idle warm instances right now.

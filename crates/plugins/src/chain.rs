@@ -23,11 +23,7 @@ pub fn build_chains(config: &Config, plugins: &HashMap<PluginName, AnyPlugin>) -
                 chain.missing.push(p.name.clone());
                 continue;
             };
-            match plugin
-                .routes
-                .iter()
-                .position(|s| s.route == route.name && s.position == position)
-            {
+            match plugin.slot_of(&route.name, position) {
                 Some(slot) => chain.links.push(ChainLink {
                     interests: plugin.routes[slot].interests,
                     plugin: plugin.clone(),

@@ -136,9 +136,7 @@ impl Lent {
     pub fn get<T: Lendable>(&self, handle: &wasmtime::component::Resource<T>) -> wasmtime::Result<&T> {
         match T::slot_ref(self) {
             Some(state) if handle.rep() == T::REP => Ok(state),
-            _ => Err(wasmtime::format_err!(
-                "a request or response handle used outside its call"
-            )),
+            _ => Err(used_outside_its_call()),
         }
     }
 
@@ -146,9 +144,12 @@ impl Lent {
     pub fn get_mut<T: Lendable>(&mut self, handle: &wasmtime::component::Resource<T>) -> wasmtime::Result<&mut T> {
         match T::slot(self) {
             Some(state) if handle.rep() == T::REP => Ok(state),
-            _ => Err(wasmtime::format_err!(
-                "a request or response handle used outside its call"
-            )),
+            _ => Err(used_outside_its_call()),
         }
     }
+}
+
+/// What a handle used after its call finds: a trap.
+fn used_outside_its_call() -> wasmtime::Error {
+    wasmtime::format_err!("a request or response handle used outside its call")
 }

@@ -165,6 +165,14 @@ impl<W: World> LoadedPlugin<W> {
         &self.identity.name
     }
 
+    /// The slot of `route`'s use at `position` (its place in the chain, or
+    /// its target's index), if this version is configured for it.
+    pub fn slot_of(&self, route: &RouteName, position: usize) -> Option<usize> {
+        self.routes
+            .iter()
+            .position(|s| s.route == *route && s.position == position)
+    }
+
     /// Idle warm instances right now.
     pub fn idle_instances(&self) -> usize {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)
@@ -379,16 +387,6 @@ impl<W: World> Lease<W> {
                 detail: format!("{error:#}"),
             },
         }
-    }
-
-    /// Drop a resource the plugin made (a shim's stream), so the instance
-    /// can be reused.
-    pub(crate) async fn drop_resource(&mut self, resource: ResourceAny) -> Result<(), PluginFault> {
-        let Some(instance) = self.instance.as_mut() else {
-            return Ok(());
-        };
-        let result = resource.resource_drop_async(&mut instance.store).await;
-        result.map_err(|e| self.failed(e))
     }
 }
 

@@ -485,10 +485,7 @@ pub fn shim_for_target(
     target: usize,
 ) -> Option<(Arc<ShimPlugin>, usize)> {
     let plugin = plugins.get(shim)?.as_shim()?;
-    let slot = plugin
-        .routes
-        .iter()
-        .position(|s| s.route == *route && s.position == target)?;
+    let slot = plugin.slot_of(route, target)?;
     Some((plugin.clone(), slot))
 }
 

@@ -137,6 +137,10 @@ impl Lease<ProviderShim> {
 
     /// Drop a stream the shim made, so the instance can be reused.
     pub async fn close_stream(&mut self, stream: ResourceAny) -> Result<(), PluginFault> {
-        self.drop_resource(stream).await
+        let Some(store) = self.store_mut() else {
+            return Ok(());
+        };
+        let result = stream.resource_drop_async(store).await;
+        result.map_err(|e| self.failed(e))
     }
 }
