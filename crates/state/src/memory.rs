@@ -23,8 +23,25 @@ pub const MAX_VALUE_BYTES: usize = 1 << 20;
 pub const MAX_KEY_BYTES: usize = 1024;
 
 struct Entry {
-    value: Vec<u8>,
+    value: Value,
     expires: Option<Instant>,
+}
+
+/// A stored value. A token bucket is kept as its state, so taking tokens
+/// neither formats nor parses it; read as bytes it is its stored form, the
+/// same text the Redis store keeps.
+enum Value {
+    Bytes(Vec<u8>),
+    Bucket(State),
+}
+
+impl Value {
+    fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Value::Bytes(bytes) => bytes.as_slice().into(),
+            Value::Bucket(state) => state.encode().into_bytes().into(),
+        }
+    }
 }
 
 impl Entry {
@@ -114,7 +131,7 @@ impl KvStore {
         self.shard(key)
             .get(key)
             .filter(|e| e.live(now))
-            .map(|e| e.value.clone())
+            .map(|e| e.value.bytes().into_owned())
     }
 
     /// Set `key`, expiring after `ttl`.
@@ -124,7 +141,7 @@ impl KvStore {
         self.shard(key).insert(
             key.to_string(),
             Entry {
-                value: value.to_vec(),
+                value: Value::Bytes(value.to_vec()),
                 expires: expiry(ttl, now),
             },
         );
@@ -146,7 +163,8 @@ impl KvStore {
         let mut shard = self.shard(key);
         let (current, expires) = match shard.get(key).filter(|e| e.live(now)) {
             Some(e) => {
-                let text = std::str::from_utf8(&e.value).map_err(|_| KvError::NotAnInteger(key.into()))?;
+                let bytes = e.value.bytes();
+                let text = std::str::from_utf8(&bytes).map_err(|_| KvError::NotAnInteger(key.into()))?;
                 (
                     text.parse::<i64>().map_err(|_| KvError::NotAnInteger(key.into()))?,
                     e.expires,
@@ -160,7 +178,7 @@ impl KvStore {
         shard.insert(
             key.to_string(),
             Entry {
-                value: next.to_string().into_bytes(),
+                value: Value::Bytes(next.to_string().into_bytes()),
                 expires,
             },
         );
@@ -179,19 +197,23 @@ impl KvStore {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut shard = self.shard(key);
-        let prior = shard
-            .get(key)
-            .filter(|e| e.live(now))
-            .and_then(|e| State::decode(&e.value));
+        let prior = shard.get(key).filter(|e| e.live(now)).and_then(|e| match &e.value {
+            Value::Bucket(state) => Some(*state),
+            Value::Bytes(bytes) => State::decode(bytes),
+        });
         let outcome = bucket.take(prior, now_ms, cost);
         if let Outcome::Allowed { state, ttl_ms, .. } = outcome {
-            shard.insert(
-                key.to_string(),
-                Entry {
-                    value: state.encode().into_bytes(),
-                    expires: expiry(Some(Duration::from_millis(ttl_ms)), now),
-                },
-            );
+            let entry = Entry {
+                value: Value::Bucket(state),
+                expires: expiry(Some(Duration::from_millis(ttl_ms)), now),
+            };
+            // The key is copied only when the bucket is new.
+            match shard.get_mut(key) {
+                Some(existing) => *existing = entry,
+                None => {
+                    shard.insert(key.to_string(), entry);
+                }
+            }
             drop(shard);
             self.wrote();
         }
@@ -210,14 +232,15 @@ impl KvStore {
         Self::check(key, Some(value))?;
         let now = Instant::now();
         let mut shard = self.shard(key);
-        let current = shard.get(key).filter(|e| e.live(now)).map(|e| e.value.as_slice());
-        if current != expected {
+        let current = shard.get(key).filter(|e| e.live(now)).map(|e| e.value.bytes());
+        if current.as_deref() != expected {
             return Ok(false);
         }
+        drop(current);
         shard.insert(
             key.to_string(),
             Entry {
-                value: value.to_vec(),
+                value: Value::Bytes(value.to_vec()),
                 expires: expiry(ttl, now),
             },
         );
@@ -303,6 +326,26 @@ mod tests {
         assert!(!refused.allowed);
         assert!(refused.retry_after_secs >= 999, "{refused:?}");
         assert!(matches!(kv.take_tokens("b", bucket, 501), Err(KvError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_bucket_reads_as_its_stored_form_and_a_stored_form_is_a_bucket() {
+        let kv = KvStore::default();
+        let bucket = Bucket {
+            capacity: 10,
+            refill_per_second: 0.001,
+        };
+        assert_eq!(kv.take_tokens("b", bucket, 3).unwrap().remaining, 7);
+        let stored = kv.get("b").expect("the bucket is stored");
+        let state = State::decode(&stored).expect("read as its stored form");
+        assert!((state.tokens - 7.0).abs() < 1e-6, "{state:?}");
+        // A plugin's compare-and-swap sees the same bytes.
+        assert!(kv.compare_and_swap("b", Some(&stored), b"2,0", None).unwrap());
+        // Written as bytes, it is a bucket again: 2 tokens, refilled since
+        // the epoch to the capacity.
+        assert_eq!(kv.take_tokens("b", bucket, 1).unwrap().remaining, 9);
+        kv.set("c", format!("1,{}", u64::MAX / 2).as_bytes(), None).unwrap();
+        assert!(!kv.take_tokens("c", bucket, 2).unwrap().allowed);
     }
 
     #[test]
