@@ -2,9 +2,11 @@
 //! (no arguments but its handler, five booleans back, no host call) called
 //! through a minimal wasmtime embedding — Weir's engine settings, every
 //! import defined as a trap, none of Weir's call machinery — once
-//! synchronously and once with `call_async` (on a fiber, as Weir calls
-//! plugins today). The `plugins` bench's warm no-op call is the same guest
-//! through Weir; the difference between them is Weir's own cost.
+//! synchronously (as Weir calls a plugin whose imports all answer at once)
+//! and once with `call_async` (on a fiber, as Weir calls a plugin that
+//! imports something that waits). The `plugins` bench's warm no-op call is
+//! the same guest through Weir; the difference between them is Weir's own
+//! cost.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -121,18 +121,18 @@ fn request(path: &str) -> Request<Body> {
     builder.body(full_body(Bytes::new())).expect("request")
 }
 
-fn request_state(path: &str) -> RequestState {
+fn request_state(path: &str) -> Box<RequestState> {
     let (parts, _) = request(path).into_parts();
     let mut properties = Properties::default();
     let _ = properties.set("client-ip", "127.0.0.1");
     let _ = properties.set("route", "bench");
-    RequestState {
+    Box::new(RequestState {
         parts,
         body: None,
         body_replaced: false,
         body_visible: false,
         properties,
-    }
+    })
 }
 
 fn upstream_response() -> Response<Body> {

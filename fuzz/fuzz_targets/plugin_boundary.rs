@@ -19,12 +19,12 @@ use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use wasmtime::component::Resource;
 use weir::config::{OnUnavailable, PluginName, RouteName};
+use weir::plugins::capabilities::OutboundClient;
 use weir::plugins::capabilities::weir::plugin::types::{Error as CapError, HeaderEdit, HostRequest, HostResponse};
 use weir::plugins::capabilities::weir::plugin::{kv, log, secrets};
 use weir::plugins::capabilities::{Grants, HostState, PluginIdentity, SharedCapabilities};
-use weir::state::SharedState;
-use weir::plugins::capabilities::OutboundClient;
 use weir::plugins::exchange::{Lendable, Properties, RequestState, ResponseState};
+use weir::state::SharedState;
 
 /// A string the fuzzer makes, or one of the names plugins and HTTP care
 /// about, or a long one.
@@ -404,8 +404,8 @@ fuzz_target!(|input: Input| {
     req.body = input.request_body.map(Into::into);
     req.body_visible = input.body_visible;
     // Both are lent at once here, so every call can reach either.
-    let req = host.lent.lend(req);
-    let resp = host.lent.lend(response());
+    let req = host.lent.lend(Box::new(req));
+    let resp = host.lent.lend(Box::new(response()));
 
     for op in input.ops {
         let host = &mut host;
@@ -491,6 +491,6 @@ fuzz_target!(|input: Input| {
         valid_request(host.lent.get(&req).expect("the request handle"));
         valid_response(host.lent.get(&resp).expect("the response handle"));
     }
-    let _: RequestState = host.lent.take_back().expect("the request comes back");
-    let _: ResponseState = host.lent.take_back().expect("the response comes back");
+    let _: Box<RequestState> = host.lent.take_back().expect("the request comes back");
+    let _: Box<ResponseState> = host.lent.take_back().expect("the response comes back");
 });

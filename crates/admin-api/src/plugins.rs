@@ -126,4 +126,7 @@ pub struct PluginLimits {
     pub fail_open: bool,
     /// Each outbound HTTP call's timeout.
     pub outbound_timeout_ms: u64,
+    /// How its calls are made: `direct` (on the worker's stack: every
+    /// import it has answers at once) or `fiber` (some import may wait).
+    pub calls: String,
 }

@@ -93,6 +93,7 @@ fn every_answer_round_trips() {
                     memory_mb: 64,
                     fail_open: true,
                     outbound_timeout_ms: 5000,
+                    calls: "direct".into(),
                 }),
             },
             PluginEntry {

@@ -30,6 +30,7 @@ pub(super) fn plugins(gateway: &Gateway) -> PluginList {
                     memory_mb: (p.limits().memory_bytes >> 20) as u64,
                     fail_open: p.limits().fail_open,
                     outbound_timeout_ms: p.identity().grants.outbound_timeout.as_millis() as u64,
+                    calls: p.calls().into(),
                 });
             PluginEntry { status, limits }
         })

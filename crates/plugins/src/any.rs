@@ -62,6 +62,11 @@ impl AnyPlugin {
         either!(self, p => p.idle_instances())
     }
 
+    /// `direct` or `fiber`: how its calls are made.
+    pub fn calls(&self) -> &'static str {
+        either!(self, p => p.calls())
+    }
+
     /// The filter, if it is one.
     pub fn as_filter(&self) -> Option<&Arc<FilterPlugin>> {
         match self {

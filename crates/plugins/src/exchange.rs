@@ -78,14 +78,15 @@ pub struct ResponseState {
 }
 
 /// The request or response a plugin's current call was lent, held in the
-/// instance's store rather than its resource table: lending is a move into
-/// a field, with no allocation, and the handle the guest borrows names the
-/// field (a fixed rep per kind). Between calls both are empty, so a handle
-/// kept past its call finds nothing and traps.
+/// instance's store rather than its resource table: lending moves a box
+/// into a field, with no allocation and no copy of the request, and the
+/// handle the guest borrows names the field (a fixed rep per kind).
+/// Between calls both are empty, so a handle kept past its call finds
+/// nothing and traps.
 #[derive(Default)]
 pub struct Lent {
-    request: Option<RequestState>,
-    response: Option<ResponseState>,
+    request: Option<Box<RequestState>>,
+    response: Option<Box<ResponseState>>,
 }
 
 /// What can be lent to a plugin for one call: where it is held in
@@ -94,40 +95,40 @@ pub trait Lendable: Sized + 'static {
     /// The handle's rep.
     const REP: u32;
     /// The slot this kind is held in.
-    fn slot(lent: &mut Lent) -> &mut Option<Self>;
+    fn slot(lent: &mut Lent) -> &mut Option<Box<Self>>;
     /// The slot, to read.
-    fn slot_ref(lent: &Lent) -> &Option<Self>;
+    fn slot_ref(lent: &Lent) -> &Option<Box<Self>>;
 }
 
 impl Lendable for RequestState {
     const REP: u32 = 1;
-    fn slot(lent: &mut Lent) -> &mut Option<Self> {
+    fn slot(lent: &mut Lent) -> &mut Option<Box<Self>> {
         &mut lent.request
     }
-    fn slot_ref(lent: &Lent) -> &Option<Self> {
+    fn slot_ref(lent: &Lent) -> &Option<Box<Self>> {
         &lent.request
     }
 }
 
 impl Lendable for ResponseState {
     const REP: u32 = 2;
-    fn slot(lent: &mut Lent) -> &mut Option<Self> {
+    fn slot(lent: &mut Lent) -> &mut Option<Box<Self>> {
         &mut lent.response
     }
-    fn slot_ref(lent: &Lent) -> &Option<Self> {
+    fn slot_ref(lent: &Lent) -> &Option<Box<Self>> {
         &lent.response
     }
 }
 
 impl Lent {
     /// Hold `state` for a call; the handle to lend the guest.
-    pub fn lend<T: Lendable>(&mut self, state: T) -> wasmtime::component::Resource<T> {
+    pub fn lend<T: Lendable>(&mut self, state: Box<T>) -> wasmtime::component::Resource<T> {
         *T::slot(self) = Some(state);
         wasmtime::component::Resource::new_borrow(T::REP)
     }
 
     /// Take back what [`Lent::lend`] held.
-    pub fn take_back<T: Lendable>(&mut self) -> Option<T> {
+    pub fn take_back<T: Lendable>(&mut self) -> Option<Box<T>> {
         T::slot(self).take()
     }
 

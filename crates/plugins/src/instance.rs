@@ -42,6 +42,11 @@ pub trait World: Sized + Send + Sync + 'static {
     /// The engine the component was compiled by.
     fn engine(pre: &Self::Pre) -> &Engine;
 
+    /// Whether the component's calls run on a fiber, which can wait and
+    /// gives the worker back between epoch ticks; otherwise they run
+    /// directly and a busy call holds the worker until its deadline.
+    fn waits(pre: &Self::Pre) -> bool;
+
     /// Make an instance.
     fn instantiate(
         pre: &Self::Pre,
@@ -173,6 +178,11 @@ impl<W: World> LoadedPlugin<W> {
             .position(|s| s.route == *route && s.position == position)
     }
 
+    /// `direct` (on the worker's stack) or `fiber`: how its calls are made.
+    pub fn calls(&self) -> &'static str {
+        if W::waits(&self.pre) { "fiber" } else { "direct" }
+    }
+
     /// Idle warm instances right now.
     pub fn idle_instances(&self) -> usize {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)
@@ -210,14 +220,17 @@ impl<W: World> LoadedPlugin<W> {
         let state = HostState::new(self.identity.clone(), self.shared.clone(), self.limits.memory_bytes);
         let mut store = Store::new(W::engine(&self.pre), state);
         store.limiter(|s| &mut s.memory);
-        store.epoch_deadline_callback(|mut ctx| {
+        let waits = W::waits(&self.pre);
+        store.epoch_deadline_callback(move |mut ctx| {
             let data = ctx.data_mut();
             data.ticks_left = data.ticks_left.saturating_sub(1);
             if data.ticks_left == 0 {
                 Ok(UpdateDeadline::Interrupt)
-            } else {
+            } else if waits {
                 // Give the runtime back its worker between ticks.
                 Ok(UpdateDeadline::Yield(1))
+            } else {
+                Ok(UpdateDeadline::Continue(1))
             }
         });
         begin_call(&mut store, self.limits.deadline, None);

@@ -42,10 +42,12 @@ use wasmtime::component::Linker;
 
 pub use any::AnyPlugin;
 pub use capabilities::weir::plugin::types::{Interests, Reply, RequestAction};
-use capabilities::{GrantSource, GrantSources, Grants, HostState, PluginIdentity, SharedCapabilities};
+use capabilities::{
+    GrantSource, GrantSources, Grants, HostState, PluginIdentity, PluginPre, SharedCapabilities, direct,
+};
 pub use chain::{Chain, ChainLink, build_chains};
 use engine::{CompileCache, content_hash};
-pub use filter::{Filter, FilterLease, FilterPlugin};
+pub use filter::{Filter, FilterLease, FilterPlugin, FilterPre};
 use instance::{InstantiateError, LoadedPlugin, Origin, PluginLimits, RouteSlot, World};
 pub use instance::{Lease, PluginFault};
 pub use shim::{ProviderShim, ShimLease, ShimPlugin};
@@ -103,6 +105,9 @@ pub enum PluginLoadError {
 pub struct PluginRuntime {
     engine: Engine,
     linker: Linker<HostState>,
+    /// The imports that never wait: a filter that links against these
+    /// alone is called directly, without a fiber.
+    direct_linker: Linker<HostState>,
     cache: CompileCache,
     state: Arc<SharedState>,
     outbound: capabilities::OutboundClient,
@@ -168,6 +173,9 @@ impl PluginRuntime {
         let engine = engine::shared_engine().map_err(anyhow::Error::msg)?;
         let mut linker = Linker::new(&engine);
         capabilities::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("linking host imports: {e:#}"))?;
+        let mut direct_linker = Linker::new(&engine);
+        capabilities::add_direct_to_linker(&mut direct_linker, state.redis().is_none())
+            .map_err(|e| anyhow::anyhow!("linking host imports: {e:#}"))?;
         let cache_dir = config
             .plugins
             .cache_dir
@@ -177,6 +185,7 @@ impl PluginRuntime {
         Ok(PluginRuntime {
             engine,
             linker,
+            direct_linker,
             cache: CompileCache::new(cache_dir),
             state,
             outbound: capabilities::OutboundClient::new().map_err(anyhow::Error::msg)?,
@@ -251,7 +260,7 @@ impl PluginRuntime {
         })?;
         // Checks the exports, so a wrong world is reported with the file.
         let pre = match capabilities::PluginPre::new(instance_pre.clone()) {
-            Ok(pre) => PluginExports::Filter(pre),
+            Ok(pre) => PluginExports::Filter(self.filter_pre(&component, pre)),
             Err(filter_error) => match capabilities::shim::ShimPre::new(instance_pre) {
                 Ok(pre) => PluginExports::Shim(pre),
                 Err(_) => {
@@ -267,6 +276,7 @@ impl PluginRuntime {
             plugin = %name,
             version = &content_hash[..12],
             from_cache,
+            direct_calls = matches!(pre, PluginExports::Filter(FilterPre::Direct(_))),
             ms = compile_time.as_millis() as u64,
             "plugin compiled"
         );
@@ -279,6 +289,15 @@ impl PluginRuntime {
             manifest,
             pre,
         })
+    }
+
+    /// How a filter is called: directly if every import it has is one that
+    /// never waits, else on a fiber.
+    fn filter_pre(&self, component: &wasmtime::component::Component, fiber: PluginPre<HostState>) -> FilterPre {
+        self.direct_linker
+            .instantiate_pre(component)
+            .and_then(direct::PluginPre::new)
+            .map_or(FilterPre::Fiber(fiber), FilterPre::Direct)
     }
 
     /// Configure `source` for every route of `config` that uses it: one

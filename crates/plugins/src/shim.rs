@@ -32,6 +32,10 @@ impl World for ProviderShim {
         pre.engine()
     }
 
+    fn waits(_: &Self::Pre) -> bool {
+        true
+    }
+
     async fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Shim> {
         pre.instantiate_async(store).await
     }

@@ -316,13 +316,14 @@ impl Proxy {
         } else {
             None
         };
-        let mut state = RequestState {
+        // Boxed once, so that lending it to each plugin moves a pointer.
+        let mut state = Box::new(RequestState {
             parts,
             body: buffered,
             body_replaced: false,
             body_visible: false,
             properties,
-        };
+        });
 
         let mut ran: Vec<Ran> = Vec::with_capacity(chain.links.len());
         for link in &chain.links {
@@ -375,7 +376,7 @@ impl Proxy {
             body,
             properties,
             ..
-        } = state;
+        } = *state;
         let proto = if peer.tls { "https" } else { "http" };
         forwarding::add_forwarded(&mut parts.headers, peer.addr.ip(), proto, authority.as_deref());
         if route.preserve_host {
@@ -425,13 +426,13 @@ impl Proxy {
         } else {
             None
         };
-        let mut state = ResponseState {
+        let mut state = Box::new(ResponseState {
             parts,
             body: buffered,
             body_replaced: false,
             body_visible: false,
             properties,
-        };
+        });
         for index in (0..ran.len()).rev() {
             let Ran { link, lease: kept } = &mut ran[index];
             if !link.interests.on_response {
@@ -465,7 +466,7 @@ impl Proxy {
             mut parts,
             body: new_body,
             ..
-        } = state;
+        } = *state;
         let body = match (new_body, body) {
             (Some(bytes), _) => {
                 parts.headers.remove(header::TRANSFER_ENCODING);

@@ -49,3 +49,22 @@ pub mod shim {
         },
     });
 }
+
+/// Bindings for filters called directly, on the worker's stack instead of
+/// a fiber: the `filter` export's calls are synchronous, and so is `kv`
+/// (over the in-memory store). The other interfaces are the filter
+/// world's, so the same host implementation serves both.
+pub mod direct {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "weir:plugin/plugin",
+        imports: { default: trappable },
+        require_store_data_send: true,
+        with: {
+            "weir:plugin/types": crate::capabilities::bindings::weir::plugin::types,
+            "weir:plugin/log": crate::capabilities::bindings::weir::plugin::log,
+            "weir:plugin/secrets": crate::capabilities::bindings::weir::plugin::secrets,
+            "weir:plugin/outbound-http": crate::capabilities::bindings::weir::plugin::outbound_http,
+        },
+    });
+}

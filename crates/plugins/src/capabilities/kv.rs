@@ -13,11 +13,13 @@
 use std::sync::Arc;
 
 use wasmtime::Result;
-use weir_config::OnUnavailable;
+use weir_config::{OnUnavailable, PluginName};
 use weir_state::bucket::Bucket;
 use weir_state::{SharedState, StateError};
 
 use super::HostState;
+use super::bindings::direct::weir::plugin::kv as direct;
+use super::direct_io::at_once;
 use super::weir::plugin::kv::{Host, TokensTaken};
 use super::weir::plugin::types::Error as CapError;
 
@@ -38,7 +40,7 @@ impl HostState {
             .unwrap_or_default();
         Ok(KvCall {
             state: self.shared.state.clone(),
-            owner: self.identity.name.to_string(),
+            owner: self.identity.name.clone(),
             policy,
         })
     }
@@ -47,7 +49,7 @@ impl HostState {
 /// See [`HostState::kv_call`].
 struct KvCall {
     state: Arc<SharedState>,
-    owner: String,
+    owner: PluginName,
     policy: OnUnavailable,
 }
 
@@ -65,7 +67,10 @@ impl Host for HostState {
         let kv = self.kv_call();
         Ok(async {
             let kv = kv?;
-            kv.state.get(&kv.owner, &key, kv.policy).await.map_err(state_error)
+            kv.state
+                .get(kv.owner.as_str(), &key, kv.policy)
+                .await
+                .map_err(state_error)
         }
         .await)
     }
@@ -75,7 +80,7 @@ impl Host for HostState {
         Ok(async {
             let kv = kv?;
             kv.state
-                .set(&kv.owner, &key, value, ttl_ms, kv.policy)
+                .set(kv.owner.as_str(), &key, value, ttl_ms, kv.policy)
                 .await
                 .map_err(state_error)
         }
@@ -86,7 +91,10 @@ impl Host for HostState {
         let kv = self.kv_call();
         Ok(async {
             let kv = kv?;
-            kv.state.delete(&kv.owner, &key, kv.policy).await.map_err(state_error)
+            kv.state
+                .delete(kv.owner.as_str(), &key, kv.policy)
+                .await
+                .map_err(state_error)
         }
         .await)
     }
@@ -96,7 +104,7 @@ impl Host for HostState {
         Ok(async {
             let kv = kv?;
             kv.state
-                .increment(&kv.owner, &key, delta, ttl_ms, kv.policy)
+                .increment(kv.owner.as_str(), &key, delta, ttl_ms, kv.policy)
                 .await
                 .map_err(state_error)
         }
@@ -114,7 +122,7 @@ impl Host for HostState {
         Ok(async {
             let kv = kv?;
             kv.state
-                .compare_and_swap(&kv.owner, &key, expected, value, ttl_ms, kv.policy)
+                .compare_and_swap(kv.owner.as_str(), &key, expected, value, ttl_ms, kv.policy)
                 .await
                 .map_err(state_error)
         }
@@ -137,7 +145,7 @@ impl Host for HostState {
             let kv = kv?;
             let taken = kv
                 .state
-                .take_tokens(&kv.owner, &key, bucket, cost, kv.policy)
+                .take_tokens(kv.owner.as_str(), &key, bucket, cost, kv.policy)
                 .await
                 .map_err(state_error)?;
             Ok(TokensTaken {
@@ -148,5 +156,52 @@ impl Host for HostState {
             })
         }
         .await)
+    }
+}
+
+/// `kv` for a plugin called directly: the same calls, over the in-memory
+/// store, which answers at once. (With Redis, plugins that import `kv` are
+/// called on a fiber; a call that had to wait here would trap.)
+impl direct::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Result<Option<Vec<u8>>, CapError>> {
+        at_once(Host::get(self, key))?
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<Result<(), CapError>> {
+        at_once(Host::set(self, key, value, ttl_ms))?
+    }
+
+    fn delete(&mut self, key: String) -> Result<Result<bool, CapError>> {
+        at_once(Host::delete(self, key))?
+    }
+
+    fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<Result<i64, CapError>> {
+        at_once(Host::increment(self, key, delta, ttl_ms))?
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<Result<bool, CapError>> {
+        at_once(Host::compare_and_swap(self, key, expected, value, ttl_ms))?
+    }
+
+    fn take_tokens(
+        &mut self,
+        key: String,
+        capacity: u32,
+        refill_per_second: f64,
+        cost: u32,
+    ) -> Result<Result<direct::TokensTaken, CapError>> {
+        let taken = at_once(Host::take_tokens(self, key, capacity, refill_per_second, cost))??;
+        Ok(taken.map(|t| direct::TokensTaken {
+            allowed: t.allowed,
+            remaining: t.remaining,
+            retry_after_secs: t.retry_after_secs,
+            reset_secs: t.reset_secs,
+        }))
     }
 }

@@ -32,16 +32,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::Result;
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use super::exchange::{RequestState, ResponseState};
 use super::output::PluginOutput;
+use direct_io::{DirectIo, DirectIoData};
 pub use outbound_http::OutboundClient;
 use weir_config::{OnUnavailable, PluginName, RouteName};
 use weir_state::SharedState;
 
 pub mod bindings;
+mod direct_io;
 mod headers;
 mod kv;
 mod log;
@@ -50,7 +52,7 @@ pub mod outbound_http;
 mod secrets;
 mod types;
 
-pub use bindings::{Plugin, PluginIndices, PluginPre, exports, shim, weir};
+pub use bindings::{Plugin, PluginIndices, PluginPre, direct, exports, shim, weir};
 pub use headers::header_list;
 pub use memory::MemoryCap;
 
@@ -240,9 +242,52 @@ impl WasiView for HostState {
     }
 }
 
-/// Add WASI and every Weir import to `linker`.
+/// Add WASI and every Weir import to `linker`, for plugins called on a
+/// fiber: imports that wait (outbound HTTP, `kv` over Redis, WASI's clocks
+/// and streams) suspend the call and give the worker back.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(linker, |s| s)?;
+    Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    Ok(())
+}
+
+/// Add the imports that never wait to `linker`, for plugins called
+/// directly on the worker's stack, without a fiber: Weir's `types`, `log`
+/// and `secrets`, `kv` when `kv_at_once` (the in-memory store), and WASI's
+/// command-line interfaces (environment, exit, stdio on Weir's own
+/// streams), wall clock, random numbers and I/O. A component that imports
+/// anything else — outbound HTTP, `kv` over Redis, WASI's monotonic clock
+/// (timers), files or sockets — does not link here and is called on a
+/// fiber.
+pub fn add_direct_to_linker(linker: &mut Linker<HostState>, kv_at_once: bool) -> Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, io, random, sync};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+
+    let l = linker;
+    cli::environment::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::exit::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_input::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_output::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
+    random::random::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
+    random::insecure::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
+    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
+    io::error::add_to_linker::<HostState, HasSelf<ResourceTable>>(l, |s| &mut s.table)?;
+    sync::io::poll::add_to_linker::<HostState, DirectIoData>(l, |s| DirectIo(&mut s.table))?;
+    sync::io::streams::add_to_linker::<HostState, DirectIoData>(l, |s| DirectIo(&mut s.table))?;
+    weir::plugin::types::add_to_linker::<HostState, HasSelf<HostState>>(l, |s| s)?;
+    weir::plugin::log::add_to_linker::<HostState, HasSelf<HostState>>(l, |s| s)?;
+    weir::plugin::secrets::add_to_linker::<HostState, HasSelf<HostState>>(l, |s| s)?;
+    if kv_at_once {
+        bindings::direct::weir::plugin::kv::add_to_linker::<HostState, HasSelf<HostState>>(l, |s| s)?;
+    }
     Ok(())
 }

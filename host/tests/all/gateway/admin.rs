@@ -52,6 +52,91 @@ async fn admin_api_lists_plugins_and_routes_behind_a_token() {
     gw.stop().await;
 }
 
+/// A plugin whose imports all answer at once is called directly; one that
+/// imports outbound HTTP (which waits on the network) is called on a
+/// fiber. Both serve, and the admin API says which is which.
+#[tokio::test]
+async fn plugins_that_cannot_wait_are_called_directly_and_the_rest_on_a_fiber() {
+    let upstream = echo_upstream("echo").await;
+    let config = format!(
+        r#"
+        [[listeners]]
+        address = "127.0.0.1:0"
+        [admin]
+        address = "127.0.0.1:0"
+        token = "admin-token"
+        [plugin.fetcher]
+        kv = true
+        outbound_hosts = ["{upstream}"]
+        deadline_ms = 50
+        [upstreams.echo]
+        targets = ["{upstream}"]
+        [[routes]]
+        name = "direct"
+        host = "direct.test"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "auth"
+        config = {{ keys = {{ alice = "k1" }} }}
+        [[routes]]
+        name = "fiber"
+        host = "fiber.test"
+        upstream = "echo"
+        [[routes.plugins]]
+        name = "fetcher"
+        "#
+    );
+    let gw = TestGateway::start(&config, &[("auth", "api-key-auth"), ("fetcher", "guest-echo-config")]).await;
+    let http = client();
+    let plugins: PluginList = http
+        .get(gw.admin_url("/plugins"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let calls = |name: &str| {
+        let entry = plugins.plugins.iter().find(|p| p.status.name == name).unwrap();
+        entry.limits.as_ref().unwrap().calls.clone()
+    };
+    assert_eq!(calls("auth"), "direct");
+    assert_eq!(calls("fetcher"), "fiber");
+
+    let direct = http.get(gw.url("/x")).header("host", "direct.test");
+    assert_eq!(direct.try_clone().unwrap().send().await.unwrap().status(), 401);
+    let response = direct.header("x-api-key", "k1").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let fetched = http
+        .get(gw.url(&format!("/fetch?url=http://{upstream}/hello")))
+        .header("host", "fiber.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert!(fetched.text().await.unwrap().contains("\"/hello\""));
+    // kv answers on the fiber path too.
+    let counted = http
+        .get(gw.url("/kv"))
+        .header("host", "fiber.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(counted.text().await.unwrap(), "1");
+    // The deadline holds on a fiber: a busy call ends as 504 (the direct
+    // path's deadline is in faults.rs).
+    let spun = http
+        .get(gw.url("/spin"))
+        .header("host", "fiber.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spun.status(), 504);
+    assert_eq!(spun.headers()["x-weir-error"], "plugin-deadline");
+    gw.stop().await;
+}
+
 /// Config reloads the admin API has counted (ok and failed).
 async fn config_reloads(http: &reqwest::Client, admin: &str) -> f64 {
     let text = http

@@ -4,6 +4,7 @@
 //! - `configure` fails with `rejected: REASON` for the config
 //!   `{"reject": "REASON"}`, and keeps any other config.
 //! - `on_request` capability probes:
+//!   - `/spin…`: loops until its deadline ends the call.
 //!   - `/kv…`: `kv::increment("hits", 1)`; 200 with the new count, or 500
 //!     with the error's `Debug` text.
 //!   - `/secret/NAME`: 200 with the secret's value, or 403 with the error's
@@ -60,6 +61,14 @@ impl Plugin for GuestEchoConfig {
 
     fn on_request(&self, request: &Request) -> Action {
         let path = request.path();
+        if path.starts_with("/spin") {
+            // Busy until the deadline ends the call (this guest imports
+            // outbound HTTP, so it is called on a fiber).
+            let mut spins = 0u64;
+            loop {
+                spins = core::hint::black_box(spins.wrapping_add(1));
+            }
+        }
         if path.starts_with("/kv") {
             return Action::Respond(match kv::increment("hits", 1, None) {
                 Ok(hits) => Reply::new(200).text(&hits.to_string()),
