@@ -25,6 +25,8 @@ mod bucket;
 mod bucket_key;
 mod settings;
 
+use std::cell::OnceCell;
+
 use serde_json::json;
 use weir_sdk::{
     Action, Config, Error, HeaderEdit, Interests, Plugin, Reply, Request, Response, export_plugin, kv, log,
@@ -48,6 +50,9 @@ struct RateLimit {
     bucket: Bucket,
     /// `ratelimit-policy` value, e.g. `10;w=10`.
     policy: String,
+    /// The bucket set when the config names none: the route, read from the
+    /// `route` property once (a handler serves one route), not per request.
+    route: OnceCell<String>,
 }
 
 impl Plugin for RateLimit {
@@ -59,6 +64,7 @@ impl Plugin for RateLimit {
             settings,
             bucket,
             policy,
+            route: OnceCell::new(),
         })
     }
 
@@ -137,12 +143,10 @@ impl Plugin for RateLimit {
 impl RateLimit {
     /// The kv key of the bucket this request takes from.
     fn key_for(&self, request: &Request) -> String {
-        let set = self
-            .settings
-            .bucket
-            .clone()
-            .or_else(|| request.property("route"))
-            .unwrap_or_default();
+        let set = match &self.settings.bucket {
+            Some(bucket) => bucket.as_str(),
+            None => self.route.get_or_init(|| request.property("route").unwrap_or_default()),
+        };
         let by_key = request
             .property(&self.settings.key)
             .map(|v| (self.settings.key.as_str(), v));
@@ -155,7 +159,7 @@ impl RateLimit {
                 ));
                 (FALLBACK_PROPERTY, String::new())
             });
-        bucket_key(&set, property, &value)
+        bucket_key(set, property, &value)
     }
 
     /// Record this limit's numbers for `on_response`, unless a rate limit
