@@ -19,15 +19,17 @@ pub fn from_response(provider: &str, status: u16, body: &[u8]) -> ApiError {
 
 /// The error a JSON value describes, if it is an error object.
 pub fn from_value(provider: &str, status: u16, value: &Value) -> Option<ApiError> {
+    let without_message = || format!("{provider} answered {status} without a message");
     let error = match value.get("error") {
-        Some(Value::String(message)) => return Some(ApiError::for_status(status, message)),
+        Some(Value::String(message)) if !message.is_empty() => return Some(ApiError::for_status(status, message)),
+        Some(Value::String(_)) => return Some(ApiError::for_status(status, &without_message())),
         Some(error @ Value::Object(_)) => error,
         _ if value.get("object").and_then(Value::as_str) == Some("error") => value,
         _ => return None,
     };
     let message = match error.get("message").and_then(Value::as_str) {
         Some(message) if !message.is_empty() => message.to_string(),
-        _ => format!("{provider} answered {status} without a message"),
+        _ => without_message(),
     };
     let mut api_error = ApiError::for_status(status, &message);
     if let Some(kind) = error.get("type").and_then(Value::as_str).filter(|t| !t.is_empty()) {
@@ -121,6 +123,14 @@ mod tests {
             ),
             (400, "invalid_request_error", Some("prompt"), Some("content_filter"))
         );
+    }
+
+    #[test]
+    fn an_empty_error_string_still_gives_a_message() {
+        let error = from_response("OpenAI", 502, br#"{"error": ""}"#);
+        assert_eq!(error.message, "OpenAI answered 502 without a message");
+        let error = from_response("OpenAI", 429, br#"{"error": "slow down"}"#);
+        assert_eq!((error.status, error.message.as_str()), (429, "slow down"));
     }
 
     #[test]
