@@ -4,6 +4,18 @@
 use super::*;
 use weir::admin_api::{ErrorBody, PluginList, RouteList};
 
+/// `GET /plugins`, with the tests' admin token.
+async fn plugin_list(http: &reqwest::Client, gw: &TestGateway) -> PluginList {
+    http.get(gw.admin_url("/plugins"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn admin_api_lists_plugins_and_routes_behind_a_token() {
     let upstream = echo_upstream("echo").await;
@@ -26,15 +38,7 @@ async fn admin_api_lists_plugins_and_routes_behind_a_token() {
     let gw = TestGateway::start(&config, &[("headers", "headers")]).await;
     let http = client();
     assert_eq!(http.get(gw.admin_url("/plugins")).send().await.unwrap().status(), 401);
-    let plugins: PluginList = http
-        .get(gw.admin_url("/plugins"))
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plugins = plugin_list(&http, &gw).await;
     let plugin = &plugins.plugins[0].status;
     assert_eq!(plugin.name, "headers");
     assert_eq!(plugin.version.as_ref().unwrap().len(), 64);
@@ -88,15 +92,7 @@ async fn plugins_that_cannot_wait_are_called_directly_and_the_rest_on_a_fiber() 
     );
     let gw = TestGateway::start(&config, &[("auth", "api-key-auth"), ("fetcher", "guest-echo-config")]).await;
     let http = client();
-    let plugins: PluginList = http
-        .get(gw.admin_url("/plugins"))
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plugins = plugin_list(&http, &gw).await;
     let calls = |name: &str| {
         let entry = plugins.plugins.iter().find(|p| p.status.name == name).unwrap();
         entry.limits.as_ref().unwrap().calls.clone()
