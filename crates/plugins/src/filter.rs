@@ -46,6 +46,18 @@ pub enum FilterBindings {
     Fiber(Plugin),
 }
 
+/// Call one of the `handler` exports of `$bindings`: directly, or on the
+/// instance's fiber. The two bindings are generated apart, so their calls
+/// have the same names but not the same types.
+macro_rules! call_handler {
+    ($bindings:expr, $method:ident($($arg:expr),*)) => {
+        match $bindings {
+            FilterBindings::Direct(b) => b.weir_plugin_filter().handler().$method($($arg),*),
+            FilterBindings::Fiber(b) => b.weir_plugin_filter().handler().$method($($arg),*).await,
+        }
+    };
+}
+
 impl World for Filter {
     type Pre = FilterPre;
     type Bindings = FilterBindings;
@@ -73,15 +85,7 @@ impl World for Filter {
         store: &mut Store<HostState>,
         config_json: &str,
     ) -> wasmtime::Result<Result<ResourceAny, String>> {
-        match bindings {
-            FilterBindings::Direct(b) => b.weir_plugin_filter().handler().call_configure(store, config_json),
-            FilterBindings::Fiber(b) => {
-                b.weir_plugin_filter()
-                    .handler()
-                    .call_configure(store, config_json)
-                    .await
-            }
-        }
+        call_handler!(bindings, call_configure(store, config_json))
     }
 
     async fn interests(
@@ -89,11 +93,7 @@ impl World for Filter {
         store: &mut Store<HostState>,
         handler: ResourceAny,
     ) -> wasmtime::Result<Option<Interests>> {
-        let interests = match bindings {
-            FilterBindings::Direct(b) => b.weir_plugin_filter().handler().call_interests(store, handler)?,
-            FilterBindings::Fiber(b) => b.weir_plugin_filter().handler().call_interests(store, handler).await?,
-        };
-        Ok(Some(interests))
+        Ok(Some(call_handler!(bindings, call_interests(store, handler))?))
     }
 }
 
@@ -112,19 +112,7 @@ impl Lease<Filter> {
             Ok(lent) => lent,
             Err((state, fault)) => return (state, Err(fault)),
         };
-        let result = match call.bindings {
-            FilterBindings::Direct(b) => {
-                b.weir_plugin_filter()
-                    .handler()
-                    .call_on_request(call.store, call.handler, request)
-            }
-            FilterBindings::Fiber(b) => {
-                b.weir_plugin_filter()
-                    .handler()
-                    .call_on_request(call.store, call.handler, request)
-                    .await
-            }
-        };
+        let result = call_handler!(call.bindings, call_on_request(call.store, call.handler, request));
         self.returned(result)
     }
 
@@ -138,19 +126,7 @@ impl Lease<Filter> {
             Ok(lent) => lent,
             Err((state, fault)) => return (state, Err(fault)),
         };
-        let result = match call.bindings {
-            FilterBindings::Direct(b) => {
-                b.weir_plugin_filter()
-                    .handler()
-                    .call_on_response(call.store, call.handler, response)
-            }
-            FilterBindings::Fiber(b) => {
-                b.weir_plugin_filter()
-                    .handler()
-                    .call_on_response(call.store, call.handler, response)
-                    .await
-            }
-        };
+        let result = call_handler!(call.bindings, call_on_response(call.store, call.handler, response));
         self.returned(result)
     }
 
@@ -178,19 +154,10 @@ impl Lease<Filter> {
     /// Run `on-response-chunk`.
     pub async fn on_response_chunk(&mut self, slot: usize, chunk: &[u8], end: bool) -> Result<Vec<u8>, PluginFault> {
         let call = self.enter(slot)?;
-        let result = match call.bindings {
-            FilterBindings::Direct(b) => {
-                b.weir_plugin_filter()
-                    .handler()
-                    .call_on_response_chunk(call.store, call.handler, chunk, end)
-            }
-            FilterBindings::Fiber(b) => {
-                b.weir_plugin_filter()
-                    .handler()
-                    .call_on_response_chunk(call.store, call.handler, chunk, end)
-                    .await
-            }
-        };
+        let result = call_handler!(
+            call.bindings,
+            call_on_response_chunk(call.store, call.handler, chunk, end)
+        );
         result.map_err(|e| self.failed(e))
     }
 }
