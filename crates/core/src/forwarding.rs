@@ -7,6 +7,9 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Fields that describe one connection, never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -39,7 +42,7 @@ pub fn strip_from_client(headers: &mut HeaderMap) {
     let (mut hop_by_hop, mut claims) = (false, false);
     for name in headers.keys() {
         hop_by_hop |= is_hop_by_hop(name);
-        claims |= CLIENT_FIELDS.contains(name);
+        claims |= is_client_field(name);
     }
     if hop_by_hop {
         remove_hop_by_hop(headers);
@@ -71,7 +74,21 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Whether `name` is a hop-by-hop field (one [`strip_hop_by_hop`] removes
 /// by name).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name == header::UPGRADE
+    // The names of HOP_BY_HOP and `upgrade`, matched as text: one length
+    // switch and a compare, where comparing against each name in turn
+    // builds and drops the list every time.
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// The host the client asked for: the URI's authority (HTTP/2) or `host`.
@@ -86,11 +103,12 @@ pub fn request_authority<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Opti
 /// ([`strip_from_client`]); a plugin may set them, and [`add_forwarded`]
 /// fills in those it left unset. (`x-forwarded-for` and `forwarded` are
 /// chains: the gateway appends to them.)
-const CLIENT_FIELDS: [HeaderName; 3] = [
-    HeaderName::from_static("x-forwarded-proto"),
-    HeaderName::from_static("x-forwarded-host"),
-    X_REAL_IP,
-];
+const CLIENT_FIELDS: [HeaderName; 3] = [X_FORWARDED_PROTO, X_FORWARDED_HOST, X_REAL_IP];
+
+/// Whether `name` is one of [`CLIENT_FIELDS`], matched as text.
+fn is_client_field(name: &HeaderName) -> bool {
+    matches!(name.as_str(), "x-forwarded-proto" | "x-forwarded-host" | "x-real-ip")
+}
 
 /// Add `x-forwarded-for` (appended), `x-forwarded-proto`,
 /// `x-forwarded-host`, `x-real-ip` and `forwarded` (appended). The three
@@ -99,46 +117,95 @@ const CLIENT_FIELDS: [HeaderName; 3] = [
 /// and it wins (say, `x-forwarded-proto = "https"` behind a load balancer
 /// that ended TLS).
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host: Option<&str>) {
-    use std::fmt::Write;
     // Five fields are added: grow the map once, not field by field.
     headers.reserve(5);
-    let mut text = String::with_capacity(64);
-    if let Some(existing) = headers
-        .get("x-forwarded-for")
+    let ip = IpText::new(client);
+    let ip = ip.as_str();
+    // The client's own address, as a value: shared by `x-real-ip` and,
+    // when the client sent no chain, `x-forwarded-for`.
+    let alone = HeaderValue::from_str(ip).ok();
+    let chain = match headers
+        .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty())
     {
-        text.push_str(existing);
-        text.push_str(", ");
-    }
-    let start = text.len();
-    let _ = write!(text, "{client}");
-    if !headers.contains_key(X_REAL_IP)
-        && let Ok(v) = HeaderValue::from_str(&text[start..])
+        Some(existing) => HeaderValue::from_str(&[existing, ", ", ip].concat()).ok(),
+        None => alone.clone(),
+    };
+    if let Some(alone) = alone
+        && !headers.contains_key(&X_REAL_IP)
     {
-        headers.insert(X_REAL_IP, v);
+        headers.insert(X_REAL_IP, alone);
     }
-    if let Ok(v) = HeaderValue::from_str(&text) {
-        headers.insert("x-forwarded-for", v);
+    if let Some(chain) = chain {
+        headers.insert(X_FORWARDED_FOR, chain);
     }
     headers
-        .entry("x-forwarded-proto")
+        .entry(X_FORWARDED_PROTO)
         .or_insert_with(|| HeaderValue::from_static(if proto == "https" { "https" } else { "http" }));
-    if !headers.contains_key("x-forwarded-host")
+    if !headers.contains_key(&X_FORWARDED_HOST)
         && let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok())
     {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
-    text.clear();
-    let _ = match client {
-        IpAddr::V4(ip) => write!(text, "for={ip};proto={proto}"),
-        IpAddr::V6(ip) => write!(text, "for=\"[{ip}]\";proto={proto}"),
-    };
+    let mut text = String::with_capacity(64);
+    match client {
+        IpAddr::V4(_) => text.extend(["for=", ip]),
+        IpAddr::V6(_) => text.extend(["for=\"[", ip, "]\""]),
+    }
+    text.extend([";proto=", proto]);
     if let Some(host) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
-        let _ = write!(text, ";host=\"{host}\"");
+        text.extend([";host=\"", host, "\""]);
     }
     if let Ok(v) = HeaderValue::from_str(&text) {
         headers.append(header::FORWARDED, v);
+    }
+}
+
+/// An IP address as text, written into a buffer of its own: no
+/// allocation, and IPv4's four numbers without the formatting machinery.
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> IpText {
+        let mut text = IpText { buf: [0; 48], len: 0 };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    if octet >= 100 {
+                        text.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        text.push(b'0' + octet / 10 % 10);
+                    }
+                    text.push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write;
+                let mut rest = &mut text.buf[..];
+                // At most 45 characters (an IPv4-mapped form): it fits.
+                let _ = write!(rest, "{v6}");
+                text.len = 48 - rest.len();
+            }
+        }
+        text
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.buf[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, dots, colons and hex letters were written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
 }
 
@@ -185,5 +252,42 @@ mod tests {
         let mut h = HeaderMap::new();
         add_forwarded(&mut h, "::1".parse().unwrap(), "https", None);
         assert_eq!(h[header::FORWARDED], "for=\"[::1]\";proto=https");
+    }
+
+    #[test]
+    fn the_names_matched_as_text_are_the_lists() {
+        for name in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in &CLIENT_FIELDS {
+            assert!(is_client_field(name), "{name}");
+            assert!(!is_hop_by_hop(name), "{name}");
+        }
+        for name in [header::HOST, header::CONTENT_LENGTH, header::FORWARDED, X_FORWARDED_FOR] {
+            assert!(!is_hop_by_hop(&name) && !is_client_field(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_address_is_written_as_its_display_form() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "127.0.0.1",
+            "203.0.113.9",
+            "::",
+            "::1",
+            "2001:db8::ff00:42:8329",
+            "::ffff:192.0.2.128",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
+        }
+        for n in 0..=255u8 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::new(n, 0, n, n));
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
+        }
     }
 }
