@@ -164,13 +164,14 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host:
 
 /// An IP address as text, written into a buffer of its own: no
 /// allocation, and IPv4's four numbers without the formatting machinery.
-struct IpText {
+pub struct IpText {
     buf: [u8; 48],
     len: usize,
 }
 
 impl IpText {
-    fn new(ip: IpAddr) -> IpText {
+    /// `ip` in its usual text form (as `Display` writes it).
+    pub fn new(ip: IpAddr) -> IpText {
         let mut text = IpText { buf: [0; 48], len: 0 };
         match ip {
             IpAddr::V4(v4) => {
@@ -203,7 +204,8 @@ impl IpText {
         self.len += 1;
     }
 
-    fn as_str(&self) -> &str {
+    /// The text.
+    pub fn as_str(&self) -> &str {
         // Only ASCII digits, dots, colons and hex letters were written.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }

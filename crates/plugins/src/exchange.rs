@@ -5,13 +5,17 @@
 //! call ([`Lent`]) and takes them back afterwards, so nothing is copied
 //! unless the plugin asks for it.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 use bytes::Bytes;
 
 /// Request-scoped properties shared along the chain.
+///
+/// A request carries a handful, so they are kept in a short list searched
+/// in order: no hashing, one allocation for the list, and the names the
+/// gateway sets itself are not copied.
 #[derive(Debug, Clone, Default)]
-pub struct Properties(HashMap<String, String>);
+pub struct Properties(Vec<(Cow<'static, str>, String)>);
 
 impl Properties {
     /// Most properties one request may carry.
@@ -19,30 +23,54 @@ impl Properties {
     /// Largest property name plus value, in bytes.
     pub const MAX_ENTRY_BYTES: usize = 16 << 10;
 
+    /// Room for `n` properties before the list grows.
+    pub fn with_capacity(n: usize) -> Properties {
+        Properties(Vec::with_capacity(n))
+    }
+
     /// A property's value.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// Set a property; oversized entries, or new entries past the cap, are
     /// refused with a reason.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        self.set_named(name, |n| Cow::Owned(n.to_string()), value)
+    }
+
+    /// [`Properties::set`] for a name fixed in the gateway's code.
+    pub fn set_static(&mut self, name: &'static str, value: &str) -> Result<(), String> {
+        self.set_named(name, Cow::Borrowed, value)
+    }
+
+    fn set_named<'n>(
+        &mut self,
+        name: &'n str,
+        owned: impl FnOnce(&'n str) -> Cow<'static, str>,
+        value: &str,
+    ) -> Result<(), String> {
         if name.len() + value.len() > Self::MAX_ENTRY_BYTES {
             return Err(format!(
                 "property {name:?} is larger than {} bytes",
                 Self::MAX_ENTRY_BYTES
             ));
         }
-        if !self.0.contains_key(name) && self.0.len() >= Self::MAX_ENTRIES {
+        if let Some((_, old)) = self.0.iter_mut().find(|(n, _)| n == name) {
+            old.clear();
+            old.push_str(value);
+            return Ok(());
+        }
+        if self.0.len() >= Self::MAX_ENTRIES {
             return Err(format!("more than {} properties", Self::MAX_ENTRIES));
         }
-        self.0.insert(name.to_string(), value.to_string());
+        self.0.push((owned(name), value.to_string()));
         Ok(())
     }
 
     /// Every property.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
     }
 }
 
@@ -153,4 +181,39 @@ impl Lent {
 /// What a handle used after its call finds: a trap.
 fn used_outside_its_call() -> wasmtime::Error {
     wasmtime::format_err!("a request or response handle used outside its call")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Properties;
+
+    #[test]
+    fn a_property_is_set_replaced_and_read_back() {
+        let mut p = Properties::with_capacity(2);
+        p.set_static("route", "a").unwrap();
+        p.set("consumer", "alice").unwrap();
+        p.set("route", "b").unwrap();
+        assert_eq!(p.get("route"), Some("b"));
+        assert_eq!(p.get("consumer"), Some("alice"));
+        assert_eq!(p.get("missing"), None);
+        assert_eq!(p.iter().count(), 2, "a replaced property is not listed twice");
+    }
+
+    #[test]
+    fn past_the_caps_a_property_is_refused_with_the_reason() {
+        let mut p = Properties::default();
+        for i in 0..Properties::MAX_ENTRIES {
+            p.set(&format!("p{i}"), "v").unwrap();
+        }
+        let refused = p.set("one-more", "v").unwrap_err();
+        assert!(refused.contains("more than 256 properties"), "{refused}");
+        assert_eq!(p.get("one-more"), None);
+        // A property already there can still change.
+        p.set("p0", "w").unwrap();
+        assert_eq!(p.get("p0"), Some("w"));
+        let big = "x".repeat(Properties::MAX_ENTRY_BYTES);
+        let refused = p.set("p1", &big).unwrap_err();
+        assert!(refused.contains("\"p1\" is larger than 16384 bytes"), "{refused}");
+        assert_eq!(p.get("p1"), Some("v"), "a refused value leaves the old one");
+    }
 }

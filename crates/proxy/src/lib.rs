@@ -295,12 +295,15 @@ impl Proxy {
         let authority = forwarding::request_authority(&parts.uri, &parts.headers).map(str::to_string);
 
         let chain = &route.chain;
-        let mut properties = Properties::default();
         // Only plugins read properties; a route without any skips the work.
-        if !chain.links.is_empty() {
-            let _ = properties.set("client-ip", &peer.addr.ip().to_string());
-            let _ = properties.set("route", route.name.as_str());
-        }
+        let properties = if chain.links.is_empty() {
+            Properties::default()
+        } else {
+            let mut properties = Properties::with_capacity(4);
+            let _ = properties.set_static("client-ip", forwarding::IpText::new(peer.addr.ip()).as_str());
+            let _ = properties.set_static("route", route.name.as_str());
+            properties
+        };
 
         // The client's connection-level headers stop here, and so does
         // what it claims in the fields that are the gateway's to say.
