@@ -7,6 +7,7 @@
 //! reload keeps them); the gauges of target and instance-pool state are
 //! taken afresh at each scrape.
 
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock};
 
@@ -16,6 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use rustc_hash::FxHasher;
 
 use super::record::{AttemptOutcome, PluginOutcome, RequestRecord};
 
@@ -47,7 +49,7 @@ impl EncodeLabelValue for Label {
 static NO_ROUTE: LazyLock<Label> = LazyLock::new(|| Label(Arc::from("-")));
 
 /// Labels of a request.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// The route, or `-` when none matched.
     pub route: Label,
@@ -58,14 +60,14 @@ pub struct RequestLabels {
 }
 
 /// Labels of a route.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     /// The route, or `-` when none matched.
     pub route: Label,
 }
 
 /// Labels of a plugin call.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginLabels {
     /// The plugin.
     pub plugin: Label,
@@ -74,7 +76,7 @@ pub struct PluginLabels {
 }
 
 /// Labels of a plugin call's result.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginResultLabels {
     /// The plugin.
     pub plugin: Label,
@@ -110,7 +112,7 @@ pub struct PluginNameLabels {
 }
 
 /// Labels of an upstream target.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
     /// The upstream pool.
     pub upstream: Label,
@@ -119,7 +121,7 @@ pub struct TargetLabels {
 }
 
 /// Labels of an attempt's result.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     /// The upstream pool.
     pub upstream: Label,
@@ -127,6 +129,32 @@ pub struct AttemptLabels {
     pub target: String,
     /// The status class, or `connect-error`, `timeout`, `broken`.
     pub result: &'static str,
+}
+
+/// `Hash` for a label set counted on every request: its fields hashed once
+/// with Fx, and the metric family's map (SipHash, which prometheus-client
+/// fixes) given that one word instead of every field's text. Label values
+/// come from the config (route, plugin and target names) and fixed lists,
+/// never from a client, so a fast hash is safe here.
+macro_rules! hash_once {
+    ($($set:ident { $($field:ident),+ })+) => {$(
+        impl Hash for $set {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                let mut fx = FxHasher::default();
+                $( self.$field.hash(&mut fx); )+
+                state.write_u64(fx.finish());
+            }
+        }
+    )+};
+}
+
+hash_once! {
+    RequestLabels { route, method, status }
+    RouteLabels { route }
+    PluginLabels { plugin, phase }
+    PluginResultLabels { plugin, phase, result }
+    TargetLabels { upstream, target }
+    AttemptLabels { upstream, target, result }
 }
 
 /// Labels of a target's circuit state.

@@ -75,6 +75,8 @@ struct Inner {
     slots: Vec<Slot>,
     ai: Vec<AiMinute>,
     errors: VecDeque<RecentError>,
+    /// Where a target's label is written, kept to be written again.
+    key: String,
 }
 
 impl Default for History {
@@ -95,6 +97,7 @@ impl History {
                 slots: (0..SLOTS).map(|_| Slot::default()).collect(),
                 ai: (0..AI_SLOTS).map(|_| AiMinute::default()).collect(),
                 errors: VecDeque::with_capacity(RECENT_ERRORS),
+                key: String::new(),
             }),
             started_ms: now_ms,
         }
@@ -107,6 +110,7 @@ impl History {
 
     fn record_at(&self, record: &RequestRecord, latency: Duration, now_ms: i64) {
         let Ok(mut inner) = self.inner.lock() else { return };
+        let mut key = std::mem::take(&mut inner.key);
         let slot = inner.slot(bucket_of(now_ms));
         let route = record.route.as_ref().map_or("-", |r| r.as_str());
         let failed = is_error(record.status, record.error);
@@ -122,10 +126,13 @@ impl History {
         }
         let upstream = record.attempts_of();
         for attempt in &record.attempts {
-            let tally = slot.targets.get(&format!("{upstream} {}", attempt.target));
+            key.clear();
+            key.extend([upstream, " ", &attempt.target]);
+            let tally = slot.targets.get(&key);
             tally.attempts += 1;
             tally.failures += u64::from(attempt_failed(attempt.outcome));
         }
+        inner.key = key;
         if failed {
             if inner.errors.len() == RECENT_ERRORS {
                 inner.errors.pop_front();

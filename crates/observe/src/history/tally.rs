@@ -4,7 +4,7 @@
 //! the rest under [`OTHER`] — and what the ring of recent errors keeps of
 //! a request.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use super::latency::Latency;
@@ -22,27 +22,29 @@ pub(super) struct Slot {
 }
 
 /// Tallies by label, at most [`MAX_LABELS`] of them.
+/// Labels are route, plugin and target names from the config, so the map
+/// uses Fx, a fast hash, rather than one that resists chosen keys.
 pub(super) struct Labelled<T> {
-    pub(super) map: HashMap<Arc<str>, T>,
+    pub(super) map: FxHashMap<Arc<str>, T>,
 }
 
 impl<T> Default for Labelled<T> {
     fn default() -> Self {
-        Labelled { map: HashMap::new() }
+        Labelled {
+            map: FxHashMap::default(),
+        }
     }
 }
 
 impl<T: Default> Labelled<T> {
     pub(super) fn get(&mut self, label: &str) -> &mut T {
-        let label = if self.map.contains_key(label) || self.map.len() < MAX_LABELS - 1 {
-            label
-        } else {
-            OTHER
-        };
-        if !self.map.contains_key(label) {
-            self.map.insert(Arc::from(label), T::default());
+        // Looked up once when the label is known (nearly always); a new
+        // one is added while there is room, and past that counts as OTHER.
+        if self.map.contains_key(label) {
+            return self.map.get_mut(label).expect("present");
         }
-        self.map.get_mut(label).expect("inserted above")
+        let label = if self.map.len() < MAX_LABELS - 1 { label } else { OTHER };
+        self.map.entry(Arc::from(label)).or_default()
     }
 }
 

@@ -52,12 +52,18 @@ fn too_many_headers(name: &HeaderName) -> CapError {
 // is written only if the map refuses.
 fn insert_checked(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) -> Result<(), CapError> {
     let kept = name.clone();
-    headers.try_insert(name, value).map(drop).map_err(|_| too_many_headers(&kept))
+    headers
+        .try_insert(name, value)
+        .map(drop)
+        .map_err(|_| too_many_headers(&kept))
 }
 
 fn append_checked(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) -> Result<(), CapError> {
     let kept = name.clone();
-    headers.try_append(name, value).map(drop).map_err(|_| too_many_headers(&kept))
+    headers
+        .try_append(name, value)
+        .map(drop)
+        .map_err(|_| too_many_headers(&kept))
 }
 
 pub(super) fn set_header(headers: &mut HeaderMap, name: &str, value: &str) -> Result<(), CapError> {
