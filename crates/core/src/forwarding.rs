@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
@@ -124,29 +125,36 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host:
     // The client's own address, as a value: shared by `x-real-ip` and,
     // when the client sent no chain, `x-forwarded-for`.
     let alone = HeaderValue::from_str(ip).ok();
-    let chain = match headers
-        .get(&X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty())
+    // Each field is found once (an entry), not looked up and then written.
+    if let Some(alone) = &alone
+        && let Entry::Vacant(field) = headers.entry(X_REAL_IP)
     {
-        Some(existing) => HeaderValue::from_str(&[existing, ", ", ip].concat()).ok(),
-        None => alone.clone(),
-    };
-    if let Some(alone) = alone
-        && !headers.contains_key(&X_REAL_IP)
-    {
-        headers.insert(X_REAL_IP, alone);
+        field.insert(alone.clone());
     }
-    if let Some(chain) = chain {
-        headers.insert(X_FORWARDED_FOR, chain);
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Occupied(mut field) => {
+            let chain = match field.get().to_str().ok().filter(|v| !v.trim().is_empty()) {
+                Some(existing) => HeaderValue::from_str(&[existing, ", ", ip].concat()).ok(),
+                None => alone,
+            };
+            if let Some(chain) = chain {
+                field.insert(chain);
+            }
+        }
+        Entry::Vacant(field) => {
+            if let Some(alone) = alone {
+                field.insert(alone);
+            }
+        }
     }
     headers
         .entry(X_FORWARDED_PROTO)
         .or_insert_with(|| HeaderValue::from_static(if proto == "https" { "https" } else { "http" }));
-    if !headers.contains_key(&X_FORWARDED_HOST)
-        && let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok())
+    if let Some(host) = host
+        && let Entry::Vacant(field) = headers.entry(X_FORWARDED_HOST)
+        && let Ok(host) = HeaderValue::from_str(host)
     {
-        headers.insert(X_FORWARDED_HOST, host);
+        field.insert(host);
     }
     let mut text = String::with_capacity(64);
     match client {
