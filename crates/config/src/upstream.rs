@@ -295,6 +295,8 @@ pub struct Target {
     pub scheme: http::uri::Scheme,
     /// `host:port`.
     pub authority: http::uri::Authority,
+    /// `host:port` as text, shared by every record of an attempt at it.
+    pub name: std::sync::Arc<str>,
 }
 
 /// Parse `host:port`, `http://host:port` or `https://host[:port]`.
@@ -326,7 +328,12 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
             .parse()
             .map_err(|e| format!("{text:?}: {e}"))?
     };
-    Ok(Target { scheme, authority })
+    let name = authority.as_str().into();
+    Ok(Target {
+        scheme,
+        authority,
+        name,
+    })
 }
 
 #[cfg(test)]

@@ -233,7 +233,7 @@ pub fn line(record: &RequestRecord) -> String {
         consumer: record.consumer.as_deref(),
         upstream: record.upstream.as_ref().map(|u| u.as_str()),
         target: last
-            .map(|a| a.target.as_str())
+            .map(|a| &*a.target)
             .or(ai.map(|ai| ai.usage.target.as_str()).filter(|t| !t.is_empty())),
         duration_ms: millis(record.elapsed()),
         upstream_ms: last.map(|a| millis(a.duration)),

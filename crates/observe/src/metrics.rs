@@ -117,7 +117,7 @@ pub struct TargetLabels {
     /// The upstream pool.
     pub upstream: Label,
     /// The target.
-    pub target: String,
+    pub target: Label,
 }
 
 /// Labels of an attempt's result.
@@ -126,7 +126,7 @@ pub struct AttemptLabels {
     /// The upstream pool.
     pub upstream: Label,
     /// The target.
-    pub target: String,
+    pub target: Label,
     /// The status class, or `connect-error`, `timeout`, `broken`.
     pub result: &'static str,
 }
@@ -481,7 +481,7 @@ impl Metrics {
         for (i, attempt) in record.attempts.iter().enumerate() {
             let target = TargetLabels {
                 upstream: upstream.clone(),
-                target: attempt.target.clone(),
+                target: Label::from(&attempt.target),
             };
             if i > 0 {
                 self.upstream_retries.get_or_create(&target).inc();

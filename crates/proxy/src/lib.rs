@@ -266,7 +266,7 @@ impl Proxy {
                 // upstream's are: in the access log and the trace.
                 for tried in attempts {
                     record.attempt(
-                        tried.target,
+                        tried.target.into(),
                         weir_observe::record::new_span_id(),
                         tried.started,
                         weir_observe::AttemptOutcome::Answered(tried.status),

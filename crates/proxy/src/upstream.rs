@@ -348,7 +348,7 @@ impl UpstreamPool {
             let in_flight = self.health[index].start_request();
             let started = Instant::now();
             let attempted = |record: &mut RequestRecord, outcome| {
-                record.attempt(target.authority.to_string(), span_id, started.into_std(), outcome);
+                record.attempt(target.name.clone(), span_id, started.into_std(), outcome);
             };
             // Whether a failed idempotent attempt may go to another target.
             let may_retry = || idempotent && attempt + 1 < attempts && self.retries.try_spend();

@@ -169,7 +169,7 @@ impl PluginOutcome {
 #[derive(Debug, Clone)]
 pub struct Attempt {
     /// The target (`host:port`).
-    pub target: String,
+    pub target: Arc<str>,
     /// The attempt's span, the parent named in the `traceparent` sent.
     pub span_id: [u8; 8],
     /// When the attempt started, from the request's start.
@@ -308,7 +308,7 @@ impl RequestRecord {
     }
 
     /// Record an attempt with span `span_id` that started at `started`.
-    pub fn attempt(&mut self, target: String, span_id: [u8; 8], started: Instant, outcome: AttemptOutcome) {
+    pub fn attempt(&mut self, target: Arc<str>, span_id: [u8; 8], started: Instant, outcome: AttemptOutcome) {
         self.attempts.push(Attempt {
             target,
             span_id,
