@@ -111,12 +111,6 @@ enum PluginCommand {
     },
 }
 
-/// mimalloc serves the gateway's allocations: a proxy allocates and frees
-/// small objects on every request (header maps, bodies, futures), where
-/// it costs less than the system allocator (benches/README.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
