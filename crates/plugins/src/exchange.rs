@@ -36,20 +36,16 @@ impl Properties {
     /// Set a property; oversized entries, or new entries past the cap, are
     /// refused with a reason.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
-        self.set_named(name, |n| Cow::Owned(n.to_string()), value)
+        self.set_named(name, || Cow::Owned(name.to_string()), value)
     }
 
     /// [`Properties::set`] for a name fixed in the gateway's code.
     pub fn set_static(&mut self, name: &'static str, value: &str) -> Result<(), String> {
-        self.set_named(name, Cow::Borrowed, value)
+        self.set_named(name, || Cow::Borrowed(name), value)
     }
 
-    fn set_named<'n>(
-        &mut self,
-        name: &'n str,
-        owned: impl FnOnce(&'n str) -> Cow<'static, str>,
-        value: &str,
-    ) -> Result<(), String> {
+    /// Set `name`; `kept` gives the name to keep, only when it is new.
+    fn set_named(&mut self, name: &str, kept: impl FnOnce() -> Cow<'static, str>, value: &str) -> Result<(), String> {
         if name.len() + value.len() > Self::MAX_ENTRY_BYTES {
             return Err(format!(
                 "property {name:?} is larger than {} bytes",
@@ -64,7 +60,7 @@ impl Properties {
         if self.0.len() >= Self::MAX_ENTRIES {
             return Err(format!("more than {} properties", Self::MAX_ENTRIES));
         }
-        self.0.push((owned(name), value.to_string()));
+        self.0.push((kept(), value.to_string()));
         Ok(())
     }
 

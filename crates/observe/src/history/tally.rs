@@ -38,8 +38,9 @@ impl<T> Default for Labelled<T> {
 
 impl<T: Default> Labelled<T> {
     pub(super) fn get(&mut self, label: &str) -> &mut T {
-        // Looked up once when the label is known (nearly always); a new
-        // one is added while there is room, and past that counts as OTHER.
+        // A known label (nearly always) costs two Fx lookups and no
+        // allocation; a new one is added while there is room, and past
+        // that counts as OTHER.
         if self.map.contains_key(label) {
             return self.map.get_mut(label).expect("present");
         }

@@ -4,9 +4,9 @@
 use super::*;
 use weir::admin_api::{ErrorBody, PluginList, RouteList};
 
-/// `GET /plugins`, with the tests' admin token.
-async fn plugin_list(http: &reqwest::Client, gw: &TestGateway) -> PluginList {
-    http.get(gw.admin_url("/plugins"))
+/// `GET path` on the admin API with the tests' admin token, read as JSON.
+async fn admin_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, gw: &TestGateway, path: &str) -> T {
+    http.get(gw.admin_url(path))
         .bearer_auth("admin-token")
         .send()
         .await
@@ -38,20 +38,12 @@ async fn admin_api_lists_plugins_and_routes_behind_a_token() {
     let gw = TestGateway::start(&config, &[("headers", "headers")]).await;
     let http = client();
     assert_eq!(http.get(gw.admin_url("/plugins")).send().await.unwrap().status(), 401);
-    let plugins = plugin_list(&http, &gw).await;
+    let plugins: PluginList = admin_json(&http, &gw, "/plugins").await;
     let plugin = &plugins.plugins[0].status;
     assert_eq!(plugin.name, "headers");
     assert_eq!(plugin.version.as_ref().unwrap().len(), 64);
     assert_eq!(plugin.routes[0], "api");
-    let routes: RouteList = http
-        .get(gw.admin_url("/routes"))
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routes: RouteList = admin_json(&http, &gw, "/routes").await;
     assert_eq!(routes.routes[0].plugins[0], "headers");
     gw.stop().await;
 }
@@ -92,7 +84,7 @@ async fn plugins_that_cannot_wait_are_called_directly_and_the_rest_on_a_fiber() 
     );
     let gw = TestGateway::start(&config, &[("auth", "api-key-auth"), ("fetcher", "guest-echo-config")]).await;
     let http = client();
-    let plugins = plugin_list(&http, &gw).await;
+    let plugins: PluginList = admin_json(&http, &gw, "/plugins").await;
     let calls = |name: &str| {
         let entry = plugins.plugins.iter().find(|p| p.status.name == name).unwrap();
         entry.limits.as_ref().unwrap().calls.clone()
