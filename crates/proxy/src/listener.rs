@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
@@ -193,7 +193,7 @@ pub async fn serve(
             addr,
             tls: tls.is_some(),
         };
-        let activity = Arc::new(Activity::default());
+        let activity = Arc::new(Activity::new(accepted));
         let service = ConnectionService {
             proxy: proxy.clone(),
             peer,
@@ -207,11 +207,11 @@ pub async fn serve(
             let _slot = slot;
             let _open = open;
             let ended = match tls {
-                None => drive(&builder, stream, service, &activity, idle, accepted, shutdown).await,
+                None => drive(&builder, stream, service, &activity, idle, shutdown).await,
                 Some(acceptor) => {
                     let handshake = TLS_HANDSHAKE_TIMEOUT.min(idle.first_request);
                     match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => drive(&builder, stream, service, &activity, idle, accepted, shutdown).await,
+                        Ok(Ok(stream)) => drive(&builder, stream, service, &activity, idle, shutdown).await,
                         Ok(Err(e)) => return tracing::debug!(client = %addr, "TLS handshake failed: {e}"),
                         Err(_) => return tracing::debug!(client = %addr, "TLS handshake timed out"),
                     }
@@ -244,7 +244,6 @@ async fn drive<S>(
     service: ConnectionService,
     activity: &Activity,
     idle: IdleTimeouts,
-    accepted: Instant,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), BoxError>
 where
@@ -258,11 +257,13 @@ where
     let mut closing = false;
     let close_timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(close_timer);
+    // The idle timer is not moved as requests come and go (that would wake
+    // this task once per request): when it fires, it looks at what
+    // happened since and either closes the connection or is set again for
+    // the idle time after the last request ended.
+    let accepted = activity.accepted;
     let timer = tokio::time::sleep_until(accepted + idle.first_request);
     tokio::pin!(timer);
-    // Requests started when the timer was last set: if more have started
-    // when it fires, the connection was not idle all along.
-    let mut started_then = 0;
     loop {
         tokio::select! {
             ended = connection.as_mut() => return ended,
@@ -277,36 +278,54 @@ where
                 }
                 close_timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
             }
-            // The last request in flight ended: the idle time starts.
-            _ = activity.became_idle.notified(), if !closing => {
-                started_then = activity.started.load(Ordering::Acquire);
-                timer.as_mut().reset(Instant::now() + idle.between_requests);
-            }
             _ = timer.as_mut(), if !closing => {
-                let started = activity.started.load(Ordering::Acquire);
-                if activity.in_flight.load(Ordering::Acquire) > 0 || started != started_then {
-                    // Not idle all along: look again an idle time later
-                    // (the end of the last request resets the timer too).
-                    started_then = started;
-                    timer.as_mut().reset(Instant::now() + idle.between_requests);
-                } else {
-                    tracing::debug!("closing an idle client connection");
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
-                    close_timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+                let now = Instant::now();
+                match activity.idle_since() {
+                    // A request is in flight: look again an idle time later.
+                    None => timer.as_mut().reset(now + idle.between_requests),
+                    Some(since) if since + idle.between_requests > now && since > accepted => {
+                        timer.as_mut().reset(since + idle.between_requests);
+                    }
+                    Some(_) => {
+                        tracing::debug!("closing an idle client connection");
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                        close_timer.as_mut().reset(now + CLOSE_GRACE);
+                    }
                 }
             }
         }
     }
 }
 
-/// A connection's requests: how many are in flight, how many started, and
-/// a signal when the last in flight ends.
-#[derive(Default)]
+/// A connection's requests: how many are in flight, and when the last one
+/// ended.
 struct Activity {
+    /// When the connection was accepted.
+    accepted: Instant,
     in_flight: AtomicUsize,
-    started: AtomicUsize,
-    became_idle: Notify,
+    /// Nanoseconds from the connection's accept to the end of its last
+    /// request; 0 before any request ended.
+    last_end_ns: AtomicU64,
+}
+
+impl Activity {
+    fn new(accepted: Instant) -> Self {
+        Activity {
+            accepted,
+            in_flight: AtomicUsize::new(0),
+            last_end_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Since when the connection has had no request in flight (its accept,
+    /// if no request has ended yet), or `None` while one is in flight.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(self.accepted + Duration::from_nanos(self.last_end_ns.load(Ordering::Acquire)))
+    }
 }
 
 /// A request in flight on its connection, until dropped.
@@ -314,7 +333,6 @@ struct ActiveRequest(Arc<Activity>);
 
 impl ActiveRequest {
     fn start(activity: &Arc<Activity>) -> Self {
-        activity.started.fetch_add(1, Ordering::AcqRel);
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         ActiveRequest(activity.clone())
     }
@@ -322,9 +340,13 @@ impl ActiveRequest {
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.became_idle.notify_one();
-        }
+        // The end is written before the count drops, so a timer that sees
+        // no request in flight also sees when the last one ended.
+        let activity = &self.0;
+        let ended = Instant::now().saturating_duration_since(activity.accepted);
+        let ended = u64::try_from(ended.as_nanos()).unwrap_or(u64::MAX).max(1);
+        activity.last_end_ns.fetch_max(ended, Ordering::AcqRel);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
