@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
+use smallvec::SmallVec;
 
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -56,12 +57,16 @@ pub fn strip_from_client(headers: &mut HeaderMap) {
 }
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    // `connection: keep-alive` is the usual case: a name removed below
+    // anyway is not parsed into a name of its own first.
+    let named: SmallVec<[HeaderName; 2]> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|name| !is_hop_by_hop_text(name))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
@@ -75,11 +80,29 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Whether `name` is a hop-by-hop field (one [`strip_hop_by_hop`] removes
 /// by name).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    is_hop_by_hop_lower(name.as_str())
+}
+
+/// [`is_hop_by_hop`] for a name as written in `connection`, in any case.
+fn is_hop_by_hop_text(name: &str) -> bool {
+    let mut lower = [0u8; 20];
+    match lower.get_mut(..name.len()) {
+        Some(buf) => {
+            buf.copy_from_slice(name.as_bytes());
+            buf.make_ascii_lowercase();
+            std::str::from_utf8(buf).is_ok_and(is_hop_by_hop_lower)
+        }
+        None => false,
+    }
+}
+
+/// Whether a lowercase name is a hop-by-hop field.
+fn is_hop_by_hop_lower(name: &str) -> bool {
     // The names of HOP_BY_HOP and `upgrade`, matched as text: one length
     // switch and a compare, where comparing against each name in turn
     // builds and drops the list every time.
     matches!(
-        name.as_str(),
+        name,
         "connection"
             | "keep-alive"
             | "proxy-connection"
@@ -165,7 +188,8 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host:
     if let Some(host) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
         text.extend([";host=\"", host, "\""]);
     }
-    if let Ok(v) = HeaderValue::from_str(&text) {
+    // The text becomes the value as it is, without a copy.
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(text)) {
         headers.append(header::FORWARDED, v);
     }
 }
@@ -235,6 +259,23 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_tokens_are_matched_in_any_case() {
+        for token in ["Keep-Alive", "UPGRADE", "te", "Transfer-Encoding"] {
+            assert!(is_hop_by_hop_text(token), "{token}");
+        }
+        for token in ["x-secret-hop", "close", "", "a-name-longer-than-the-longest-hop-by-hop-name"] {
+            assert!(!is_hop_by_hop_text(token), "{token}");
+        }
+        // A token in another case still names its field for removal.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Keep-Alive, X-Secret-Hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
     }
 
     #[test]
