@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -55,6 +55,9 @@ pub struct UpstreamPool {
     /// The pool's name.
     pub name: UpstreamName,
     targets: Vec<Target>,
+    /// Each target's `host` field, made once: the client would otherwise
+    /// format it from the URI on every request.
+    hosts: Vec<HeaderValue>,
     weights: Vec<u32>,
     health: Vec<Arc<TargetHealth>>,
     breaker: BreakerPolicy,
@@ -109,9 +112,11 @@ impl UpstreamPool {
             Balance::RoundRobin => weir_select::Balance::RoundRobin,
             Balance::LeastRequests => weir_select::Balance::LeastRequests,
         };
+        let hosts = targets.iter().map(host_field).collect::<anyhow::Result<Vec<_>>>()?;
         Ok(UpstreamPool {
             name: name.clone(),
             planner: Planner::new(&members, balance),
+            hosts,
             weights,
             targets,
             client,
@@ -222,7 +227,7 @@ impl UpstreamPool {
 
     /// Targets in the order to try them: the balancer's choice first, then
     /// the others; those the breaker would refuse last.
-    fn order(&self, now: i64) -> Vec<usize> {
+    fn order(&self, now: i64) -> weir_select::Plan {
         self.planner.plan(|i| Standing {
             in_flight: self.health[i].in_flight(),
             ready: self.health[i].is_ready(self.breaker, now),
@@ -339,6 +344,9 @@ impl UpstreamPool {
             let mut request = Request::from_parts(parts, body);
             *request.uri_mut() = uri;
             *request.version_mut() = http::Version::HTTP_11;
+            if let http::header::Entry::Vacant(host) = request.headers_mut().entry(http::header::HOST) {
+                host.insert(self.hosts[index].clone());
+            }
             // Each attempt is a span of the request's trace; the upstream
             // continues the trace from it.
             let span_id = new_span_id();
@@ -476,7 +484,7 @@ impl UpstreamPool {
                 in_flight: Some(in_flight),
                 breaker: self.breaker,
                 upstream: self.name.clone(),
-                target: self.targets[index].authority.to_string(),
+                target: self.targets[index].name.clone(),
             }
             .boxed_unsync()
         })
@@ -495,7 +503,7 @@ struct WatchedBody {
     in_flight: Option<InFlight>,
     breaker: BreakerPolicy,
     upstream: UpstreamName,
-    target: String,
+    target: Arc<str>,
 }
 
 /// A response body cut off by a timeout.
@@ -503,7 +511,7 @@ struct WatchedBody {
 #[error("upstream {upstream:?} target {target}: {what}")]
 struct BodyTimeout {
     upstream: UpstreamName,
-    target: String,
+    target: Arc<str>,
     what: String,
 }
 
@@ -559,6 +567,22 @@ impl http_body::Body for WatchedBody {
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
     }
+}
+
+/// The `host` field for requests to `target`: its host, and its port
+/// unless that is the scheme's default (as hyper's client would write it).
+fn host_field(target: &Target) -> anyhow::Result<HeaderValue> {
+    let authority = &target.authority;
+    let default_port = match target.scheme.as_str() {
+        "https" => 443,
+        _ => 80,
+    };
+    let text = match authority.port_u16() {
+        Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+        _ => authority.host().to_string(),
+    };
+    HeaderValue::from_maybe_shared(Bytes::from(text))
+        .map_err(|e| anyhow::anyhow!("target {authority}: not a valid host field: {e}"))
 }
 
 /// The client every upstream and AI target uses: keep-alive pool, TCP

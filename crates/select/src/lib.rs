@@ -16,4 +16,4 @@ pub mod plan;
 pub use health::{
     Admission, BreakerPolicy, CircuitState, FailureRate, InFlight, ProbeTally, RetryBudget, TargetHealth,
 };
-pub use plan::{Balance, Member, Planner, Standing};
+pub use plan::{Balance, Member, Plan, Planner, Standing};

@@ -15,6 +15,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use smallvec::SmallVec;
+
 /// How the first target of a priority is chosen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Balance {
@@ -93,15 +95,16 @@ impl Planner {
 
     /// The members in the order the next request tries them. `standing`
     /// tells each member's state by index; it is asked once per member.
-    pub fn plan(&self, standing: impl Fn(usize) -> Standing) -> Vec<usize> {
+    /// Kept inline up to [`INLINE`] members: a plan is made per request.
+    pub fn plan(&self, standing: impl Fn(usize) -> Standing) -> Plan {
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let standings: Vec<Standing> = (0..self.count).map(standing).collect();
-        let mut ready = Vec::with_capacity(self.count);
-        let mut rest = Vec::new();
+        let standings: SmallVec<[Standing; INLINE]> = (0..self.count).map(standing).collect();
+        let mut ready = Plan::new();
+        let mut rest = Plan::new();
         for group in &self.groups {
             let n = group.members.len();
             let first = group.schedule[turn % group.schedule.len()];
-            let mut order: Vec<usize> = (0..n).map(|k| (first + k) % n).collect();
+            let mut order: Plan = (0..n).map(|k| (first + k) % n).collect();
             if self.balance == Balance::LeastRequests {
                 // Fewest in flight for the weight; ties keep the turn order.
                 let load = |k: usize| {
@@ -128,6 +131,12 @@ impl Planner {
         ready
     }
 }
+
+/// How many members a plan holds without allocating.
+pub const INLINE: usize = 8;
+
+/// Member indices in the order to try them.
+pub type Plan = SmallVec<[usize; INLINE]>;
 
 /// One cycle of smooth weighted round robin over `weights` (nginx's): each
 /// index appears `weight` times (after dividing by the weights' greatest
@@ -208,9 +217,9 @@ mod tests {
             in_flight: 0,
             ready: i != 0,
         };
-        assert_eq!(planner.plan(standing), [1, 2, 0]);
-        assert_eq!(planner.plan(standing), [1, 2, 0]);
-        assert_eq!(planner.plan(standing), [2, 1, 0]);
+        assert_eq!(planner.plan(standing)[..], [1, 2, 0]);
+        assert_eq!(planner.plan(standing)[..], [1, 2, 0]);
+        assert_eq!(planner.plan(standing)[..], [2, 1, 0]);
     }
 
     #[test]
