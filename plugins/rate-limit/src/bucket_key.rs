@@ -4,7 +4,21 @@
 /// property the client was identified by, and its value. The first two
 /// are escaped so no value can make two different triples collide.
 pub fn bucket_key(set: &str, property: &str, value: &str) -> String {
-    format!("{}/{}/{}", escape(set), escape(property), value)
+    keyed(&key_prefix(set, property), value)
+}
+
+/// The part of a bucket's key before the value: the same for every
+/// request a handler identifies by the same property, so it is made once.
+pub fn key_prefix(set: &str, property: &str) -> String {
+    format!("{}/{}/", escape(set), escape(property))
+}
+
+/// The key for `value` under a prefix from [`key_prefix`].
+pub fn keyed(prefix: &str, value: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + value.len());
+    key.push_str(prefix);
+    key.push_str(value);
+    key
 }
 
 fn escape(part: &str) -> String {

@@ -33,7 +33,7 @@ use weir_sdk::{
 };
 
 use bucket::Bucket;
-use bucket_key::bucket_key;
+use bucket_key::{key_prefix, keyed};
 use settings::{OnKvError, Settings};
 
 /// The request property a bucket falls back to when `key` is unset.
@@ -50,9 +50,15 @@ struct RateLimit {
     bucket: Bucket,
     /// `ratelimit-policy` value, e.g. `10;w=10`.
     policy: String,
-    /// The bucket set when the config names none: the route, read from the
-    /// `route` property once (a handler serves one route), not per request.
-    route: OnceCell<String>,
+    /// The start of the published property, `limit;`.
+    published_head: String,
+    /// Its end, `;policy`.
+    published_tail: String,
+    /// The two key prefixes (by the configured property, by the fallback),
+    /// made on the first request: without a `bucket` name the bucket set
+    /// is the route, read from the `route` property once (a handler serves
+    /// one route), not per request.
+    prefixes: OnceCell<[String; 2]>,
 }
 
 impl Plugin for RateLimit {
@@ -63,8 +69,10 @@ impl Plugin for RateLimit {
         Ok(RateLimit {
             settings,
             bucket,
+            published_head: format!("{};", bucket.capacity),
+            published_tail: format!(";{policy}"),
             policy,
-            route: OnceCell::new(),
+            prefixes: OnceCell::new(),
         })
     }
 
@@ -143,23 +151,28 @@ impl Plugin for RateLimit {
 impl RateLimit {
     /// The kv key of the bucket this request takes from.
     fn key_for(&self, request: &Request) -> String {
-        let set = match &self.settings.bucket {
-            Some(bucket) => bucket.as_str(),
-            None => self.route.get_or_init(|| request.property("route").unwrap_or_default()),
-        };
-        let by_key = request
-            .property(&self.settings.key)
-            .map(|v| (self.settings.key.as_str(), v));
-        let (property, value) = by_key
-            .or_else(|| request.property(FALLBACK_PROPERTY).map(|v| (FALLBACK_PROPERTY, v)))
-            .unwrap_or_else(|| {
-                log::warn(&format!(
-                    "request has neither property {:?} nor {FALLBACK_PROPERTY:?}; using one shared bucket",
-                    self.settings.key
-                ));
-                (FALLBACK_PROPERTY, String::new())
-            });
-        bucket_key(set, property, &value)
+        let [by_key, by_fallback] = self.prefixes.get_or_init(|| {
+            let route;
+            let set = match &self.settings.bucket {
+                Some(bucket) => bucket.as_str(),
+                None => {
+                    route = request.property("route").unwrap_or_default();
+                    route.as_str()
+                }
+            };
+            [key_prefix(set, &self.settings.key), key_prefix(set, FALLBACK_PROPERTY)]
+        });
+        if let Some(value) = request.property(&self.settings.key) {
+            return keyed(by_key, &value);
+        }
+        let value = request.property(FALLBACK_PROPERTY).unwrap_or_else(|| {
+            log::warn(&format!(
+                "request has neither property {:?} nor {FALLBACK_PROPERTY:?}; using one shared bucket",
+                self.settings.key
+            ));
+            String::new()
+        });
+        keyed(by_fallback, &value)
     }
 
     /// Record this limit's numbers for `on_response`, unless a rate limit
@@ -172,7 +185,15 @@ impl RateLimit {
         if tighter {
             return;
         }
-        let published = format!("{};{remaining};{reset_secs};{}", self.bucket.capacity, self.policy);
+        // Written out rather than formatted: this runs on every request.
+        let (mut remaining_text, mut reset_text) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (remaining_text, reset_text) = (remaining_text.format(remaining), reset_text.format(reset_secs));
+        let mut published = String::with_capacity(
+            self.published_head.len() + remaining_text.len() + 1 + reset_text.len() + self.published_tail.len(),
+        );
+        for part in [&self.published_head, remaining_text, ";", reset_text, &self.published_tail] {
+            published.push_str(part);
+        }
         request.set_property(PROP_HEADERS, &published);
     }
 
