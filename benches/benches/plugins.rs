@@ -5,6 +5,10 @@
 //! Each measurement times only the operation itself: requests are built
 //! before the clock starts, and instances are dropped after it stops.
 
+// The allocator the gateway's binary uses (host/src/allocator.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

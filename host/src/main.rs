@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use weir::admin::probes::ProbeListener;
 
+mod allocator;
 mod status;
 
 #[derive(Parser)]
@@ -112,6 +113,7 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
+    allocator::install();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)

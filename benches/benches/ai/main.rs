@@ -11,6 +11,10 @@
 //! medians of 200 interleaved requests to each destination and their
 //! differences: what Weir adds to the time to first token.
 
+// The allocator the gateway's binary uses (host/src/allocator.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::PathBuf;

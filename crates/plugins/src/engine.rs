@@ -4,6 +4,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -79,6 +80,49 @@ fn build_engine() -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
+/// What the process's allocator does around compiles, set once by the
+/// binary that owns the allocator. Compiling a plugin allocates far more
+/// than serving does; an allocator tuned to keep freed memory for reuse
+/// would hold on to all of it.
+pub trait CompileMemory: Send + Sync {
+    /// A compile starts while none was running.
+    fn begin(&self);
+    /// The last running compile ended: hand back what the compiles freed.
+    fn end(&self);
+}
+
+static COMPILE_MEMORY: OnceLock<Box<dyn CompileMemory>> = OnceLock::new();
+static COMPILING: AtomicUsize = AtomicUsize::new(0);
+
+/// Install the allocator's [`CompileMemory`]; only the first call counts.
+pub fn set_compile_memory(hook: Box<dyn CompileMemory>) {
+    let _ = COMPILE_MEMORY.set(hook);
+}
+
+/// A compile in progress, for [`CompileMemory`].
+struct Compiling;
+
+impl Compiling {
+    fn start() -> Compiling {
+        if COMPILING.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(hook) = COMPILE_MEMORY.get()
+        {
+            hook.begin();
+        }
+        Compiling
+    }
+}
+
+impl Drop for Compiling {
+    fn drop(&mut self) {
+        if COMPILING.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(hook) = COMPILE_MEMORY.get()
+        {
+            hook.end();
+        }
+    }
+}
+
 /// Compiled plugins on disk, keyed by the file's content hash and the
 /// engine's settings, so a restart or a reload of a file seen before skips
 /// compilation.
@@ -106,6 +150,7 @@ impl CompileCache {
     // Deserializing compiled code is unsafe: see the SAFETY note below.
     #[allow(unsafe_code)]
     pub fn component(&self, engine: &Engine, bytes: &[u8], content_hash: &str) -> wasmtime::Result<(Component, bool)> {
+        let _compiling = Compiling::start();
         let Some(path) = self.entry_path(engine, content_hash) else {
             return Ok((Component::new(engine, bytes)?, false));
         };
