@@ -266,7 +266,12 @@ mod tests {
         for token in ["Keep-Alive", "UPGRADE", "te", "Transfer-Encoding"] {
             assert!(is_hop_by_hop_text(token), "{token}");
         }
-        for token in ["x-secret-hop", "close", "", "a-name-longer-than-the-longest-hop-by-hop-name"] {
+        for token in [
+            "x-secret-hop",
+            "close",
+            "",
+            "a-name-longer-than-the-longest-hop-by-hop-name",
+        ] {
             assert!(!is_hop_by_hop_text(token), "{token}");
         }
         // A token in another case still names its field for removal.

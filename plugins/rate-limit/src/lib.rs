@@ -191,7 +191,13 @@ impl RateLimit {
         let mut published = String::with_capacity(
             self.published_head.len() + remaining_text.len() + 1 + reset_text.len() + self.published_tail.len(),
         );
-        for part in [&self.published_head, remaining_text, ";", reset_text, &self.published_tail] {
+        for part in [
+            &self.published_head,
+            remaining_text,
+            ";",
+            reset_text,
+            &self.published_tail,
+        ] {
             published.push_str(part);
         }
         request.set_property(PROP_HEADERS, &published);
