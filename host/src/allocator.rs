@@ -12,8 +12,6 @@
 //! compile thread hands back what it still holds, and the usual delay
 //! comes back for serving.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-
 use weir_plugins::engine::{CompileMemory, set_compile_memory};
 
 #[global_allocator]
@@ -48,36 +46,40 @@ extern "C" fn commit_as_used() {
 
 /// Set the allocator up; call first thing in `main`.
 pub fn install() {
-    set_compile_memory(Box::new(HandBack {
-        serving_delay: AtomicI64::new(0),
-    }));
+    set_compile_memory(Box::new(HandBack::new()));
 }
 
 /// Returns what compiles freed (see the module docs).
 struct HandBack {
-    /// The purge delay to go back to for serving.
-    serving_delay: AtomicI64,
+    /// The purge delay for serving: read once, before any compile, so
+    /// that a compile starting while another's end is under way cannot
+    /// take the compile's delay for the serving one.
+    serving_delay: std::ffi::c_long,
+}
+
+#[allow(unsafe_code)]
+impl HandBack {
+    fn new() -> HandBack {
+        // SAFETY: reading an option has no preconditions.
+        let serving_delay = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
+        HandBack { serving_delay }
+    }
 }
 
 #[allow(unsafe_code)]
 impl CompileMemory for HandBack {
     fn begin(&self) {
-        // SAFETY: reading and setting options has no preconditions.
-        unsafe {
-            let serving = libmimalloc_sys::mi_option_get(PURGE_DELAY);
-            self.serving_delay.store(i64::from(serving), Ordering::Relaxed);
-            libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
-        }
+        // SAFETY: setting an option has no preconditions.
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
     }
 
     fn end(&self) {
-        let serving = self.serving_delay.load(Ordering::Relaxed);
         // SAFETY: `mi_collect` only returns the calling thread's free
         // memory; it is safe on any thread, at any time.
         rayon::broadcast(|_| unsafe { libmimalloc_sys::mi_collect(true) });
         unsafe {
             libmimalloc_sys::mi_collect(true);
-            libmimalloc_sys::mi_option_set(PURGE_DELAY, serving as std::ffi::c_long);
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, self.serving_delay);
         }
     }
 }
@@ -96,9 +98,7 @@ mod tests {
         let get = |option| unsafe { libmimalloc_sys::mi_option_get(option) };
         assert_eq!(get(ARENA_EAGER_COMMIT), 0);
         assert_eq!(get(PURGE_DELAY), DEFAULT_PURGE_DELAY_MS);
-        let hand_back = HandBack {
-            serving_delay: AtomicI64::new(0),
-        };
+        let hand_back = HandBack::new();
         hand_back.begin();
         assert_eq!(get(PURGE_DELAY), 0, "freed memory goes back at once while compiling");
         hand_back.end();
