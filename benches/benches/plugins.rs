@@ -307,6 +307,56 @@ fn chains(c: &mut Criterion) {
     group.finish();
 }
 
+/// The pipeline without plugins, with 3 and with 2 (the 3 without
+/// `rate-limit`, whose requests here all take from one client's bucket),
+/// warm instances, on one thread and on two at once, all sharing one
+/// gateway: its instance pools, shared state and config. Each thread has
+/// its own single-threaded runtime and runs its share of the requests;
+/// the figure is wall time per request (building each request included),
+/// so two threads that never wait on each other show half of one
+/// thread's (on a machine with two free cores).
+fn threads(c: &mut Criterion) {
+    let rt = runtime();
+    let routes = [
+        route("none", &[]),
+        route("chain3", &[AUTH, RATE, HEADERS]),
+        route("chain2", &[AUTH, HEADERS]),
+    ]
+    .concat();
+    let loaded = load(&rt, "", &routes);
+    let mut group = c.benchmark_group("pipeline on threads");
+    for ((plugins, path), threads) in [
+        ("0 plugins", "/none"),
+        ("3 plugins", "/chain3"),
+        ("2 plugins", "/chain2"),
+    ]
+    .into_iter()
+    .flat_map(|chain| [(chain, 1u64), (chain, 2)])
+    {
+        let name = format!("{plugins}, {threads} thread{}", if threads == 1 { "" } else { "s" });
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let started = Instant::now();
+                std::thread::scope(|scope| {
+                    for thread in 0..threads {
+                        let share = iters / threads + u64::from(thread < iters % threads);
+                        let loaded = &loaded;
+                        scope.spawn(move || {
+                            runtime().block_on(async {
+                                for _ in 0..share {
+                                    through_pipeline(loaded, path).await;
+                                }
+                            })
+                        });
+                    }
+                });
+                started.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
 /// What the gateway does with a request's record once its response ended
 /// (metrics, the dashboard's history; the access log is off, as in the
 /// load harness): for a request without plugins and for one through the
@@ -351,6 +401,6 @@ fn report(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = instantiate, warm_call, chains, report
+    targets = instantiate, warm_call, chains, threads, report
 }
 criterion_main!(benches);
