@@ -7,6 +7,12 @@
 //! calls it, and the lease puts it back when dropped — unless the instance
 //! faulted (trap, deadline, memory cap), in which case it is thrown away.
 //!
+//! Idle instances wait in one list per thread: a worker takes back the
+//! instances it used last, whose memory is still in its core's cache, and
+//! workers do not contend for one lock. A worker whose list is empty takes
+//! one from another's before making a new one; `max_idle` caps them all
+//! together.
+//!
 //! The pool, the limits and the fault handling are the same for every
 //! plugin; what can be called depends on the world the component exports,
 //! a [`World`]: [`Filter`](crate::filter::Filter) (route chains) or
@@ -17,6 +23,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -118,7 +125,10 @@ pub struct LoadedPlugin<W: World> {
     pub routes: Vec<RouteSlot>,
     pre: W::Pre,
     shared: Arc<SharedCapabilities>,
-    idle: Mutex<Vec<PluginInstance<W>>>,
+    /// Idle warm instances, one list per thread (see the module docs).
+    idle: thread_local::ThreadLocal<Mutex<Vec<PluginInstance<W>>>>,
+    /// Idle instances in all the lists.
+    idle_count: AtomicUsize,
 }
 
 /// One live instance and its handlers (one per route slot; `None` for
@@ -161,7 +171,8 @@ impl<W: World> LoadedPlugin<W> {
             routes,
             pre: origin.pre.clone(),
             shared,
-            idle: Mutex::new(Vec::new()),
+            idle: thread_local::ThreadLocal::new(),
+            idle_count: AtomicUsize::new(0),
         }
     }
 
@@ -185,7 +196,20 @@ impl<W: World> LoadedPlugin<W> {
 
     /// Idle warm instances right now.
     pub fn idle_instances(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+        self.idle_count.load(Ordering::Relaxed)
+    }
+
+    /// An idle instance: this thread's last used, else another thread's.
+    fn take_idle(&self) -> Option<PluginInstance<W>> {
+        if self.idle_count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let own = self.idle.get_or_default();
+        let taken = pop(own).or_else(|| self.idle.iter().filter(|list| !std::ptr::eq(*list, own)).find_map(pop));
+        if taken.is_some() {
+            self.idle_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        taken
     }
 
     fn fault(&self, store: &Store<HostState>, error: wasmtime::Error) -> PluginFault {
@@ -276,8 +300,7 @@ impl<W: World> LoadedPlugin<W> {
     /// Check out an instance able to serve `slot`.
     pub async fn lease(self: &Arc<Self>, slot: usize) -> Result<Lease<W>, PluginFault> {
         if self.limits.mode == InstanceMode::Pooled {
-            let warm = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-            if let Some(instance) = warm {
+            if let Some(instance) = self.take_idle() {
                 return Ok(Lease {
                     plugin: self.clone(),
                     instance: Some(instance),
@@ -303,14 +326,25 @@ impl<W: World> LoadedPlugin<W> {
         }
     }
 
-    /// Keep a warm instance for later, unless enough are idle already.
+    /// Keep a warm instance for later, in this thread's list, unless
+    /// enough are idle already.
     pub fn put_back(&self, instance: PluginInstance<W>) {
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.limits.max_idle
-        {
-            idle.push(instance);
+        if self.idle_count.fetch_add(1, Ordering::Relaxed) >= self.limits.max_idle {
+            self.idle_count.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        match self.idle.get_or_default().lock() {
+            Ok(mut idle) => idle.push(instance),
+            Err(_) => {
+                self.idle_count.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
+}
+
+/// The last instance put in `list`, if any.
+fn pop<W: World>(list: &Mutex<Vec<PluginInstance<W>>>) -> Option<PluginInstance<W>> {
+    list.lock().ok().and_then(|mut idle| idle.pop())
 }
 
 /// Why an instance could not be made.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod admin;
 mod listeners;
+mod pools;
 mod upstreams;
 
 const AUTH_RATE_HEADERS: &[(&str, &str)] = &[
