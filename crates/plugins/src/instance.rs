@@ -299,14 +299,14 @@ impl<W: World> LoadedPlugin<W> {
 
     /// Check out an instance able to serve `slot`.
     pub async fn lease(self: &Arc<Self>, slot: usize) -> Result<Lease<W>, PluginFault> {
-        if self.limits.mode == InstanceMode::Pooled {
-            if let Some(instance) = self.take_idle() {
-                return Ok(Lease {
-                    plugin: self.clone(),
-                    instance: Some(instance),
-                    reusable: true,
-                });
-            }
+        if self.limits.mode == InstanceMode::Pooled
+            && let Some(instance) = self.take_idle()
+        {
+            return Ok(Lease {
+                plugin: self.clone(),
+                instance: Some(instance),
+                reusable: true,
+            });
         }
         let slots: Vec<usize> = match self.limits.mode {
             InstanceMode::Pooled => (0..self.routes.len()).collect(),
