@@ -8,6 +8,10 @@
 //! the same guest through Weir; the difference between them is Weir's own
 //! cost.
 
+// The allocator the gateway's binary uses (host/src/allocator.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

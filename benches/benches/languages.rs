@@ -8,6 +8,10 @@
 //! Needs each language's tools (`make setup`). Prints a table of the
 //! figures criterion does not measure before the criterion groups run.
 
+// The allocator the gateway's binary uses (host/src/allocator.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
