@@ -85,7 +85,8 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// [`is_hop_by_hop`] for a name as written in `connection`, in any case.
 fn is_hop_by_hop_text(name: &str) -> bool {
-    let mut lower = [0u8; 20];
+    // Room for the longest hop-by-hop name; anything longer is not one.
+    let mut lower = [0u8; "proxy-authorization".len()];
     match lower.get_mut(..name.len()) {
         Some(buf) => {
             buf.copy_from_slice(name.as_bytes());

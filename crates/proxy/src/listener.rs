@@ -261,8 +261,7 @@ where
     // this task once per request): when it fires, it looks at what
     // happened since and either closes the connection or is set again for
     // the idle time after the last request ended.
-    let accepted = activity.accepted;
-    let timer = tokio::time::sleep_until(accepted + idle.first_request);
+    let timer = tokio::time::sleep_until(activity.accepted + idle.first_request);
     tokio::pin!(timer);
     loop {
         tokio::select! {
@@ -280,12 +279,10 @@ where
             }
             _ = timer.as_mut(), if !closing => {
                 let now = Instant::now();
-                match activity.idle_since() {
+                match activity.idle_deadline(idle) {
                     // A request is in flight: look again an idle time later.
                     None => timer.as_mut().reset(now + idle.between_requests),
-                    Some(since) if since + idle.between_requests > now && since > accepted => {
-                        timer.as_mut().reset(since + idle.between_requests);
-                    }
+                    Some(deadline) if deadline > now => timer.as_mut().reset(deadline),
                     Some(_) => {
                         tracing::debug!("closing an idle client connection");
                         connection.as_mut().graceful_shutdown();
@@ -318,13 +315,18 @@ impl Activity {
         }
     }
 
-    /// Since when the connection has had no request in flight (its accept,
-    /// if no request has ended yet), or `None` while one is in flight.
-    fn idle_since(&self) -> Option<Instant> {
+    /// When the connection is to close if nothing starts before: the
+    /// first-request timeout from its accept until a request has ended,
+    /// then the idle timeout from the last request's end; `None` while a
+    /// request is in flight.
+    fn idle_deadline(&self, idle: IdleTimeouts) -> Option<Instant> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        Some(self.accepted + Duration::from_nanos(self.last_end_ns.load(Ordering::Acquire)))
+        Some(match self.last_end_ns.load(Ordering::Acquire) {
+            0 => self.accepted + idle.first_request,
+            ended => self.accepted + Duration::from_nanos(ended) + idle.between_requests,
+        })
     }
 }
 

@@ -17,10 +17,7 @@ pub fn key_prefix(set: &str, property: &str) -> String {
 
 /// The key for `value` under a prefix from [`key_prefix`].
 pub fn keyed(prefix: &str, value: &str) -> String {
-    let mut key = String::with_capacity(prefix.len() + value.len());
-    key.push_str(prefix);
-    key.push_str(value);
-    key
+    [prefix, value].concat()
 }
 
 fn escape(part: &str) -> String {

@@ -188,18 +188,14 @@ impl RateLimit {
         // Written out rather than formatted: this runs on every request.
         let (mut remaining_text, mut reset_text) = (itoa::Buffer::new(), itoa::Buffer::new());
         let (remaining_text, reset_text) = (remaining_text.format(remaining), reset_text.format(reset_secs));
-        let mut published = String::with_capacity(
-            self.published_head.len() + remaining_text.len() + 1 + reset_text.len() + self.published_tail.len(),
-        );
-        for part in [
-            &self.published_head,
+        let published = [
+            self.published_head.as_str(),
             remaining_text,
             ";",
             reset_text,
             &self.published_tail,
-        ] {
-            published.push_str(part);
-        }
+        ]
+        .concat();
         request.set_property(PROP_HEADERS, &published);
     }
 

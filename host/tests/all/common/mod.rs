@@ -124,7 +124,7 @@ pub async fn start_in(dir: &Path, config: &str) -> Result<RunningGateway, String
 
 /// Write `config` into `dir/weir.toml` as the tests run it: with the
 /// shared compile cache, and the access log off unless the config sets it.
-fn write_config(dir: &Path, config: &str) -> PathBuf {
+pub fn write_config(dir: &Path, config: &str) -> PathBuf {
     let mut config = with_cache(config);
     if !config.contains("[access_log]") {
         config = format!("[access_log]\nto = \"off\"\n{config}");

@@ -73,7 +73,8 @@ async fn idle_instances_stay_under_the_cap_across_worker_threads_and_are_reused(
 #[test]
 fn a_thread_with_no_idle_instance_takes_another_threads() {
     let dir = TestGateway::dir_with_plugins(&[("noop", "guest-noop")]);
-    let config = with_cache(
+    let file = write_config(
+        dir.path(),
         r#"
         [[listeners]]
         address = "127.0.0.1:0"
@@ -88,8 +89,6 @@ fn a_thread_with_no_idle_instance_takes_another_threads() {
         plugins = [{ name = "noop" }]
         "#,
     );
-    let file = dir.path().join("weir.toml");
-    std::fs::write(&file, config).expect("write config");
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
